@@ -1,0 +1,57 @@
+"""One error shape for the whole API: {"error": {"code", "message", "fields"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from workbench.exceptions import DomainError
+
+logger = logging.getLogger(__name__)
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    if isinstance(detail, dict) and detail:
+        key, value = next(iter(detail.items()))
+        inner = _first_message(value)
+        return inner if key == "non_field_errors" else f"{key}: {inner}"
+    return str(detail)
+
+
+def error_response(
+    status_code: int, code: str, message: str, fields: dict | None = None
+) -> Response:
+    return Response(
+        {"error": {"code": code, "message": message, "fields": fields or {}}}, status=status_code
+    )
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Map domain, DRF and Django exceptions to the error shape; anything else is a logged 500."""
+    if isinstance(exc, DomainError):
+        return error_response(exc.status_code, exc.code, exc.message, exc.fields)
+    if isinstance(exc, Http404):
+        return error_response(404, "not_found", "Not found.")
+    if isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.ValidationError):
+        detail = exc.detail
+        fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        return error_response(400, "invalid", _first_message(detail), fields)
+    if isinstance(exc, exceptions.APIException):
+        response = drf_exception_handler(exc, context)
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        if response is None:  # pragma: no cover - DRF handles every APIException
+            return None
+        response.data = {"error": {"code": code, "message": str(exc.detail), "fields": {}}}
+        return response
+    logger.exception("unhandled API error", exc_info=exc)
+    return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, "server_error", "Internal error.")

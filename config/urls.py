@@ -1,0 +1,55 @@
+"""URL routes: the JSON API under /api/, its schema and docs, health, and the admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from config.health import healthz, readyz
+from workbench import views
+
+api = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("workspaces/", views.WorkspaceListView.as_view(), name="workspace-list"),
+    path(
+        "workspaces/<int:workspace_id>/tasks/",
+        views.WorkspaceTaskListView.as_view(),
+        name="workspace-tasks",
+    ),
+    path(
+        "workspaces/<int:workspace_id>/workbench/",
+        views.WorkbenchSnapshotView.as_view(),
+        name="workspace-workbench",
+    ),
+    path("tasks/<int:task_id>/", views.TaskDetailView.as_view(), name="task-detail"),
+    path("tasks/<int:task_id>/archive/", views.TaskArchiveView.as_view(), name="task-archive"),
+    path("tasks/<int:task_id>/tabs/", views.TaskTabListView.as_view(), name="task-tabs"),
+    path("tabs/<uuid:tab_id>/", views.TabDetailView.as_view(), name="tab-detail"),
+    path("tabs/<uuid:tab_id>/retry/", views.TabRetryView.as_view(), name="tab-retry"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("api/", include(api)),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": "not_found", "message": f"No route for {request.path}.", "fields": {}}},
+        status=404,
+    )
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": "server_error", "message": "Internal error.", "fields": {}}},
+        status=500,
+    )

@@ -1,0 +1,71 @@
+"""Sandboxes and their recorded steps, read-only: the workflow owns their state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.utils.timesince import timesince
+
+from sandboxes.models import ProvisioningStep, Sandbox
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+
+class StepInline(admin.TabularInline):
+    model = ProvisioningStep
+    extra = 0
+    can_delete = False
+    fields = ["name", "outcome", "started_at", "finished_at", "duration_ms", "detail"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Sandbox)
+class SandboxAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "key",
+        "task",
+        "provider",
+        "state",
+        "age",
+        "error_code",
+        "fence",
+        "lease_expires_at",
+    ]
+    list_filter = ["state", "provider", "error_code"]
+    search_fields = ["key", "task__title", "error_message"]
+    # Never the token: it lets anyone drive the sandbox.
+    exclude = ["token"]
+    readonly_fields = [
+        "task",
+        "provider",
+        "agent",
+        "key",
+        "state",
+        "error_code",
+        "error_message",
+        "base_url",
+        "workdir",
+        "pid",
+        "lease_owner",
+        "lease_expires_at",
+        "fence",
+        "version",
+        "created_at",
+        "updated_at",
+        "ready_at",
+        "destroyed_at",
+    ]
+    inlines = [StepInline]
+
+    @admin.display(description="age")
+    def age(self, sandbox: Sandbox) -> str:
+        return timesince(sandbox.created_at)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,93 @@
+"""The provider interface: every kind of sandbox (local process, remote host) implements it.
+
+Providers do I/O only. They never touch the database: the services record steps, states and
+events around the calls, so local and remote sandboxes give identical tab states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+
+class ProviderError(Exception):
+    """A provider operation failed; `code` is machine-readable, the message is for people."""
+
+    code = "provider_error"
+    transient = False
+
+    def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if transient is not None:
+            self.transient = transient
+
+
+class ProviderUnavailable(ProviderError):
+    """A transient failure (connection refused, timeout): retrying later may succeed."""
+
+    code = "provider_unavailable"
+    transient = True
+
+
+class SandboxGone(ProviderError):
+    """The sandbox's server is not there any more (process died, host gone)."""
+
+    code = "sandbox_lost"
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to provision: derived from the task, keyed deterministically by task and attempt."""
+
+    key: str
+    repository: str
+    branch: str
+    agent: str
+
+
+@dataclass
+class SandboxHandle:
+    """How to reach a provisioned sandbox; stored on the Sandbox row."""
+
+    base_url: str
+    token: str
+    workdir: str = ""
+    pid: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class StepRecorder(Protocol):
+    """Called by a provider around each provisioning step, to record its timing and outcome."""
+
+    def __call__(self, name: str) -> AbstractContextManager[None]: ...
+
+
+class Provider(Protocol):
+    name: str
+
+    def create(self, spec: SandboxSpec, *, step: StepRecorder) -> SandboxHandle:
+        """Make the sandbox and start its server; idempotent for the same spec.key."""
+        ...
+
+    def health(self, handle: SandboxHandle) -> bool:
+        """True when the sandbox's server answers its health check."""
+        ...
+
+    def create_session(self, handle: SandboxHandle, *, server_id: str, agent: str, cwd: str) -> str:
+        """Start an agent session on the server under `server_id`; returns the session id."""
+        ...
+
+    def destroy_session(self, handle: SandboxHandle, *, server_id: str) -> None:
+        """Tear a session down; no error if it is already gone."""
+        ...
+
+    def destroy(self, key: str, handle: SandboxHandle | None) -> None:
+        """Stop the sandbox and free what it holds, including what an unfinished run under
+        `key` left behind (handle None); no error if it is already gone."""
+        ...

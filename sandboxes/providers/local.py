@@ -1,0 +1,276 @@
+"""The local provider: a working copy on disk and a sandbox-agent server process for it.
+
+Layout under WORKBENCH_SANDBOX_ROOT/<key>/: `work/` (the working copy), `home/` (the server's
+own HOME, where it installs agents), `server.log`, `server.pid`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from sandboxes.agent_client import AgentServerClient
+from sandboxes.providers.base import (
+    ProviderError,
+    SandboxGone,
+    SandboxHandle,
+    SandboxSpec,
+    StepRecorder,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def sandbox_agent_binary() -> str:
+    """The sandbox-agent executable: the setting, else the npm package's platform binary."""
+    configured = settings.WORKBENCH_SANDBOX_AGENT_BIN
+    if configured:
+        return configured
+    packages = Path(settings.BASE_DIR) / "node_modules" / "@sandbox-agent"
+    for candidate in sorted(packages.glob("cli-*/bin/sandbox-agent")):
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("sandbox-agent")
+    if found:
+        return found
+    raise ProviderError(
+        "the sandbox-agent binary is not installed (run `make setup`, or set "
+        "WORKBENCH_SANDBOX_AGENT_BIN)",
+        code="sandbox_agent_missing",
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, limit: int = 600) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:].strip()
+    except OSError:
+        return ""
+
+
+def _git(args: list[str], *, cwd: Path | None, timeout: float) -> None:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for credentials
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ProviderError(
+            f"git {args[0]} timed out after {timeout:.0f}s", code="clone_timeout"
+        ) from None
+    if result.returncode != 0:
+        message = (result.stderr or result.stdout).strip().splitlines()
+        raise ProviderError(
+            f"git {args[0]} failed: {message[-1] if message else 'exit ' + str(result.returncode)}",
+            code="clone_failed",
+        )
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root or settings.WORKBENCH_SANDBOX_ROOT)
+
+    # -- create ---------------------------------------------------------------------------
+
+    def create(self, spec: SandboxSpec, *, step: StepRecorder) -> SandboxHandle:
+        """Steps: prepare_workspace, start_server, wait_healthy, install_agent.
+
+        Idempotent per key: a server still running from a crashed run of the same key is
+        reused; otherwise what the crashed run left on disk is replaced.
+        """
+        base = self.root / spec.key
+        workdir, home = base / "work", base / "home"
+        handle = self._running_handle(base)
+        try:
+            if handle is None:
+                with step("prepare_workspace"):
+                    self._prepare_workspace(spec, base, workdir, home)
+                with step("start_server"):
+                    handle = self._start_server(base, workdir, home)
+            with step("wait_healthy"):
+                self._wait_healthy(handle, base)
+            timeout = settings.WORKBENCH_AGENT_INSTALL_TIMEOUT
+            with step("install_agent"), self._client(handle, timeout) as client:
+                client.install_agent(spec.agent, timeout=timeout)
+        except ProviderError:
+            # A failed attempt leaks no process: the next attempt has a new key anyway.
+            self.destroy(spec.key, handle)
+            raise
+        return handle
+
+    def _prepare_workspace(self, spec: SandboxSpec, base: Path, workdir: Path, home: Path) -> None:
+        if base.exists():
+            shutil.rmtree(base)
+        home.mkdir(parents=True)
+        timeout = settings.WORKBENCH_CLONE_TIMEOUT
+        if spec.repository:
+            branch = ["--branch", spec.branch] if spec.branch else []
+            _git(
+                ["clone", "--quiet", *branch, "--", spec.repository, str(workdir)],
+                cwd=None,
+                timeout=timeout,
+            )
+        else:
+            workdir.mkdir()
+            _git(["init", "--quiet", "-b", spec.branch or "main"], cwd=workdir, timeout=timeout)
+
+    def _start_server(self, base: Path, workdir: Path, home: Path) -> SandboxHandle:
+        binary = sandbox_agent_binary()
+        token = secrets.token_urlsafe(32)
+        port = _free_port()
+        pidfile, logfile = base / "server.pid", base / "server.log"
+        pidfile.unlink(missing_ok=True)
+        env = {**os.environ, "HOME": str(home), "SANDBOX_AGENT_BIN": binary}
+        # `setsid --fork` detaches the server into its own session so it outlives the Celery
+        # task and is never our zombie; the shell records the pid that `exec` keeps. The
+        # server takes its token only on argv (no env var), so local users could see it in
+        # `ps`: run the service under its own user on shared hosts (docs/deploy.md).
+        with logfile.open("ab") as log:
+            subprocess.run(
+                [
+                    "setsid",
+                    "--fork",
+                    "sh",
+                    "-c",
+                    'echo $$ > "$0"; exec "$@"',
+                    str(pidfile),
+                    binary,
+                    "server",
+                    "--no-telemetry",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--token",
+                    token,
+                ],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                check=True,
+                timeout=10,
+            )
+        deadline = time.monotonic() + 5
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            if time.monotonic() > deadline:
+                raise ProviderError(
+                    "sandbox-agent server did not start", code="server_start_failed"
+                )
+            time.sleep(0.01)
+        pid = int(pidfile.read_text().strip())
+        (base / "server.url").write_text(f"http://127.0.0.1:{port}")
+        (base / "server.token").write_text(token)
+        (base / "server.token").chmod(0o600)
+        return SandboxHandle(
+            base_url=f"http://127.0.0.1:{port}", token=token, workdir=str(workdir), pid=pid
+        )
+
+    def _running_handle(self, base: Path) -> SandboxHandle | None:
+        """The handle of a server a previous run of this key left running, if it answers."""
+        try:
+            pid = int((base / "server.pid").read_text().strip())
+            url = (base / "server.url").read_text().strip()
+            token = (base / "server.token").read_text().strip()
+        except (OSError, ValueError):
+            return None
+        handle = SandboxHandle(base_url=url, token=token, workdir=str(base / "work"), pid=pid)
+        if _pid_alive(pid) and self.health(handle):
+            return handle
+        self._kill(pid)
+        return None
+
+    def _wait_healthy(self, handle: SandboxHandle, base: Path) -> None:
+        deadline = time.monotonic() + settings.WORKBENCH_HEALTH_TIMEOUT
+        interval = 0.01
+        while time.monotonic() < deadline:
+            if handle.pid is not None and not _pid_alive(handle.pid):
+                raise ProviderError(
+                    f"sandbox-agent server exited: {_tail(base / 'server.log') or 'no output'}",
+                    code="server_exited",
+                )
+            if self.health(handle):
+                return
+            time.sleep(interval)
+            interval = min(interval * 2, 0.2)
+        raise ProviderError(
+            f"sandbox-agent server not healthy after {settings.WORKBENCH_HEALTH_TIMEOUT:.0f}s",
+            code="health_timeout",
+        )
+
+    # -- the rest of the interface --------------------------------------------------------
+
+    def _client(self, handle: SandboxHandle, timeout: float = 5.0) -> AgentServerClient:
+        return AgentServerClient(handle.base_url, handle.token, timeout=timeout)
+
+    def health(self, handle: SandboxHandle) -> bool:
+        if handle.pid is not None and not _pid_alive(handle.pid):
+            return False
+        with self._client(handle, timeout=2.0) as client:
+            return client.health()
+
+    def create_session(self, handle: SandboxHandle, *, server_id: str, agent: str, cwd: str) -> str:
+        if handle.pid is not None and not _pid_alive(handle.pid):
+            raise SandboxGone("the sandbox-agent server process is gone")
+        timeout = settings.WORKBENCH_SESSION_TIMEOUT
+        with self._client(handle, timeout) as client:
+            return client.open_session(server_id=server_id, agent=agent, cwd=cwd, timeout=timeout)
+
+    def destroy_session(self, handle: SandboxHandle, *, server_id: str) -> None:
+        with contextlib.suppress(SandboxGone), self._client(handle) as client:
+            client.close_server(server_id)
+
+    def destroy(self, key: str, handle: SandboxHandle | None) -> None:
+        base = self.root / key
+        pids = {handle.pid} if handle and handle.pid else set()
+        with contextlib.suppress(OSError, ValueError):
+            pids.add(int((base / "server.pid").read_text().strip()))
+        for pid in pids:
+            self._kill(pid)
+        shutil.rmtree(base, ignore_errors=True)
+
+    @staticmethod
+    def _kill(pid: int, grace: float = 5.0) -> None:
+        """SIGTERM the server's process group (it and its agent processes), then SIGKILL."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if not _pid_alive(pid):
+                    return
+                time.sleep(0.02)

@@ -1,0 +1,264 @@
+"""Every write to sandboxes: claiming the provisioning lease, running and recording the
+provider's steps, and the sandbox's state transitions (each a conditional update)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Literal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils.timezone import now
+
+from sandboxes.models import LIVE_STATES, ProvisioningStep, Sandbox, SandboxState, StepOutcome
+from sandboxes.providers import get_provider
+from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
+from sandboxes.serializers import ProvisioningStepSerializer, SandboxOutputSerializer
+from workbench.events import record_event
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+ClaimOutcome = Literal["ready", "lead", "busy"]
+
+
+class LeaseLost(Exception):
+    """Another run took over this sandbox's provisioning; this run must stop quietly."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    sandbox: Sandbox | None
+
+
+def handle_of(sandbox: Sandbox) -> SandboxHandle:
+    return SandboxHandle(
+        base_url=sandbox.base_url, token=sandbox.token, workdir=sandbox.workdir, pid=sandbox.pid
+    )
+
+
+def _workspace_id(sandbox_id: int) -> int:
+    return Sandbox.objects.filter(pk=sandbox_id).values_list("task__workspace_id", flat=True).get()
+
+
+def _record_sandbox(sandbox_id: int) -> None:
+    sandbox = Sandbox.objects.prefetch_related("steps").get(pk=sandbox_id)
+    record_event(
+        _workspace_id(sandbox_id), "sandbox.updated", SandboxOutputSerializer(sandbox).data
+    )
+
+
+def _lease_until() -> object:
+    return now() + timedelta(seconds=settings.WORKBENCH_PROVISION_LEASE_SECONDS)
+
+
+def sandbox_claim(*, task_id: int, provider: str, agent: str, owner: str) -> Claim:
+    """Find or start the task's one live sandbox, and claim its provisioning if it is free.
+
+    ready: the sandbox is ready. lead: the caller now holds the lease (the returned row's
+    `fence` is its token) and must run `sandbox_provision`. busy: another run holds it.
+    The owner is the Celery task id, which survives redelivery: a redelivered run of a
+    killed worker takes its own lease back at once instead of waiting for it to expire.
+    """
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                sandbox = (
+                    Sandbox.objects.select_for_update()
+                    .filter(task_id=task_id, state__in=LIVE_STATES)
+                    .first()
+                )
+                if sandbox is None:
+                    attempt = Sandbox.objects.filter(task_id=task_id).count() + 1
+                    sandbox = Sandbox.objects.create(
+                        task_id=task_id,
+                        provider=provider,
+                        agent=agent,
+                        key=f"t{task_id}-{attempt}",
+                        lease_owner=owner,
+                        lease_expires_at=_lease_until(),
+                        fence=1,
+                    )
+                    _record_sandbox(sandbox.pk)
+                    return Claim("lead", sandbox)
+                if sandbox.state == SandboxState.READY:
+                    return Claim("ready", sandbox)
+                free = sandbox.lease_expires_at is None or sandbox.lease_expires_at <= now()
+                if sandbox.lease_owner == owner or free:
+                    taken = Sandbox.objects.filter(
+                        pk=sandbox.pk, state=SandboxState.PROVISIONING, fence=sandbox.fence
+                    ).update(
+                        lease_owner=owner, lease_expires_at=_lease_until(), fence=F("fence") + 1
+                    )
+                    if taken:
+                        sandbox.refresh_from_db()
+                        return Claim("lead", sandbox)
+                return Claim("busy", sandbox)
+        except IntegrityError:
+            # Another run created the live sandbox at the same moment (the partial unique
+            # constraint refused ours): go round and read theirs.
+            continue
+    return Claim("busy", None)
+
+
+@contextmanager
+def _recorded_step(sandbox_id: int, fence: int, name: str) -> Iterator[None]:
+    """Record one provider step; renew the lease first, and stop if it was taken over."""
+    with transaction.atomic():
+        renewed = Sandbox.objects.filter(
+            pk=sandbox_id, state=SandboxState.PROVISIONING, fence=fence
+        ).update(lease_expires_at=_lease_until())
+        if not renewed:
+            raise LeaseLost(f"sandbox {sandbox_id} fence {fence}")
+        step = ProvisioningStep.objects.create(
+            sandbox_id=sandbox_id, name=name, fence=fence, started_at=now()
+        )
+        _record_step(step)
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, ProviderError):
+            exc.step = name  # type: ignore[attr-defined] - names the step in the tab's error
+            detail = exc.message
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        _finish_step(step, StepOutcome.FAILED, detail)
+        raise
+    _finish_step(step, StepOutcome.SUCCEEDED, "")
+
+
+def _record_step(step: ProvisioningStep) -> None:
+    data = dict(ProvisioningStepSerializer(step).data)
+    data["task"] = (
+        Sandbox.objects.filter(pk=step.sandbox_id).values_list("task_id", flat=True).get()
+    )
+    record_event(_workspace_id(step.sandbox_id), "provisioning.step", data)
+
+
+def _finish_step(step: ProvisioningStep, outcome: str, detail: str) -> None:
+    with transaction.atomic():
+        step.outcome, step.detail, step.finished_at = outcome, detail[:2000], now()
+        step.save(update_fields=["outcome", "detail", "finished_at"])
+        _record_step(step)
+
+
+def sandbox_provision(*, sandbox_id: int, fence: int, spec: SandboxSpec) -> bool:
+    """Run the provider's steps under the lease; True when this run made the sandbox ready.
+
+    Raises ProviderError when a step fails (the caller fails the sandbox and its waiting
+    tabs together) and LeaseLost when another run took over.
+    """
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    provider = get_provider(sandbox.provider)
+
+    def step(name: str):
+        return _recorded_step(sandbox_id, fence, name)
+
+    handle = provider.create(spec, step=step)
+    if sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle):
+        return True
+    logger.info(
+        "sandbox %s was taken over while provisioning; leaving it to the new run", sandbox_id
+    )
+    return False
+
+
+def sandbox_mark_ready(*, sandbox_id: int, fence: int, handle: SandboxHandle) -> bool:
+    """provisioning -> ready, only for the run holding `fence`."""
+    with transaction.atomic():
+        updated = Sandbox.objects.filter(
+            pk=sandbox_id, state=SandboxState.PROVISIONING, fence=fence
+        ).update(
+            state=SandboxState.READY,
+            base_url=handle.base_url,
+            token=handle.token,
+            workdir=handle.workdir,
+            pid=handle.pid,
+            ready_at=now(),
+            lease_owner="",
+            lease_expires_at=None,
+            version=F("version") + 1,
+        )
+        if updated != 1:
+            return False
+        _record_sandbox(sandbox_id)
+    return True
+
+
+def sandbox_fail(*, sandbox_id: int, code: str, message: str, fence: int | None = None) -> bool:
+    """provisioning|ready -> failed. With a fence, only for the run holding it.
+
+    Runs inside the caller's transaction when there is one, so the tabs that waited on the
+    sandbox can fail in the same commit.
+    """
+    with transaction.atomic():
+        rows = Sandbox.objects.filter(pk=sandbox_id, state__in=LIVE_STATES)
+        if fence is not None:
+            rows = rows.filter(fence=fence)
+        updated = rows.update(
+            state=SandboxState.FAILED,
+            error_code=code,
+            error_message=message[:2000],
+            lease_owner="",
+            lease_expires_at=None,
+            version=F("version") + 1,
+        )
+        if updated != 1:
+            return False
+        _record_sandbox(sandbox_id)
+    return True
+
+
+def sandbox_begin_destroy(*, sandbox_id: int) -> bool:
+    """Any state but destroyed -> destroying; the caller then runs sandbox_destroy."""
+    with transaction.atomic():
+        updated = (
+            Sandbox.objects.filter(pk=sandbox_id)
+            .exclude(state__in=[SandboxState.DESTROYING, SandboxState.DESTROYED])
+            .update(
+                state=SandboxState.DESTROYING,
+                lease_owner="",
+                lease_expires_at=None,
+                version=F("version") + 1,
+            )
+        )
+        if updated != 1:
+            return False
+        _record_sandbox(sandbox_id)
+    return True
+
+
+def sandbox_destroy(*, sandbox_id: int) -> bool:
+    """destroying -> destroyed: stop its server and remove its files. Safe to repeat."""
+    sandbox = Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.DESTROYING).first()
+    if sandbox is None:
+        return False
+    provider = get_provider(sandbox.provider)
+    provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+    with transaction.atomic():
+        updated = Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.DESTROYING).update(
+            state=SandboxState.DESTROYED, destroyed_at=now(), version=F("version") + 1
+        )
+        if updated == 1:
+            _record_sandbox(sandbox_id)
+    return updated == 1
+
+
+def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str) -> str:
+    """Start an agent session in a ready sandbox; returns the session id."""
+    provider = get_provider(sandbox.provider)
+    return provider.create_session(
+        handle_of(sandbox), server_id=server_id, agent=agent, cwd=sandbox.workdir
+    )
+
+
+def sandbox_session_close(*, sandbox: Sandbox, server_id: str) -> None:
+    provider = get_provider(sandbox.provider)
+    provider.destroy_session(handle_of(sandbox), server_id=server_id)

@@ -1,0 +1,82 @@
+"""Task input and output shapes; the output is shared by REST and the websocket stream."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from sandboxes.providers import available_providers
+from sandboxes.serializers import SandboxOutputSerializer
+from tasks_app.models import Task
+
+
+class TaskOutputSerializer(serializers.ModelSerializer):
+    workspace = serializers.IntegerField(source="workspace_id", read_only=True)
+    archived = serializers.BooleanField(source="is_archived", read_only=True)
+    sandbox = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "workspace",
+            "title",
+            "repository",
+            "branch",
+            "provider",
+            "agent",
+            "archived",
+            "version",
+            "created_at",
+            "updated_at",
+            "archived_at",
+            "sandbox",
+        ]
+        read_only_fields = fields
+
+    def get_sandbox(self, task: Task) -> dict | None:
+        """The task's current sandbox (live, else the latest attempt) with its steps."""
+        from sandboxes.selectors import sandbox_current_for_task
+
+        sandbox = sandbox_current_for_task(task_id=task.pk)
+        return SandboxOutputSerializer(sandbox).data if sandbox else None
+
+
+class TaskCreateInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+    repository = serializers.CharField(
+        max_length=1000, required=False, allow_blank=True, default=""
+    )
+    branch = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    provider = serializers.CharField(max_length=64, required=False, default="local")
+    agent = serializers.CharField(max_length=64, required=False, default="mock")
+
+    def validate_provider(self, value: str) -> str:
+        if value not in available_providers():
+            raise serializers.ValidationError(
+                f"unknown provider {value!r}; available: {', '.join(available_providers())}"
+            )
+        return value
+
+    def validate_agent(self, value: str) -> str:
+        from django.conf import settings
+
+        if value not in settings.WORKBENCH_AGENTS:
+            raise serializers.ValidationError(
+                f"unknown agent {value!r}; available: {', '.join(settings.WORKBENCH_AGENTS)}"
+            )
+        return value
+
+    def validate_branch(self, value: str) -> str:
+        # A branch name becomes a git argument: refuse what git would read as an option.
+        if value.startswith("-") or any(c in value for c in " \t\n~^:?*[\\"):
+            raise serializers.ValidationError(f"{value!r} is not a valid branch name")
+        return value
+
+    def validate_repository(self, value: str) -> str:
+        if value.startswith("-"):
+            raise serializers.ValidationError("a repository may not start with '-'")
+        return value
+
+
+class TaskUpdateInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)

@@ -1,0 +1,115 @@
+"""Operators' views: state, age and error at a glance; state changes only through services."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.utils.timesince import timesince
+
+from workbench import services
+from workbench.exceptions import DomainError
+from workbench.models import Event, Membership, TabState, WorkbenchTab, Workspace
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django.http import HttpRequest
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "event_seq", "created_at"]
+    search_fields = ["name"]
+    readonly_fields = ["event_seq", "created_at"]
+    inlines = [MembershipInline]
+
+
+@admin.register(WorkbenchTab)
+class WorkbenchTabAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "title",
+        "task",
+        "state",
+        "age",
+        "error_code",
+        "attempt",
+        "redrives",
+        "unread",
+        "created_at",
+    ]
+    list_filter = ["state", "error_code", "agent", "workspace"]
+    search_fields = ["id", "title", "task__title", "error_message", "session_id"]
+    list_select_related = ["task"]
+    date_hierarchy = "created_at"
+    actions = ["retry_tabs", "close_tabs"]
+    # The workflow owns these: editing them by hand would bypass the state machine.
+    readonly_fields = [
+        "id",
+        "workspace",
+        "task",
+        "sandbox",
+        "created_by",
+        "agent",
+        "state",
+        "error_code",
+        "error_message",
+        "session_id",
+        "acp_server_id",
+        "attempt",
+        "redrives",
+        "idempotency_key",
+        "version",
+        "created_at",
+        "updated_at",
+        "state_changed_at",
+        "ready_at",
+        "closed_at",
+    ]
+    fields = ["title", "draft", "unread", *readonly_fields]
+
+    @admin.display(description="in state for")
+    def age(self, tab: WorkbenchTab) -> str:
+        return timesince(tab.state_changed_at)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tabs are opened through the API, which dispatches their work
+
+    def save_model(self, request: HttpRequest, obj: WorkbenchTab, form: Any, change: bool) -> None:
+        services.tab_update(tab_id=obj.pk, title=obj.title, draft=obj.draft, unread=obj.unread)
+
+    @admin.action(description="Retry selected tabs in error")
+    def retry_tabs(self, request: HttpRequest, queryset: QuerySet[WorkbenchTab]) -> None:
+        done = 0
+        for tab in queryset.filter(state=TabState.ERROR):
+            try:
+                services.tab_retry(tab_id=tab.pk)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{tab.pk}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"Retried {done} tab(s).")
+
+    @admin.action(description="Close selected tabs")
+    def close_tabs(self, request: HttpRequest, queryset: QuerySet[WorkbenchTab]) -> None:
+        for tab in queryset.exclude(state=TabState.CLOSED):
+            services.tab_close(tab_id=tab.pk)
+        self.message_user(request, "Closed the selected tabs.")
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["workspace", "seq", "name", "created_at"]
+    list_filter = ["name", "workspace"]
+    readonly_fields = ["workspace", "seq", "name", "data", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,173 @@
+"""Workspaces, membership, workbench tabs and the per-workspace event log.
+
+This module imports no other app (string foreign keys), so every app can record events.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Workspace(models.Model):
+    name = models.CharField(max_length=200)
+    # The last event sequence number issued; bumped under the row lock by record_event.
+    event_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        MEMBER = "member"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "user"], name="one_membership_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.workspace_id} ({self.role})"
+
+
+class TabState(models.TextChoices):
+    """States of a workbench tab.
+
+    pending_provision ──► pending_session_create ──► ready
+            │                       │                  │
+            └──────────► error ◄────┘◄─────────────────┘ (sandbox or session lost)
+                           │ retry
+                           └──► pending_provision | pending_session_create
+    any state ──close──► closed   (terminal)
+    """
+
+    PENDING_PROVISION = "pending_provision"
+    PENDING_SESSION_CREATE = "pending_session_create"
+    READY = "ready"
+    ERROR = "error"
+    CLOSED = "closed"
+
+
+PENDING_STATES = frozenset({TabState.PENDING_PROVISION, TabState.PENDING_SESSION_CREATE})
+OPEN_STATES = frozenset(set(TabState) - {TabState.CLOSED})
+
+# The one declaration of which transitions exist; services check against it.
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    TabState.PENDING_PROVISION: frozenset(
+        {TabState.PENDING_SESSION_CREATE, TabState.ERROR, TabState.CLOSED}
+    ),
+    TabState.PENDING_SESSION_CREATE: frozenset({TabState.READY, TabState.ERROR, TabState.CLOSED}),
+    TabState.READY: frozenset({TabState.ERROR, TabState.CLOSED}),
+    TabState.ERROR: frozenset(
+        {TabState.PENDING_PROVISION, TabState.PENDING_SESSION_CREATE, TabState.CLOSED}
+    ),
+    TabState.CLOSED: frozenset(),
+}
+
+
+def sources_of(target: str) -> list[str]:
+    """The states from which `target` may be entered."""
+    return [source for source, targets in ALLOWED_TRANSITIONS.items() if target in targets]
+
+
+class TabErrorCode(models.TextChoices):
+    PROVISION_FAILED = "provision_failed"
+    SESSION_FAILED = "session_failed"
+    SANDBOX_LOST = "sandbox_lost"
+    TIMEOUT = "timeout"
+    STALLED = "stalled"
+    TASK_ARCHIVED = "task_archived"
+
+
+class WorkbenchTab(models.Model):
+    # A durable synthetic id issued at creation; the row is updated in place later.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="tabs")
+    task = models.ForeignKey("tasks_app.Task", on_delete=models.CASCADE, related_name="tabs")
+    sandbox = models.ForeignKey(
+        "sandboxes.Sandbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="tabs"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    title = models.CharField(max_length=200, blank=True, default="")
+    agent = models.CharField(max_length=64)
+    state = models.CharField(
+        max_length=32, choices=TabState.choices, default=TabState.PENDING_PROVISION
+    )
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    session_id = models.CharField(max_length=200, blank=True, default="")
+    # The ACP server id on the sandbox-agent server: deterministic per tab and attempt, so a
+    # redelivered session step finds the server it already created instead of making another.
+    acp_server_id = models.CharField(max_length=200, blank=True, default="")
+    draft = models.TextField(blank=True, default="")
+    unread = models.BooleanField(default=False)
+    # Bumped by every retry; work dispatched for an older attempt finds it stale and stops.
+    attempt = models.PositiveIntegerField(default=1)
+    # How many times the reconciler re-dispatched this attempt's work.
+    redrives = models.PositiveIntegerField(default=0)
+    # NULL, not "", when absent: the unique constraint below must ignore tabs without a key.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    state_changed_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "created_by", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="tab_idempotency_key_unique",
+            )
+        ]
+        indexes = [
+            # tab_list_for_task and the workbench snapshot: a task's open tabs in order.
+            models.Index(fields=["task", "state", "created_at"], name="tab_task_state"),
+            # The reconciler: pending tabs whose state has not changed for a while.
+            models.Index(fields=["state", "state_changed_at"], name="tab_state_age"),
+        ]
+
+    def __str__(self) -> str:
+        return f"tab {self.id} ({self.state})"
+
+
+class Event(models.Model):
+    """One entry of a workspace's ordered, gapless event log (the truth behind the stream)."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="events")
+    seq = models.BigIntegerField()
+    name = models.CharField(max_length=64)
+    data = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [
+            # Also the index for resume: events of a workspace after a given seq.
+            models.UniqueConstraint(fields=["workspace", "seq"], name="event_seq_unique")
+        ]
+        indexes = [
+            # prune_events: events older than the retention.
+            models.Index(fields=["created_at"], name="event_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workspace_id}#{self.seq} {self.name}"

@@ -1,0 +1,73 @@
+"""Re-drive pending tabs whose work was lost (a killed worker, a lost queue, a failed
+dispatch), and fail the ones that stall again and again: every pending tab reaches
+ready, error or closed within a bounded time (invariant 3).
+
+Bound: a tab is re-driven after WORKBENCH_STALL_SECONDS without progress, at most
+WORKBENCH_MAX_REDRIVES times, then failed with `timeout`. A tab waiting on a provisioning
+run that still holds a live lease is making progress, not stalled.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils.timezone import now
+
+from sandboxes.models import Sandbox, SandboxState
+from workbench import services, workflows
+from workbench.models import PENDING_STATES, TabErrorCode, TabState, WorkbenchTab
+
+logger = logging.getLogger(__name__)
+
+
+def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[WorkbenchTab]:
+    """Pending tabs with no progress for WORKBENCH_STALL_SECONDS."""
+    moment = at or now()
+    cutoff = moment - timedelta(seconds=settings.WORKBENCH_STALL_SECONDS)
+    provisioning_live = Sandbox.objects.filter(
+        task_id=OuterRef("task_id"), state=SandboxState.PROVISIONING, lease_expires_at__gt=moment
+    )
+    rows = (
+        WorkbenchTab.objects.filter(state__in=PENDING_STATES, updated_at__lt=cutoff)
+        .annotate(provisioning_live=Exists(provisioning_live))
+        .exclude(state=TabState.PENDING_PROVISION, provisioning_live=True)
+        .order_by("updated_at")
+    )
+    return list(rows[:limit])
+
+
+def reconcile() -> dict[str, int]:
+    redriven = failed = 0
+    for tab in stalled_tabs():
+        if tab.redrives >= settings.WORKBENCH_MAX_REDRIVES:
+            failed += services.tab_fail(
+                tab_id=tab.pk,
+                attempt=tab.attempt,
+                code=TabErrorCode.TIMEOUT,
+                message=f"Gave up after {tab.redrives} attempts to get past {tab.state}; "
+                "retry to try again.",
+            )
+            continue
+        with transaction.atomic():
+            claimed = WorkbenchTab.objects.filter(
+                pk=tab.pk, state=tab.state, attempt=tab.attempt, redrives=tab.redrives
+            ).update(redrives=F("redrives") + 1, updated_at=now())
+            if claimed:
+                transaction.on_commit(
+                    partial(
+                        workflows.start_tab_chain,
+                        tab_id=tab.pk,
+                        attempt=tab.attempt,
+                        provision=tab.state == TabState.PENDING_PROVISION,
+                    ),
+                    robust=True,
+                )
+        redriven += claimed
+    if redriven or failed:
+        logger.info("reconciler re-drove %s tabs and failed %s", redriven, failed)
+    return {"redriven": redriven, "failed": failed}

@@ -1,0 +1,495 @@
+"""Every write to workspaces and tabs, and every tab state transition.
+
+Each transition is a conditional update from the states `ALLOWED_TRANSITIONS` permits,
+bumps the row's `version`, and records its event in the same transaction. A worker that
+loses a race gets False/None back; a user asking for an impossible transition gets
+InvalidTransition (409).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Literal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils.timezone import now
+
+from sandboxes import services as sandbox_services
+from sandboxes.models import SandboxState
+from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
+from sandboxes.selectors import sandbox_live_for_task
+from tasks_app import services as task_services
+from tasks_app.models import Task
+from workbench import workflows
+from workbench.events import record_event
+from workbench.exceptions import Conflict, InvalidTransition
+from workbench.models import (
+    ALLOWED_TRANSITIONS,
+    OPEN_STATES,
+    PENDING_STATES,
+    Membership,
+    TabErrorCode,
+    TabState,
+    WorkbenchTab,
+    Workspace,
+    sources_of,
+)
+from workbench.serializers import TabOutputSerializer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from uuid import UUID
+
+    from django.contrib.auth.models import AbstractBaseUser
+
+logger = logging.getLogger(__name__)
+
+
+# -- workspaces ----------------------------------------------------------------------------
+
+
+def workspace_create(*, user: AbstractBaseUser, name: str) -> Workspace:
+    """Create a workspace; its creator becomes its owner."""
+    with transaction.atomic():
+        workspace = Workspace.objects.create(name=name)
+        Membership.objects.create(workspace=workspace, user=user, role=Membership.Role.OWNER)
+    return workspace
+
+
+def membership_add(
+    *, workspace_id: int, user: AbstractBaseUser, role: str = Membership.Role.MEMBER
+) -> Membership:
+    membership, _ = Membership.objects.get_or_create(
+        workspace_id=workspace_id, user=user, defaults={"role": role}
+    )
+    return membership
+
+
+# -- the transition primitive --------------------------------------------------------------
+
+
+def _record_tab(tab: WorkbenchTab) -> None:
+    record_event(tab.workspace_id, "tab.updated", TabOutputSerializer(tab).data)
+
+
+def _transition(
+    *,
+    tab_id: UUID,
+    to: str,
+    sources: Iterable[str] | None = None,
+    at_attempt: int | None = None,
+    **fields: object,
+) -> WorkbenchTab | None:
+    """Move one tab to `to` if it is in one of `sources` (and at `at_attempt`); else None."""
+    allowed = set(sources_of(to))
+    sources = set(sources) if sources is not None else allowed
+    if not sources <= allowed:
+        raise ValueError(f"transitions {sorted(sources - allowed)} -> {to} are not declared")
+    with transaction.atomic():
+        rows = WorkbenchTab.objects.filter(pk=tab_id, state__in=sources)
+        if at_attempt is not None:
+            rows = rows.filter(attempt=at_attempt)
+        stamp = now()
+        updated = rows.update(
+            state=to,
+            state_changed_at=stamp,
+            updated_at=stamp,
+            version=F("version") + 1,
+            **fields,
+        )
+        if updated != 1:
+            return None
+        tab = WorkbenchTab.objects.get(pk=tab_id)
+        _record_tab(tab)
+    return tab
+
+
+def _dispatch_chain(tab: WorkbenchTab) -> None:
+    # Dispatch after commit: a worker could otherwise read the row before it exists, and a
+    # rolled-back request must dispatch nothing. A failed dispatch is left to the reconciler.
+    transaction.on_commit(
+        partial(
+            workflows.start_tab_chain,
+            tab_id=tab.pk,
+            attempt=tab.attempt,
+            provision=tab.state == TabState.PENDING_PROVISION,
+        ),
+        robust=True,
+    )
+
+
+# -- user actions --------------------------------------------------------------------------
+
+
+def tab_create(
+    *, user: AbstractBaseUser, task: Task, title: str = "", idempotency_key: str | None = None
+) -> tuple[WorkbenchTab, bool]:
+    """Insert a placeholder tab and dispatch its chain after commit; never provisions inline.
+
+    Returns (tab, created). A replayed Idempotency-Key returns the first tab, created=False.
+    """
+    if task.is_archived:
+        raise Conflict("the task is archived; open tabs on an active task", code="task_archived")
+    if idempotency_key:
+        existing = _tab_for_key(task=task, user=user, key=idempotency_key, title=title)
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            open_tabs = WorkbenchTab.objects.filter(task=task, state__in=OPEN_STATES).count()
+            if open_tabs >= settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK:
+                raise Conflict(
+                    f"this task already has {open_tabs} open tabs (the limit); close some first",
+                    code="too_many_tabs",
+                )
+            sandbox = sandbox_live_for_task(task_id=task.pk)
+            ready = sandbox is not None and sandbox.state == SandboxState.READY
+            number = WorkbenchTab.objects.filter(task=task).count() + 1
+            tab = WorkbenchTab.objects.create(
+                workspace_id=task.workspace_id,
+                task=task,
+                created_by=user,
+                title=title or f"{task.agent} {number}",
+                agent=task.agent,
+                state=TabState.PENDING_SESSION_CREATE if ready else TabState.PENDING_PROVISION,
+                sandbox=sandbox if ready else None,
+                idempotency_key=idempotency_key or None,
+            )
+            _record_tab(tab)
+            _dispatch_chain(tab)
+    except IntegrityError:
+        # Two requests with one Idempotency-Key raced; the unique constraint kept one row.
+        existing = _tab_for_key(task=task, user=user, key=idempotency_key or "", title=title)
+        if existing is None:
+            raise
+        return existing, False
+    return tab, True
+
+
+def _tab_for_key(
+    *, task: Task, user: AbstractBaseUser, key: str, title: str
+) -> WorkbenchTab | None:
+    tab = WorkbenchTab.objects.filter(task=task, created_by=user, idempotency_key=key).first()
+    if tab is not None and title and tab.title != title:
+        raise Conflict(
+            "this Idempotency-Key was already used for a different request",
+            code="idempotency_key_reused",
+        )
+    return tab
+
+
+def tab_update(
+    *,
+    tab_id: UUID,
+    title: str | None = None,
+    draft: str | None = None,
+    unread: bool | None = None,
+) -> WorkbenchTab:
+    """Edit title, draft or unread, in any state but closed (a draft is never lost)."""
+    fields: dict[str, object] = {}
+    if title is not None:
+        fields["title"] = title
+    if draft is not None:
+        fields["draft"] = draft
+    if unread is not None:
+        fields["unread"] = unread
+    with transaction.atomic():
+        updated = (
+            WorkbenchTab.objects.filter(pk=tab_id)
+            .exclude(state=TabState.CLOSED)
+            .update(updated_at=now(), version=F("version") + 1, **fields)
+        )
+        if updated != 1:
+            raise InvalidTransition(
+                "the tab is closed; closed tabs cannot be edited", code="tab_closed"
+            )
+        tab = WorkbenchTab.objects.get(pk=tab_id)
+        _record_tab(tab)
+    return tab
+
+
+def tab_close(*, tab_id: UUID) -> WorkbenchTab:
+    """Any open state -> closed. Closing a closed tab is a no-op (DELETE is idempotent).
+
+    A session that exists is torn down in the background; one still being created for
+    this tab is torn down by its own step when it finds the tab closed.
+    """
+    tab = _transition(tab_id=tab_id, to=TabState.CLOSED, closed_at=now())
+    if tab is None:
+        return WorkbenchTab.objects.get(pk=tab_id)
+    if tab.acp_server_id and tab.sandbox_id:
+        transaction.on_commit(partial(workflows.start_session_teardown, tab_id=tab.pk), robust=True)
+    return tab
+
+
+def tab_retry(*, tab_id: UUID) -> WorkbenchTab:
+    """error -> pending_session_create if the task's sandbox is ready, else
+    pending_provision (which provisions afresh if the last attempt failed). Same tab id."""
+    with transaction.atomic():
+        tab = WorkbenchTab.objects.select_related("task").get(pk=tab_id)
+        if tab.state != TabState.ERROR:
+            raise InvalidTransition(
+                f"only a tab in error can be retried; this one is {tab.state}",
+                code="not_in_error",
+            )
+        if tab.task.is_archived:
+            raise Conflict("the task is archived", code="task_archived")
+        sandbox = sandbox_live_for_task(task_id=tab.task_id)
+        ready = sandbox is not None and sandbox.state == SandboxState.READY
+        moved = _transition(
+            tab_id=tab_id,
+            to=TabState.PENDING_SESSION_CREATE if ready else TabState.PENDING_PROVISION,
+            sources=[TabState.ERROR],
+            at_attempt=tab.attempt,
+            attempt=F("attempt") + 1,
+            redrives=0,
+            error_code="",
+            error_message="",
+            session_id="",
+            acp_server_id="",
+            sandbox_id=sandbox.pk if ready and sandbox else None,
+        )
+        if moved is None:
+            raise InvalidTransition("the tab changed meanwhile; reload it", code="conflict")
+        _dispatch_chain(moved)
+    return moved
+
+
+def task_archive(*, task_id: int) -> Task:
+    """Archive at once: close the task's open tabs; destroy its sandbox in the background."""
+    with transaction.atomic():
+        task_services.task_mark_archived(task_id=task_id)
+        for tab_id in WorkbenchTab.objects.filter(
+            task_id=task_id, state__in=OPEN_STATES
+        ).values_list("pk", flat=True):
+            tab_close(tab_id=tab_id)
+        for sandbox_id in task_sandboxes_to_destroy(task_id=task_id):
+            if sandbox_services.sandbox_begin_destroy(sandbox_id=sandbox_id):
+                transaction.on_commit(
+                    partial(workflows.start_sandbox_destroy, sandbox_id=sandbox_id), robust=True
+                )
+    return Task.objects.get(pk=task_id)
+
+
+def task_sandboxes_to_destroy(*, task_id: int) -> list[int]:
+    from sandboxes.models import Sandbox
+
+    return list(
+        Sandbox.objects.filter(task_id=task_id)
+        .exclude(state__in=[SandboxState.DESTROYING, SandboxState.DESTROYED])
+        .values_list("pk", flat=True)
+    )
+
+
+# -- workflow steps (called by Celery tasks) ----------------------------------------------
+
+StepOutcome = Literal["continue", "wait", "stop"]
+
+
+def tab_provision(*, tab_id: UUID, attempt: int, owner: str) -> StepOutcome:
+    """Chain step 1: make the task's sandbox ready (once per task, however many tabs wait).
+
+    continue: go on to the session step. wait: another run is provisioning; ask again
+    soon. stop: nothing more to do for this attempt (closed, superseded, failed).
+    """
+    tab = WorkbenchTab.objects.filter(pk=tab_id, attempt=attempt).first()
+    if tab is None or tab.state not in PENDING_STATES:
+        return "stop"
+    if tab.state == TabState.PENDING_SESSION_CREATE:
+        return "continue"
+    result = task_services.task_provision(task_id=tab.task_id, owner=owner)
+    if result.outcome == "gone":
+        tab_fail(
+            tab_id=tab_id,
+            attempt=attempt,
+            code=TabErrorCode.TASK_ARCHIVED,
+            message="The task was archived.",
+        )
+        return "stop"
+    if result.outcome == "busy":
+        return "wait"
+    if result.outcome == "failed" and result.sandbox is not None:
+        with transaction.atomic():
+            if sandbox_services.sandbox_fail(
+                sandbox_id=result.sandbox.pk,
+                fence=result.fence,
+                code=result.code,
+                message=result.message,
+            ):
+                tabs_fail_waiting(
+                    task_id=tab.task_id,
+                    code=TabErrorCode.PROVISION_FAILED,
+                    message=f"Provisioning failed at {result.message}",
+                )
+        return "stop"
+    return "continue"
+
+
+def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
+    """Chain step 2: give the tab its own agent session in the task's ready sandbox.
+
+    The ACP server id is deterministic per tab and attempt, so a redelivered step reopens
+    the same server rather than making a second one.
+    """
+    tab = WorkbenchTab.objects.filter(pk=tab_id, attempt=attempt).first()
+    if tab is None or tab.state not in PENDING_STATES:
+        return
+    if tab.state == TabState.PENDING_PROVISION:
+        sandbox = sandbox_live_for_task(task_id=tab.task_id)
+        if sandbox is None or sandbox.state != SandboxState.READY:
+            return  # provisioning failed (the tab is in error) or was lost: reconciler's job
+        tab = tab_mark_session_pending(tab_id=tab_id, attempt=attempt, sandbox_id=sandbox.pk)
+        if tab is None:
+            return
+    sandbox = tab.sandbox
+    if sandbox is None or sandbox.state != SandboxState.READY:
+        tab_fail(
+            tab_id=tab_id,
+            attempt=attempt,
+            code=TabErrorCode.SANDBOX_LOST,
+            message="The task's sandbox is no longer running; retry to re-provision it.",
+        )
+        return
+    server_id = f"tab-{tab.pk.hex}-{attempt}"
+    try:
+        session_id = sandbox_services.sandbox_session_open(
+            sandbox=sandbox, server_id=server_id, agent=tab.agent
+        )
+    except SandboxGone as exc:
+        sandbox_lost(sandbox_id=sandbox.pk, message=exc.message)
+        return
+    except ProviderUnavailable:
+        raise  # transient: the Celery task retries with backoff
+    except ProviderError as exc:
+        tab_fail(
+            tab_id=tab_id,
+            attempt=attempt,
+            code=TabErrorCode.SESSION_FAILED,
+            message=f"Starting the agent session failed: {exc.message}",
+        )
+        return
+    if tab_mark_ready(tab_id=tab_id, attempt=attempt, session_id=session_id, server_id=server_id):
+        return
+    current = WorkbenchTab.objects.filter(pk=tab_id).first()
+    if (
+        current is not None
+        and current.state == TabState.READY
+        and current.acp_server_id == server_id
+    ):
+        return  # a duplicate delivery of this same step won; the session is the tab's
+    # Closed (or retried) while the session was being created: tear the late session down.
+    sandbox_services.sandbox_session_close(sandbox=sandbox, server_id=server_id)
+
+
+def tab_session_teardown(*, tab_id: UUID) -> None:
+    """Close the agent session of a closed tab."""
+    tab = (
+        WorkbenchTab.objects.select_related("sandbox")
+        .filter(pk=tab_id, state=TabState.CLOSED)
+        .first()
+    )
+    if tab is None or tab.sandbox is None or not tab.acp_server_id:
+        return
+    if tab.sandbox.state != SandboxState.READY:
+        return  # the sandbox is gone or going, and its sessions with it
+    try:
+        sandbox_services.sandbox_session_close(sandbox=tab.sandbox, server_id=tab.acp_server_id)
+    except SandboxGone:
+        return
+
+
+# -- workflow transitions ------------------------------------------------------------------
+
+
+def tab_mark_session_pending(*, tab_id: UUID, attempt: int, sandbox_id: int) -> WorkbenchTab | None:
+    """pending_provision -> pending_session_create, attached to the ready sandbox."""
+    return _transition(
+        tab_id=tab_id,
+        to=TabState.PENDING_SESSION_CREATE,
+        sources=[TabState.PENDING_PROVISION],
+        at_attempt=attempt,
+        sandbox_id=sandbox_id,
+    )
+
+
+def tab_mark_ready(*, tab_id: UUID, attempt: int, session_id: str, server_id: str) -> bool:
+    """pending_session_create -> ready. False if the tab moved on (closed, retried)."""
+    return (
+        _transition(
+            tab_id=tab_id,
+            to=TabState.READY,
+            sources=[TabState.PENDING_SESSION_CREATE],
+            at_attempt=attempt,
+            session_id=session_id,
+            acp_server_id=server_id,
+            ready_at=now(),
+        )
+        is not None
+    )
+
+
+def tab_fail(*, tab_id: UUID, code: str, message: str, attempt: int | None = None) -> bool:
+    """pending_*|ready -> error with a machine code and a human message."""
+    return (
+        _transition(
+            tab_id=tab_id,
+            to=TabState.ERROR,
+            at_attempt=attempt,
+            error_code=code,
+            error_message=message[:2000],
+        )
+        is not None
+    )
+
+
+def tabs_fail_waiting(*, task_id: int, code: str, message: str) -> int:
+    """Fail every tab of the task still waiting for provisioning; returns how many."""
+    failed = 0
+    with transaction.atomic():
+        waiting = WorkbenchTab.objects.filter(task_id=task_id, state=TabState.PENDING_PROVISION)
+        for tab_id in waiting.values_list("pk", flat=True):
+            failed += tab_fail(tab_id=tab_id, code=code, message=message)
+    return failed
+
+
+def sandbox_lost(*, sandbox_id: int, message: str) -> int:
+    """A ready sandbox died: fail it and every tab on it with sandbox_lost, atomically."""
+    failed = 0
+    with transaction.atomic():
+        sandbox_services.sandbox_fail(
+            sandbox_id=sandbox_id, code=TabErrorCode.SANDBOX_LOST, message=message
+        )
+        on_it = WorkbenchTab.objects.filter(
+            sandbox_id=sandbox_id,
+            state__in=[TabState.PENDING_SESSION_CREATE, TabState.READY],
+        )
+        for tab_id in on_it.values_list("pk", flat=True):
+            failed += tab_fail(
+                tab_id=tab_id,
+                code=TabErrorCode.SANDBOX_LOST,
+                message=f"The sandbox stopped ({message}); retry to re-provision it.",
+            )
+    return failed
+
+
+def transition_table() -> dict[str, frozenset[str]]:
+    """The declared transitions (for docs and the state-machine test)."""
+    return dict(ALLOWED_TRANSITIONS)
+
+
+def events_prune(*, older_than_hours: float | None = None) -> int:
+    """Delete events older than the retention; clients that need them get a snapshot."""
+    from datetime import timedelta
+
+    from workbench.models import Event
+
+    hours = (
+        older_than_hours
+        if older_than_hours is not None
+        else settings.WORKBENCH_EVENT_RETENTION_HOURS
+    )
+    deleted, _ = Event.objects.filter(created_at__lt=now() - timedelta(hours=hours)).delete()
+    return deleted

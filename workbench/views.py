@@ -1,0 +1,232 @@
+"""REST API views: parse, call one service or selector, serialize. No ORM writes here.
+
+Task views live here too: they need workspace membership, and imports flow
+sandboxes <- tasks_app <- workbench.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tasks_app import services as task_services
+from tasks_app.serializers import (
+    TaskCreateInputSerializer,
+    TaskOutputSerializer,
+    TaskUpdateInputSerializer,
+)
+from workbench import selectors, services
+from workbench.exceptions import InvalidInput
+from workbench.serializers import (
+    TabCreateInputSerializer,
+    TabOutputSerializer,
+    TabUpdateInputSerializer,
+    WorkspaceCreateInputSerializer,
+    WorkspaceOutputSerializer,
+)
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from rest_framework.request import Request
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="A replay with the same key returns the same tab instead of opening another.",
+)
+INCLUDE_ARCHIVED = OpenApiParameter("include_archived", OpenApiTypes.BOOL, required=False)
+INCLUDE_CLOSED = OpenApiParameter("include_closed", OpenApiTypes.BOOL, required=False)
+
+ErrorSerializer = inline_serializer(
+    "Error",
+    {
+        "error": inline_serializer(
+            "ErrorBody",
+            {
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(),
+            },
+        )
+    },
+)
+SnapshotSerializer = inline_serializer(
+    "WorkbenchSnapshot",
+    {
+        "type": serializers.ChoiceField(choices=["snapshot"]),
+        "seq": serializers.IntegerField(),
+        "workspace": WorkspaceOutputSerializer(),
+        "tasks": TaskOutputSerializer(many=True),
+        "tabs": TabOutputSerializer(many=True),
+    },
+)
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "").lower() in {"1", "true", "yes"}
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class WorkspaceListView(APIView):
+    @extend_schema(responses={200: WorkspaceOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        workspaces = selectors.workspace_list_for_user(user=request.user)
+        return Response(WorkspaceOutputSerializer(workspaces, many=True).data)
+
+    @extend_schema(
+        request=WorkspaceCreateInputSerializer,
+        responses={201: WorkspaceOutputSerializer, 400: ErrorSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(WorkspaceCreateInputSerializer, request.data)
+        workspace = services.workspace_create(user=request.user, name=data["name"])
+        workspace = selectors.workspace_get_for_user(workspace_id=workspace.pk, user=request.user)
+        return Response(WorkspaceOutputSerializer(workspace).data, status=status.HTTP_201_CREATED)
+
+
+class WorkspaceTaskListView(APIView):
+    @extend_schema(
+        parameters=[INCLUDE_ARCHIVED],
+        responses={200: TaskOutputSerializer(many=True), 404: ErrorSerializer},
+    )
+    def get(self, request: Request, workspace_id: int) -> Response:
+        workspace = selectors.workspace_get_for_user(workspace_id=workspace_id, user=request.user)
+        tasks = selectors.task_list_for_workspace(
+            workspace_id=workspace.pk, include_archived=_flag(request, "include_archived")
+        )
+        return Response(TaskOutputSerializer(tasks, many=True).data)
+
+    @extend_schema(
+        request=TaskCreateInputSerializer,
+        responses={201: TaskOutputSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def post(self, request: Request, workspace_id: int) -> Response:
+        workspace = selectors.workspace_get_for_user(workspace_id=workspace_id, user=request.user)
+        data = _valid(TaskCreateInputSerializer, request.data)
+        task = task_services.task_create(workspace_id=workspace.pk, user=request.user, **data)
+        return Response(TaskOutputSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class WorkbenchSnapshotView(APIView):
+    @extend_schema(responses={200: SnapshotSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, workspace_id: int) -> Response:
+        workspace = selectors.workspace_get_for_user(workspace_id=workspace_id, user=request.user)
+        return Response(selectors.workbench_snapshot(workspace=workspace))
+
+
+class TaskDetailView(APIView):
+    @extend_schema(responses={200: TaskOutputSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, task_id: int) -> Response:
+        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        return Response(TaskOutputSerializer(task).data)
+
+    @extend_schema(
+        request=TaskUpdateInputSerializer,
+        responses={200: TaskOutputSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def patch(self, request: Request, task_id: int) -> Response:
+        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        data = _valid(TaskUpdateInputSerializer, request.data)
+        task = task_services.task_update(task_id=task.pk, title=data["title"])
+        return Response(TaskOutputSerializer(task).data)
+
+
+class TaskArchiveView(APIView):
+    @extend_schema(request=None, responses={200: TaskOutputSerializer, 404: ErrorSerializer})
+    def post(self, request: Request, task_id: int) -> Response:
+        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        task = services.task_archive(task_id=task.pk)
+        return Response(TaskOutputSerializer(task).data)
+
+
+class TaskTabListView(APIView):
+    @extend_schema(
+        parameters=[INCLUDE_CLOSED],
+        responses={200: TabOutputSerializer(many=True), 404: ErrorSerializer},
+    )
+    def get(self, request: Request, task_id: int) -> Response:
+        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        tabs = selectors.tab_list_for_task(
+            task_id=task.pk, include_closed=_flag(request, "include_closed")
+        )
+        return Response(TabOutputSerializer(tabs, many=True).data)
+
+    @extend_schema(
+        parameters=[IDEMPOTENCY_HEADER],
+        request=TabCreateInputSerializer,
+        responses={
+            201: TabOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+        description="Returns at once with a placeholder tab (pending_provision or "
+        "pending_session_create); the sandbox and session come in the background.",
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        data = _valid(TabCreateInputSerializer, request.data if request.data else {})
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= 255):
+            raise InvalidInput(
+                "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
+            )
+        tab, created = services.tab_create(
+            user=request.user, task=task, title=data["title"], idempotency_key=key
+        )
+        response = Response(TabOutputSerializer(tab).data, status=status.HTTP_201_CREATED)
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class TabDetailView(APIView):
+    @extend_schema(responses={200: TabOutputSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, tab_id: UUID) -> Response:
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        return Response(TabOutputSerializer(tab).data)
+
+    @extend_schema(
+        request=TabUpdateInputSerializer,
+        responses={
+            200: TabOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+    )
+    def patch(self, request: Request, tab_id: UUID) -> Response:
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        data = _valid(TabUpdateInputSerializer, request.data)
+        tab = services.tab_update(tab_id=tab.pk, **data)
+        return Response(TabOutputSerializer(tab).data)
+
+    @extend_schema(responses={204: None, 404: ErrorSerializer})
+    def delete(self, request: Request, tab_id: UUID) -> Response:
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        services.tab_close(tab_id=tab.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TabRetryView(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: TabOutputSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def post(self, request: Request, tab_id: UUID) -> Response:
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        tab = services.tab_retry(tab_id=tab.pk)
+        return Response(TabOutputSerializer(tab).data)
