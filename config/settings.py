@@ -151,8 +151,9 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6399/0")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: an anonymous request then gets 401 with WWW-Authenticate, not 403.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -214,6 +215,9 @@ WORKBENCH_PROVIDERS = env_list("WORKBENCH_PROVIDERS", ["local"])
 WORKBENCH_AGENTS = env_list(
     "WORKBENCH_AGENTS", ["mock", "claude", "codex", "opencode", "amp", "pi", "cursor"]
 )
+# Extra seconds the local provider spends in a recorded `simulated_delay` step: stands in
+# for a slow provider in benchmarks and tests (0 in normal use).
+WORKBENCH_LOCAL_PROVISION_DELAY = env_float("WORKBENCH_LOCAL_PROVISION_DELAY", 0.0)
 WORKBENCH_CLONE_TIMEOUT = env_float("WORKBENCH_CLONE_TIMEOUT", 300.0)
 WORKBENCH_HEALTH_TIMEOUT = env_float("WORKBENCH_HEALTH_TIMEOUT", 30.0)
 WORKBENCH_AGENT_INSTALL_TIMEOUT = env_float("WORKBENCH_AGENT_INSTALL_TIMEOUT", 300.0)

@@ -116,6 +116,9 @@ class LocalProvider:
         handle = self._running_handle(base)
         try:
             if handle is None:
+                if settings.WORKBENCH_LOCAL_PROVISION_DELAY > 0:
+                    with step("simulated_delay"):
+                        time.sleep(settings.WORKBENCH_LOCAL_PROVISION_DELAY)
                 with step("prepare_workspace"):
                     self._prepare_workspace(spec, base, workdir, home)
                 with step("start_server"):

@@ -1,0 +1,87 @@
+"""Fixtures shared by every suite: users, a workspace, and API clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from workbench import events
+from workbench.models import Membership, Workspace
+
+
+@pytest.fixture
+def alice(db: None):
+    """The workspace owner."""
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db: None):
+    """A plain member of alice's workspace."""
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def charlie(db: None):
+    """An outsider: a member of no workspace of alice's."""
+    return UserFactory(username="charlie")
+
+
+@pytest.fixture
+def workspace(alice, bob) -> Workspace:
+    """Alice's workspace, with bob as a member."""
+    ws = WorkspaceFactory(name="Alice's")
+    MembershipFactory(workspace=ws, user=alice, role=Membership.Role.OWNER)
+    MembershipFactory(workspace=ws, user=bob, role=Membership.Role.MEMBER)
+    return ws
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    """An unauthenticated DRF client; call force_authenticate or use client_for."""
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    """Build a DRF client authenticated as the given user."""
+
+    def build(user) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return build
+
+
+@pytest.fixture
+def dispatched() -> Iterator[mock.MagicMock]:
+    """Capture tab chains instead of sending them to a broker (unit tests only)."""
+    with mock.patch("workbench.workflows.start_tab_chain") as start:
+        yield start
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    """PBKDF2 costs ~0.1 s a user; tests do not need it."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _in_memory_channel_layer(request: pytest.FixtureRequest, settings) -> Iterator[None]:
+    """Unit tests publish to the in-memory layer; integration tests keep Redis."""
+    if request.node.get_closest_marker("integration"):
+        yield
+        return
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    events.reset_publisher()
+    yield
+    channel_layers.backends.clear()
+    events.reset_publisher()

@@ -1,0 +1,110 @@
+"""tab_create: a placeholder row now, the work after commit, never provisioning inline."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.db import transaction
+
+from sandboxes.models import Sandbox, SandboxState
+from tests.factories import SandboxFactory, TaskFactory
+from workbench import services
+from workbench.exceptions import Conflict
+from workbench.models import TabState, WorkbenchTab
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_returns_a_pending_tab_without_provisioning(alice, dispatched):
+    task = TaskFactory()
+    with mock.patch("sandboxes.providers.local.LocalProvider.create") as create:
+        tab, created = services.tab_create(user=alice, task=task)
+    assert created
+    assert tab.state == TabState.PENDING_PROVISION
+    assert tab.sandbox_id is None
+    create.assert_not_called()
+    assert not Sandbox.objects.exists()
+
+
+def test_it_dispatches_exactly_one_chain_and_only_after_commit(
+    alice, dispatched, django_capture_on_commit_callbacks
+):
+    task = TaskFactory()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        tab, _ = services.tab_create(user=alice, task=task)
+        dispatched.assert_not_called()  # still inside the transaction
+    assert [c.func for c in callbacks].count(dispatched) == 1  # the rest publish the event
+    dispatched.assert_called_once_with(tab_id=tab.pk, attempt=1, provision=True)
+
+
+def test_a_rolled_back_request_dispatches_nothing(alice, dispatched,
+                                                  django_capture_on_commit_callbacks):
+    task = TaskFactory()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        try:
+            with transaction.atomic():
+                services.tab_create(user=alice, task=task)
+                raise RuntimeError("the request failed after creating the tab")
+        except RuntimeError:
+            pass
+    assert callbacks == []
+    dispatched.assert_not_called()
+    assert not WorkbenchTab.objects.exists()
+
+
+def test_on_a_provisioned_task_it_waits_only_for_its_session(alice, dispatched,
+                                                             django_capture_on_commit_callbacks):
+    sandbox = SandboxFactory(state=SandboxState.READY)
+    with django_capture_on_commit_callbacks(execute=True):
+        tab, _ = services.tab_create(user=alice, task=sandbox.task)
+    assert tab.state == TabState.PENDING_SESSION_CREATE
+    assert tab.sandbox_id == sandbox.pk
+    dispatched.assert_called_once_with(tab_id=tab.pk, attempt=1, provision=False)
+
+
+def test_on_a_task_still_provisioning_it_waits_for_that_run(alice, dispatched):
+    sandbox = SandboxFactory(state=SandboxState.PROVISIONING)
+    tab, _ = services.tab_create(user=alice, task=sandbox.task)
+    assert tab.state == TabState.PENDING_PROVISION
+
+
+def test_a_replayed_idempotency_key_returns_the_same_tab(alice, bob, dispatched,
+                                                         django_capture_on_commit_callbacks):
+    task = TaskFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        first, created_first = services.tab_create(user=alice, task=task, idempotency_key="k1")
+        again, created_again = services.tab_create(user=alice, task=task, idempotency_key="k1")
+        other, _ = services.tab_create(user=bob, task=task, idempotency_key="k1")
+    assert (created_first, created_again) == (True, False)
+    assert again.pk == first.pk
+    assert other.pk != first.pk  # keys are per user
+    assert dispatched.call_count == 2
+
+
+def test_a_key_reused_for_a_different_request_is_refused(alice, dispatched):
+    task = TaskFactory()
+    services.tab_create(user=alice, task=task, title="one", idempotency_key="k")
+    with pytest.raises(Conflict) as error:
+        services.tab_create(user=alice, task=task, title="two", idempotency_key="k")
+    assert error.value.code == "idempotency_key_reused"
+
+
+def test_it_refuses_tabs_on_an_archived_task(alice, dispatched):
+    task = TaskFactory()
+    services.task_archive(task_id=task.pk)
+    task.refresh_from_db()
+    with pytest.raises(Conflict):
+        services.tab_create(user=alice, task=task)
+
+
+def test_it_caps_open_tabs_per_task(alice, dispatched, settings):
+    settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK = 2
+    task = TaskFactory()
+    services.tab_create(user=alice, task=task)
+    tab, _ = services.tab_create(user=alice, task=task)
+    with pytest.raises(Conflict) as error:
+        services.tab_create(user=alice, task=task)
+    assert error.value.code == "too_many_tabs"
+    services.tab_close(tab_id=tab.pk)
+    services.tab_create(user=alice, task=task)  # closing one makes room
