@@ -133,7 +133,12 @@ else:
             },
             # A file, not :memory:, so Celery workers and Daphne started by integration
             # tests see the same test database.
-            "TEST": {"NAME": env_str("WORKBENCH_TEST_SQLITE_PATH", str(VAR_DIR / "test.sqlite3"))},
+            # One per test run (pid), so two runs never recreate each other's database.
+            "TEST": {
+                "NAME": env_str(
+                    "WORKBENCH_TEST_SQLITE_PATH", str(VAR_DIR / f"test-{os.getpid()}.sqlite3")
+                )
+            },
         }
     }
 

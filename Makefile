@@ -1,0 +1,90 @@
+# Workbench: `make run` starts the whole service, `make test` runs lint and the test suite.
+# Both first run `setup`, which is idempotent and works on a fresh Debian machine.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+VENV_PY := $(VENV)/bin/python
+RUFF := $(VENV)/bin/ruff
+PYTEST := $(VENV)/bin/pytest
+HONCHO := $(VENV)/bin/honcho
+PROCFILE ?= Procfile
+VAR_DIR := var
+PYTEST_ARGS ?=
+
+# Stamps: reinstall only when the dependency manifest is newer than the last install.
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.workbench-installed
+
+# The sandbox-agent platform binary (node_modules/.bin/sandbox-agent is a node wrapper).
+NODE_PLATFORM := linux-$(shell uname -m | sed -e 's/^x86_64$$/x64/' -e 's/^aarch64$$/arm64/')
+AGENT_BIN := node_modules/@sandbox-agent/cli-$(NODE_PLATFORM)/bin/sandbox-agent
+
+# System tools `setup` installs with apt when they are missing.
+REDIS_SERVER ?= redis-server
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
+APT ?= $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+
+.PHONY: help setup system-deps agent-bin run test lint fmt
+
+help:
+	@echo "make run    set up, migrate, create the demo user, start redis/web/worker/beat"
+	@echo "make test   set up, ruff check, pytest (extra arguments: PYTEST_ARGS='-k foo')"
+	@echo "make lint   ruff check and ruff format --check"
+	@echo "make fmt    ruff format and ruff check --fix"
+	@echo "make setup  install system packages, the venv and node_modules (idempotent)"
+
+setup: system-deps $(PY_STAMP) agent-bin
+
+# apt-get update is slow, so it runs only when something is actually missing.
+system-deps:
+	@missing=""; \
+	command -v $(REDIS_SERVER) >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v git >/dev/null 2>&1 || missing="$$missing git"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ ! -x $(VENV_PY) ]; then \
+	  command -v $(PYTHON) >/dev/null 2>&1 || missing="$$missing python3"; \
+	  $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing system packages:$$missing"; \
+	  $(APT) update && $(APT) install -y --no-install-recommends $$missing; \
+	fi
+
+$(VENV_PY): | system-deps
+	$(PYTHON) -m venv $(VENV)
+
+$(PY_STAMP): pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json $(wildcard package-lock.json) | system-deps
+	npm install --no-audit --no-fund
+	touch $@
+
+# npm may skip the package's postinstall chmod (install-scripts policy), so do it here.
+agent-bin: $(NODE_STAMP)
+	@test -f $(AGENT_BIN) || { echo "error: $(AGENT_BIN) is missing after npm install" >&2; exit 1; }
+	@chmod +x $(AGENT_BIN)
+
+run: setup
+	mkdir -p $(VAR_DIR)
+	$(VENV_PY) manage.py migrate --noinput
+	$(VENV_PY) manage.py bootstrap_demo
+	$(HONCHO) start -f $(PROCFILE)
+
+test: setup
+	mkdir -p $(VAR_DIR)
+	$(RUFF) check .
+	$(PYTEST) $(PYTEST_ARGS)
+
+lint: $(PY_STAMP)
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+fmt: $(PY_STAMP)
+	$(RUFF) format .
+	$(RUFF) check --fix .
