@@ -29,8 +29,9 @@ def api(daphne_server, celery_worker, integration_run) -> Iterator[httpx.Client]
     workspace = WorkspaceFactory(name="Integration")
     MembershipFactory(workspace=workspace, user=user, role=Membership.Role.OWNER)
     token = Token.objects.create(user=user)
-    with httpx.Client(base_url=daphne_server.url, timeout=30,
-                      headers={"Authorization": f"Token {token.key}"}) as client:
+    with httpx.Client(
+        base_url=daphne_server.url, timeout=30, headers={"Authorization": f"Token {token.key}"}
+    ) as client:
         client.workspace_id = workspace.pk  # type: ignore[attr-defined]
         yield client
     # Stop every sandbox-agent server this test started (the run's teardown would too).
@@ -40,8 +41,9 @@ def api(daphne_server, celery_worker, integration_run) -> Iterator[httpx.Client]
 
 
 def create_task(api: httpx.Client, **fields: str) -> dict:
-    response = api.post(f"/api/workspaces/{api.workspace_id}/tasks/",
-                        json={"title": "integration", **fields})
+    response = api.post(
+        f"/api/workspaces/{api.workspace_id}/tasks/", json={"title": "integration", **fields}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -52,8 +54,9 @@ def open_tab(api: httpx.Client, task_id: int) -> dict:
     return response.json()
 
 
-def wait_for_state(api: httpx.Client, tab_id: str, state: str,
-                   timeout: float = READY_TIMEOUT) -> dict:
+def wait_for_state(
+    api: httpx.Client, tab_id: str, state: str, timeout: float = READY_TIMEOUT
+) -> dict:
     last: dict = {}
 
     def reached() -> dict | None:
@@ -61,8 +64,12 @@ def wait_for_state(api: httpx.Client, tab_id: str, state: str,
         last = api.get(f"/api/tabs/{tab_id}/").json()
         return last if last["state"] == state else None
 
-    return wait_until(reached, timeout=timeout, interval=0.05,
-                      message=lambda: f"tab {tab_id} never reached {state}; last: {last}")
+    return wait_until(
+        reached,
+        timeout=timeout,
+        interval=0.05,
+        message=lambda: f"tab {tab_id} never reached {state}; last: {last}",
+    )
 
 
 def test_a_tab_on_a_new_task_becomes_ready_through_background_work(api):
@@ -83,11 +90,17 @@ def test_a_tab_on_a_new_task_becomes_ready_through_background_work(api):
         assert f"tab-{tab['id'].replace('-', '')}-1" in server.list_servers()
     steps = api.get(f"/api/tasks/{task['id']}/").json()["sandbox"]["steps"]
     assert [s["name"] for s in steps] == [
-        "prepare_workspace", "start_server", "wait_healthy", "install_agent"
+        "prepare_workspace",
+        "start_server",
+        "wait_healthy",
+        "install_agent",
     ]
     assert all(s["outcome"] == "succeeded" and s["duration_ms"] is not None for s in steps)
-    states = [e.data["state"] for e in Event.objects.filter(name="tab.updated").order_by("seq")
-              if e.data["id"] == tab["id"]]
+    states = [
+        e.data["state"]
+        for e in Event.objects.filter(name="tab.updated").order_by("seq")
+        if e.data["id"] == tab["id"]
+    ]
     assert states == ["pending_provision", "pending_session_create", "ready"]
 
 
@@ -126,8 +139,23 @@ def test_a_clone_failure_fails_every_waiting_tab_and_retry_recovers(api, tmp_pat
 
     # Fix the cause: the repository now exists, with the branch.
     subprocess.run(["git", "init", "-q", "-b", "feature", str(repo)], check=True)
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
-                    "commit", "-q", "--allow-empty", "-m", "init"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+        check=True,
+    )
 
     retried = api.post(f"/api/tabs/{tabs[0]['id']}/retry/")
     assert retried.status_code == 200
@@ -139,13 +167,18 @@ def test_a_clone_failure_fails_every_waiting_tab_and_retry_recovers(api, tmp_pat
     assert [s.state for s in sandboxes] == ["failed"] * (len(sandboxes) - 1) + ["ready"]
     workdir = Path(sandboxes.last().workdir)
     assert (workdir / ".git").is_dir()
-    head = subprocess.run(["git", "-C", str(workdir), "branch", "--show-current"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(workdir), "branch", "--show-current"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert head == "feature"
 
     # A tab opened now uses the repaired sandbox; the others stay in error until retried.
-    assert wait_for_state(api, open_tab(api, task["id"])["id"], "ready")["sandbox"] == ready[
-        "sandbox"]
+    assert (
+        wait_for_state(api, open_tab(api, task["id"])["id"], "ready")["sandbox"] == ready["sandbox"]
+    )
     assert api.get(f"/api/tabs/{tabs[1]['id']}/").json()["state"] == "error"
 
 
@@ -167,8 +200,11 @@ def test_a_tab_closed_while_pending_stays_closed(api, slow_worker):
     wait_for_state(api, kept["id"], "ready")
     closed = api.get(f"/api/tabs/{doomed['id']}/").json()
     assert closed["state"] == "closed" and closed["session_id"] == ""
-    states = [e.data["state"] for e in Event.objects.filter(name="tab.updated").order_by("seq")
-              if e.data["id"] == doomed["id"]]
+    states = [
+        e.data["state"]
+        for e in Event.objects.filter(name="tab.updated").order_by("seq")
+        if e.data["id"] == doomed["id"]
+    ]
     assert states == ["pending_provision", "closed"]
     sandbox = Sandbox.objects.get(task_id=task["id"])
     with AgentServerClient(sandbox.base_url, sandbox.token) as server:
@@ -200,16 +236,20 @@ def test_archiving_a_task_closes_its_tabs_and_stops_its_sandbox(api):
     archived = api.post(f"/api/tasks/{task['id']}/archive/")
     assert archived.status_code == 200 and archived.json()["archived"] is True
     assert api.get(f"/api/tabs/{tab['id']}/").json()["state"] == "closed"
-    wait_until(lambda: Sandbox.objects.get(pk=sandbox.pk).state == SandboxState.DESTROYED,
-               timeout=30, message="sandbox not destroyed")
+    wait_until(
+        lambda: Sandbox.objects.get(pk=sandbox.pk).state == SandboxState.DESTROYED,
+        timeout=30,
+        message="sandbox not destroyed",
+    )
     assert pid is not None
-    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-        f"/proc/{pid}/status").read_text().lower()
+    assert (
+        not Path(f"/proc/{pid}").exists()
+        or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    )
     assert not Path(sandbox.workdir).exists()
     refused = api.post(f"/api/tasks/{task['id']}/tabs/", json={})
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "task_archived"
 
 
 def test_the_service_is_ready_and_opening_a_tab_answers_fast(api):
-    assert api.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok",
-                                                   "worker": "ok"}
+    assert api.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok", "worker": "ok"}

@@ -43,16 +43,18 @@ def routes(workspace, task, tab):
 
 
 @pytest.mark.parametrize("who", ["alice", "bob"])
-def test_owner_and_member_can_use_every_route(who, request, client_for, workspace, task, tab,
-                                              dispatched):
+def test_owner_and_member_can_use_every_route(
+    who, request, client_for, workspace, task, tab, dispatched
+):
     client = client_for(request.getfixturevalue(who))
     for method, url, body, expected in routes(workspace, task, tab):
         response = getattr(client, method)(url, body, format="json")
         assert response.status_code == expected, (method, url, response.content)
 
 
-def test_an_outsider_gets_404_everywhere_and_changes_nothing(client_for, charlie, workspace,
-                                                             task, tab, dispatched):
+def test_an_outsider_gets_404_everywhere_and_changes_nothing(
+    client_for, charlie, workspace, task, tab, dispatched
+):
     client = client_for(charlie)
     for method, url, body, _ in routes(workspace, task, tab):
         response = getattr(client, method)(url, body, format="json")
@@ -79,8 +81,7 @@ def test_it_lists_only_my_workspaces(client_for, charlie, workspace):
 
 
 def test_opening_a_tab_returns_the_placeholder(client_for, alice, task, dispatched):
-    response = client_for(alice).post(f"/api/tasks/{task.pk}/tabs/", {"title": "hi"},
-                                      format="json")
+    response = client_for(alice).post(f"/api/tasks/{task.pk}/tabs/", {"title": "hi"}, format="json")
     assert response.status_code == 201
     body = response.json()
     assert body["state"] == "pending_provision"
@@ -111,8 +112,7 @@ def test_an_idempotency_key_replay_returns_the_same_tab(client_for, alice, task,
     ],
 )
 def test_bad_task_input_is_a_400_naming_the_field(client_for, alice, workspace, body, field):
-    response = client_for(alice).post(f"/api/workspaces/{workspace.pk}/tasks/", body,
-                                      format="json")
+    response = client_for(alice).post(f"/api/workspaces/{workspace.pk}/tasks/", body, format="json")
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid"
@@ -128,8 +128,9 @@ def test_malformed_json_is_a_400(client_for, alice, workspace):
 
 
 def test_state_and_session_fields_are_read_only(client_for, alice, tab):
-    response = client_for(alice).patch(f"/api/tabs/{tab.pk}/",
-                                       {"state": "ready", "session_id": "x"}, format="json")
+    response = client_for(alice).patch(
+        f"/api/tabs/{tab.pk}/", {"state": "ready", "session_id": "x"}, format="json"
+    )
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"state", "session_id"}
     tab.refresh_from_db()
@@ -145,22 +146,26 @@ def test_retry_outside_error_is_a_409_with_the_reason(client_for, alice, task):
 
 def test_unknown_ids_and_routes_are_json_404s(client_for, alice):
     client = client_for(alice)
-    for url in [f"/api/tabs/{uuid.uuid4()}/", "/api/tasks/999999/", "/api/tabs/not-a-uuid/",
-                "/api/nothing-here/"]:
+    for url in [
+        f"/api/tabs/{uuid.uuid4()}/",
+        "/api/tasks/999999/",
+        "/api/tabs/not-a-uuid/",
+        "/api/nothing-here/",
+    ]:
         response = client.get(url)
         assert response.status_code == 404, url
         assert "error" in response.json()
 
 
 def test_the_token_endpoint_exchanges_credentials(api_client, alice):
-    ok = api_client.post("/api/auth/token/", {"username": "alice", "password": "pw"},
-                         format="json")
+    ok = api_client.post("/api/auth/token/", {"username": "alice", "password": "pw"}, format="json")
     assert ok.status_code == 200
     token = ok.json()["token"]
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert api_client.get("/api/workspaces/").status_code == 200
-    bad = APIClient().post("/api/auth/token/", {"username": "alice", "password": "no"},
-                                  format="json")
+    bad = APIClient().post(
+        "/api/auth/token/", {"username": "alice", "password": "no"}, format="json"
+    )
     assert bad.status_code == 400
 
 

@@ -87,8 +87,9 @@ def test_close_ends_every_state_and_repeating_it_is_harmless(state):
 @pytest.mark.parametrize("state", ALL_STATES)
 def test_only_a_tab_creating_its_session_can_become_ready(state):
     tab = TabFactory(state=state)
-    became = services.tab_mark_ready(tab_id=tab.pk, attempt=tab.attempt, session_id="s",
-                                     server_id="srv")
+    became = services.tab_mark_ready(
+        tab_id=tab.pk, attempt=tab.attempt, session_id="s", server_id="srv"
+    )
     assert became is (state == TabState.PENDING_SESSION_CREATE)
 
 

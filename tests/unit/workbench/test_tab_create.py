@@ -38,8 +38,9 @@ def test_it_dispatches_exactly_one_chain_and_only_after_commit(
     dispatched.assert_called_once_with(tab_id=tab.pk, attempt=1, provision=True)
 
 
-def test_a_rolled_back_request_dispatches_nothing(alice, dispatched,
-                                                  django_capture_on_commit_callbacks):
+def test_a_rolled_back_request_dispatches_nothing(
+    alice, dispatched, django_capture_on_commit_callbacks
+):
     task = TaskFactory()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         try:
@@ -53,8 +54,9 @@ def test_a_rolled_back_request_dispatches_nothing(alice, dispatched,
     assert not WorkbenchTab.objects.exists()
 
 
-def test_on_a_provisioned_task_it_waits_only_for_its_session(alice, dispatched,
-                                                             django_capture_on_commit_callbacks):
+def test_on_a_provisioned_task_it_waits_only_for_its_session(
+    alice, dispatched, django_capture_on_commit_callbacks
+):
     sandbox = SandboxFactory(state=SandboxState.READY)
     with django_capture_on_commit_callbacks(execute=True):
         tab, _ = services.tab_create(user=alice, task=sandbox.task)
@@ -69,8 +71,9 @@ def test_on_a_task_still_provisioning_it_waits_for_that_run(alice, dispatched):
     assert tab.state == TabState.PENDING_PROVISION
 
 
-def test_a_replayed_idempotency_key_returns_the_same_tab(alice, bob, dispatched,
-                                                         django_capture_on_commit_callbacks):
+def test_a_replayed_idempotency_key_returns_the_same_tab(
+    alice, bob, dispatched, django_capture_on_commit_callbacks
+):
     task = TaskFactory()
     with django_capture_on_commit_callbacks(execute=True):
         first, created_first = services.tab_create(user=alice, task=task, idempotency_key="k1")

@@ -35,8 +35,7 @@ class Command(BaseCommand):
                 [
                     "",
                     "Workbench demo account",
-                    "  user / password : demo / demo  (also an admin: "
-                    f"{base_url}/admin/)",
+                    f"  user / password : demo / demo  (also an admin: {base_url}/admin/)",
                     f"  workspace id    : {workspace.pk}",
                     f"  API token       : {token.key}",
                     f"  API docs        : {base_url}/api/docs/",
