@@ -8,10 +8,8 @@ from django.urls import path
 
 
 def websocket_application(url_router: Any) -> Any:
-    from channels.security.websocket import AllowedHostsOriginValidator
-
-    from workbench.auth import TokenOrSessionAuthMiddleware
+    from workbench.auth import TokenOrSessionAuthMiddleware, origin_validator
     from workbench.consumers import WorkspaceConsumer
 
     routes = [path("ws/workspaces/<int:workspace_id>/", WorkspaceConsumer.as_asgi())]
-    return AllowedHostsOriginValidator(TokenOrSessionAuthMiddleware(url_router(routes)))
+    return origin_validator(TokenOrSessionAuthMiddleware(url_router(routes)))

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator
 from django.contrib.auth.models import AnonymousUser
 
 
@@ -45,3 +46,27 @@ class _TokenAuthMiddleware:
 def TokenOrSessionAuthMiddleware(inner: Any) -> Any:
     """Session auth first (sets scope['user']); a token, when given, takes precedence."""
     return AuthMiddlewareStack(_TokenAuthMiddleware(inner))
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Refuse browser connections from other sites; let non-browser clients in.
+
+    Browsers always send Origin on websockets, so a missing Origin is a script or server
+    (which must then authenticate with a token: it has no victim's cookie to ride on).
+    Channels' own validator refuses those too, which would lock out every API client.
+    """
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        if not any(name == b"origin" for name, _ in scope.get("headers", [])):
+            return await self.application(scope, receive, send)
+        return await super().__call__(scope, receive, send)
+
+
+def origin_validator(inner: Any) -> BrowserOriginValidator:
+    """Allowed: the ALLOWED_HOSTS, and the hosts of CSRF_TRUSTED_ORIGINS."""
+    from urllib.parse import urlparse
+
+    from django.conf import settings
+
+    trusted = [urlparse(origin).netloc for origin in settings.CSRF_TRUSTED_ORIGINS]
+    return BrowserOriginValidator(inner, [*settings.ALLOWED_HOSTS, *trusted])

@@ -23,6 +23,11 @@ def _snapshot(workspace_id: int) -> dict[str, Any]:
 
 
 @database_sync_to_async
+def _current_seq(workspace_id: int) -> int:
+    return Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
+
+
+@database_sync_to_async
 def _events_after(workspace_id: int, seq: int) -> list[dict] | None:
     events = selectors.events_after(workspace_id=workspace_id, seq=seq)
     return None if events is None else [dict(event_frame(event)) for event in events]
@@ -73,7 +78,8 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         await handler(content)
 
     async def _ping(self, content: dict) -> None:
-        await self.send_json({"type": "pong"})
+        # The current seq lets a client notice a lost *last* event (no later one shows the gap).
+        await self.send_json({"type": "pong", "seq": await _current_seq(self.workspace_id)})
 
     async def _resume(self, content: dict) -> None:
         seq = content.get("seq")

@@ -1,0 +1,181 @@
+"""Issue 3 end to end: the event stream from a real Daphne, Redis and Celery worker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from rest_framework.authtoken.models import Token
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from sandboxes.models import Sandbox
+from sandboxes.providers.local import LocalProvider
+from sandboxes.services import handle_of
+from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+from workbench.models import Membership
+from workbench_client import WorkbenchClient, WorkbenchModel
+
+LOSSY_LAYER = "tests.support.lossy_layer.LossyRedisPubSubChannelLayer"
+
+
+@pytest.fixture
+def member(daphne_server, integration_run) -> dict[str, Any]:
+    """A workspace with an owner; its ids, token and URLs."""
+    user = UserFactory(username="streamer")
+    workspace = WorkspaceFactory(name="Stream")
+    MembershipFactory(workspace=workspace, user=user, role=Membership.Role.OWNER)
+    token = Token.objects.create(user=user).key
+    ws_url = daphne_server.url.replace("http://", "ws://") + f"/ws/workspaces/{workspace.pk}/"
+    yield {"workspace": workspace.pk, "token": token, "http": daphne_server.url, "ws": ws_url}
+    provider = LocalProvider(root=integration_run.sandbox_root)
+    for sandbox in Sandbox.objects.all():
+        provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+
+
+def rest(member: dict[str, Any]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=member["http"], timeout=30, headers={"Authorization": f"Token {member['token']}"}
+    )
+
+
+async def open_tabs(api: httpx.AsyncClient, member: dict[str, Any], count: int) -> list[dict]:
+    task = (
+        await api.post(f"/api/workspaces/{member['workspace']}/tasks/", json={"title": "streamed"})
+    ).json()
+    responses = await asyncio.gather(
+        *[api.post(f"/api/tasks/{task['id']}/tabs/", json={}) for _ in range(count)]
+    )
+    assert all(r.status_code == 201 for r in responses)
+    return [r.json() for r in responses]
+
+
+def all_ready(ids: list[str]):
+    return lambda m: all(m.tabs.get(i, {}).get("state") == "ready" for i in ids)
+
+
+def same_as(snapshot: dict[str, Any], model: WorkbenchModel) -> None:
+    """The client's model equals the server's current snapshot (what matters to a client)."""
+    fresh = WorkbenchModel()
+    fresh.load_snapshot(snapshot)
+    assert model.tabs == fresh.tabs
+    assert model.tasks == fresh.tasks
+    assert model.seq <= fresh.seq
+
+
+def test_a_connected_client_sees_a_tab_appear_pending_then_become_ready(member, celery_worker):
+    async def scenario() -> None:
+        async with (
+            WorkbenchClient(member["ws"], token=member["token"]) as client,
+            rest(member) as api,
+        ):
+            start = client.model.seq
+            [tab] = await open_tabs(api, member, 1)
+            await client.wait_for(all_ready([tab["id"]]), timeout=60)
+            seqs = [f["seq"] for f in client.model.applied]
+            assert seqs == list(range(start + 1, start + 1 + len(seqs)))  # in order, no gap
+            states = [
+                f["data"]["state"]
+                for f in client.model.applied
+                if f["event"] == "tab.updated" and f["data"]["id"] == tab["id"]
+            ]
+            assert states == ["pending_provision", "pending_session_create", "ready"]
+            steps = [
+                f["data"]["name"]
+                for f in client.model.applied
+                if f["event"] == "provisioning.step" and f["data"]["outcome"] == "running"
+            ]
+            assert steps == ["prepare_workspace", "start_server", "wait_healthy", "install_agent"]
+            assert client.resumes == 0
+            same_as(
+                (await api.get(f"/api/workspaces/{member['workspace']}/workbench/")).json(),
+                client.model,
+            )
+
+    asyncio.run(scenario())
+
+
+def test_a_client_whose_connection_drops_catches_up_by_resuming(member, celery_worker):
+    async def scenario() -> None:
+        async with (
+            WorkbenchClient(member["ws"], token=member["token"], heartbeat=0.5) as client,
+            rest(member) as api,
+        ):
+            tabs = await open_tabs(api, member, 3)
+            await client.drop_connection()
+            await client.wait_for(all_ready([t["id"] for t in tabs]), timeout=60)
+            assert client.connects >= 2
+            same_as(
+                (await api.get(f"/api/workspaces/{member['workspace']}/workbench/")).json(),
+                client.model,
+            )
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def lossy_worker(celery_worker, make_celery_worker):
+    """Replace the session's worker with one whose broadcasts lose half their messages."""
+    celery_worker.stop()
+    try:
+        yield make_celery_worker(
+            env={"WORKBENCH_CHANNEL_LAYER": LOSSY_LAYER, "WORKBENCH_TEST_DROP_RATE": "0.5"}
+        )
+    finally:
+        celery_worker.start()
+
+
+def test_a_client_behind_a_lossy_channel_layer_ends_with_the_database_state(member, lossy_worker):
+    async def scenario() -> None:
+        async with (
+            WorkbenchClient(member["ws"], token=member["token"], heartbeat=0.3) as client,
+            rest(member) as api,
+        ):
+            tabs = await open_tabs(api, member, 8)
+            await client.wait_for(all_ready([t["id"] for t in tabs]), timeout=60)
+            snapshot = (await api.get(f"/api/workspaces/{member['workspace']}/workbench/")).json()
+            await client.wait_for(lambda m: m.seq >= snapshot["seq"], timeout=10)
+            same_as(snapshot, client.model)
+            assert client.resumes > 0  # messages were lost, and resuming recovered them
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("who", ["anonymous", "outsider", "bad-token"])
+def test_only_members_may_connect(member, who):
+    outsider = UserFactory(username="outsider")
+    token = {
+        "anonymous": None,
+        "outsider": Token.objects.create(user=outsider).key,
+        "bad-token": "0" * 40,
+    }[who]
+
+    async def scenario() -> int | None:
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        async with connect(member["ws"], additional_headers=headers) as ws:
+            with pytest.raises(Exception):  # noqa: B017 - any close ends the iteration
+                async for raw in ws:
+                    raise AssertionError(f"a refused client received {raw!r}")
+            return ws.close_code
+
+    assert asyncio.run(scenario()) == 4403
+
+
+def test_a_cross_origin_browser_is_refused(member):
+    async def scenario() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                member["ws"],
+                origin="http://evil.example",
+                additional_headers={"Authorization": f"Token {member['token']}"},
+            ):
+                pass
+        assert refused.value.response.status_code == 403
+        async with WorkbenchClient(
+            member["ws"], token=member["token"], origin="http://localhost"
+        ) as client:
+            assert client.model.seq >= 0
+
+    asyncio.run(scenario())
