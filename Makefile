@@ -73,7 +73,7 @@ agent-bin: $(NODE_STAMP)
 run: setup
 	mkdir -p $(VAR_DIR)
 	$(VENV_PY) manage.py migrate --noinput
-	$(VENV_PY) manage.py bootstrap_demo
+	$(VENV_PY) manage.py bootstrap_demo --base-url http://127.0.0.1:$${WORKBENCH_PORT:-8000}
 	$(HONCHO) start -f $(PROCFILE)
 
 test: setup

@@ -13,6 +13,13 @@ from workbench import events
 from workbench.models import Membership, Workspace
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The per-run SQLite test database lives under WORKBENCH_VAR_DIR: make sure it exists."""
+    from django.conf import settings
+
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture
 def alice(db: None):
     """The workspace owner."""
