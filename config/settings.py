@@ -230,6 +230,9 @@ WORKBENCH_CLONE_TIMEOUT = env_float("WORKBENCH_CLONE_TIMEOUT", 300.0)
 WORKBENCH_HEALTH_TIMEOUT = env_float("WORKBENCH_HEALTH_TIMEOUT", 30.0)
 WORKBENCH_AGENT_INSTALL_TIMEOUT = env_float("WORKBENCH_AGENT_INSTALL_TIMEOUT", 300.0)
 WORKBENCH_SESSION_TIMEOUT = env_float("WORKBENCH_SESSION_TIMEOUT", 120.0)
+# The longest one agent turn may run before it counts as failed.
+WORKBENCH_PROMPT_TIMEOUT = env_float("WORKBENCH_PROMPT_TIMEOUT", 300.0)
+WORKBENCH_MAX_MESSAGE_CHARS = env_int("WORKBENCH_MAX_MESSAGE_CHARS", 32_000)
 # A provisioning run holds a lease on its sandbox; another worker may take over only after
 # it expires (the holder renews it between steps), so a killed worker never blocks forever.
 WORKBENCH_PROVISION_LEASE_SECONDS = env_float("WORKBENCH_PROVISION_LEASE_SECONDS", 60.0)

@@ -29,6 +29,8 @@ api = [
     path("tasks/<int:task_id>/tabs/", views.TaskTabListView.as_view(), name="task-tabs"),
     path("tabs/<uuid:tab_id>/", views.TabDetailView.as_view(), name="tab-detail"),
     path("tabs/<uuid:tab_id>/retry/", views.TabRetryView.as_view(), name="tab-retry"),
+    path("tabs/<uuid:tab_id>/messages/", views.TabMessageListView.as_view(), name="tab-messages"),
+    path("tabs/<uuid:tab_id>/cancel/", views.TabCancelView.as_view(), name="tab-cancel"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -5,15 +5,55 @@ Shared by every provider whose sandboxes run a sandbox-agent server, local or re
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from typing import Any
+import json
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 ACP_PROTOCOL_VERSION = 1
 _request_ids = itertools.count(1)
+
+
+@dataclass
+class PromptResult:
+    """What one agent turn produced: its text, and the SSE cursor after it."""
+
+    text: str
+    stop_reason: str
+    last_event_id: str
+
+
+def _chunk_text(envelope: dict, session_id: str) -> str:
+    """The text of an ACP `session/update` agent_message_chunk for this session, else ''."""
+    if envelope.get("method") != "session/update":
+        return ""
+    params = envelope.get("params") or {}
+    if params.get("sessionId") not in (None, session_id):
+        return ""
+    update = params.get("update") or {}
+    if update.get("sessionUpdate") != "agent_message_chunk":
+        return ""
+    content = update.get("content") or {}
+    return content.get("text", "") if content.get("type", "text") == "text" else ""
+
+
+def _result_text(result: dict) -> str:
+    """An agent that streamed nothing still answered: show what its result says."""
+    content = result.get("content")
+    if isinstance(content, list):
+        texts = [c.get("text", "") for c in content if isinstance(c, dict)]
+        if any(texts):
+            return "".join(texts)
+    return json.dumps(result, ensure_ascii=False)
 
 
 def _problem(response: httpx.Response) -> str:
@@ -124,6 +164,112 @@ class AgentServerClient:
         )
         session_id = result.get("sessionId")
         return str(session_id) if session_id else server_id
+
+    def prompt(
+        self,
+        *,
+        server_id: str,
+        session_id: str,
+        text: str,
+        last_event_id: str,
+        on_text: Callable[[str], None],
+        timeout: float,
+    ) -> PromptResult:
+        """Send `session/prompt` and stream the reply from the server's SSE feed.
+
+        The SSE feed replays history, so it is read from `last_event_id` (the cursor kept
+        from the previous turn); `on_text` gets the accumulated text as chunks arrive.
+        """
+        request_id = next(_request_ids)
+        chunks: list[str] = []
+        done = threading.Event()
+        cursor = {"id": last_event_id}
+        stream_ready = threading.Event()
+        responses: list[httpx.Response] = []
+
+        def read_stream() -> None:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id:
+                headers["Last-Event-ID"] = last_event_id
+            try:
+                with self._client.stream(
+                    "GET",
+                    f"/v1/acp/{server_id}",
+                    headers=headers,
+                    timeout=httpx.Timeout(timeout, read=timeout),
+                ) as response:
+                    responses.append(response)
+                    stream_ready.set()
+                    event_id, data = "", []
+                    for line in response.iter_lines():
+                        if line.startswith("id:"):
+                            event_id = line[3:].strip()
+                        elif line.startswith("data:"):
+                            data.append(line[5:].strip())
+                        elif not line and data:
+                            cursor["id"] = event_id or cursor["id"]
+                            envelope = json.loads("\n".join(data))
+                            data = []
+                            piece = _chunk_text(envelope, session_id)
+                            if piece:
+                                chunks.append(piece)
+                                on_text("".join(chunks))
+                            if envelope.get("id") == request_id and (
+                                "result" in envelope or "error" in envelope
+                            ):
+                                done.set()
+                                return
+            except (httpx.HTTPError, ValueError):
+                pass  # the POST's own answer still ends the turn
+            finally:
+                stream_ready.set()
+
+        reader = threading.Thread(target=read_stream, name=f"sse-{server_id}", daemon=True)
+        reader.start()
+        stream_ready.wait(5)
+        envelope = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "session/prompt",
+            "params": {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]},
+        }
+        try:
+            response = self._request("POST", f"/v1/acp/{server_id}", json=envelope, timeout=timeout)
+        finally:
+            # Chunks precede the turn's response on the feed; give it a moment to catch up.
+            done.wait(2.0)
+            for streamed in responses:
+                with contextlib.suppress(Exception):
+                    streamed.close()
+            reader.join(2.0)
+        if response.status_code == 404:
+            raise ProviderError("the agent session is gone from the sandbox", code="session_lost")
+        if response.status_code >= 400:
+            raise ProviderError(
+                f"ACP session/prompt failed: {_problem(response)}", code="acp_error"
+            )
+        body = response.json()
+        if "error" in body:
+            error = body["error"] or {}
+            raise ProviderError(
+                f"the agent refused the prompt: {error.get('message', error)}", code="acp_error"
+            )
+        result = body.get("result") or {}
+        reply = "".join(chunks) or _result_text(result)
+        return PromptResult(
+            text=reply, stop_reason=str(result.get("stopReason", "")), last_event_id=cursor["id"]
+        )
+
+    def cancel(self, *, server_id: str, session_id: str) -> None:
+        """Ask the agent to stop its running turn (an ACP notification); the session stays."""
+        envelope = {
+            "jsonrpc": "2.0",
+            "method": "session/cancel",
+            "params": {"sessionId": session_id},
+        }
+        response = self._request("POST", f"/v1/acp/{server_id}", json=envelope)
+        if response.status_code >= 400 and response.status_code != 404:
+            raise ProviderError(f"ACP session/cancel failed: {_problem(response)}")
 
     def close_server(self, server_id: str) -> None:
         response = self._request("DELETE", f"/v1/acp/{server_id}")

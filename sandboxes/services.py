@@ -21,7 +21,10 @@ from sandboxes.serializers import ProvisioningStepSerializer, SandboxOutputSeria
 from workbench.events import record_event
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+if TYPE_CHECKING:
+    from sandboxes.agent_client import PromptResult
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +260,32 @@ def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str) -> str
     return provider.create_session(
         handle_of(sandbox), server_id=server_id, agent=agent, cwd=sandbox.workdir
     )
+
+
+def sandbox_session_prompt(
+    *,
+    sandbox: Sandbox,
+    server_id: str,
+    session_id: str,
+    text: str,
+    last_event_id: str,
+    on_text: Callable[[str], None],
+) -> PromptResult:
+    """Run one agent turn in the tab's session; raises ProviderError / SandboxGone."""
+    provider = get_provider(sandbox.provider)
+    return provider.prompt(
+        handle_of(sandbox),
+        server_id=server_id,
+        session_id=session_id,
+        text=text,
+        last_event_id=last_event_id,
+        on_text=on_text,
+    )
+
+
+def sandbox_session_cancel(*, sandbox: Sandbox, server_id: str, session_id: str) -> None:
+    provider = get_provider(sandbox.provider)
+    provider.cancel(handle_of(sandbox), server_id=server_id, session_id=session_id)
 
 
 def sandbox_session_close(*, sandbox: Sandbox, server_id: str) -> None:

@@ -114,6 +114,8 @@ class WorkbenchTab(models.Model):
     # The ACP server id on the sandbox-agent server: deterministic per tab and attempt, so a
     # redelivered session step finds the server it already created instead of making another.
     acp_server_id = models.CharField(max_length=200, blank=True, default="")
+    # Where the next turn reads the session's SSE feed from (it replays history otherwise).
+    acp_last_event_id = models.CharField(max_length=64, blank=True, default="")
     draft = models.TextField(blank=True, default="")
     unread = models.BooleanField(default=False)
     # Bumped by every retry; work dispatched for an older attempt finds it stale and stops.
@@ -147,6 +149,55 @@ class WorkbenchTab(models.Model):
 
     def __str__(self) -> str:
         return f"tab {self.id} ({self.state})"
+
+
+class MessageRole(models.TextChoices):
+    USER = "user"
+    AGENT = "agent"
+
+
+class MessageState(models.TextChoices):
+    """user: queued -> sending -> complete | failed. agent: streaming -> complete | failed."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+
+class Message(models.Model):
+    """One entry of a tab's transcript: a user prompt or an agent reply."""
+
+    tab = models.ForeignKey(WorkbenchTab, on_delete=models.CASCADE, related_name="messages")
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="+")
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    text = models.TextField(blank=True, default="")
+    state = models.CharField(max_length=16, choices=MessageState.choices)
+    error_message = models.TextField(blank=True, default="")
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The delivery queue: a tab's oldest queued (or abandoned sending) message.
+            models.Index(fields=["tab", "state", "id"], name="message_tab_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.pk} ({self.state})"
 
 
 class Event(models.Model):

@@ -19,7 +19,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils.timezone import now
 
 from sandboxes.models import Sandbox, SandboxState
-from workbench import services, workflows
+from workbench import messages, services, workflows
 from workbench.models import PENDING_STATES, TabErrorCode, TabState, WorkbenchTab
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ def reconcile() -> dict[str, int]:
                     robust=True,
                 )
         redriven += claimed
+    for tab_id in messages.tabs_with_undelivered_messages(older_than_seconds=30):
+        workflows.start_message_delivery(tab_id=tab_id)
     if redriven or failed:
         logger.info("reconciler re-drove %s tabs and failed %s", redriven, failed)
     return {"redriven": redriven, "failed": failed}

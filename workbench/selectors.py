@@ -9,7 +9,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from tasks_app.models import Task
 from tasks_app.serializers import TaskOutputSerializer
 from workbench.exceptions import NotFound
-from workbench.models import Event, Membership, TabState, WorkbenchTab, Workspace
+from workbench.models import Event, Membership, Message, TabState, WorkbenchTab, Workspace
 from workbench.serializers import TabOutputSerializer, WorkspaceOutputSerializer
 
 if TYPE_CHECKING:
@@ -105,3 +105,7 @@ def events_after(*, workspace_id: int, seq: int, limit: int = 1000) -> list[Even
         if current and current[0] > seq:
             return None
     return events
+
+
+def message_list_for_tab(*, tab_id: UUID) -> QuerySet[Message]:
+    return Message.objects.filter(tab_id=tab_id).order_by("id")

@@ -77,3 +77,44 @@ class TabUpdateInputSerializer(serializers.Serializer):
         if not attrs:
             raise serializers.ValidationError("nothing to update: send title, draft or unread")
         return attrs
+
+
+class MessageOutputSerializer(serializers.ModelSerializer):
+    tab = serializers.UUIDField(source="tab_id", read_only=True)
+    workspace = serializers.IntegerField(source="workspace_id", read_only=True)
+    reply_to = serializers.IntegerField(source="reply_to_id", read_only=True, allow_null=True)
+
+    class Meta:
+        from workbench.models import Message
+
+        model = Message
+        fields = [
+            "id",
+            "tab",
+            "workspace",
+            "role",
+            "text",
+            "state",
+            "error_message",
+            "reply_to",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class MessageCreateInputSerializer(serializers.Serializer):
+    text = serializers.CharField(trim_whitespace=False)
+
+    def validate_text(self, value: str) -> str:
+        from django.conf import settings
+
+        if not value.strip():
+            raise serializers.ValidationError("a message needs some text")
+        limit = settings.WORKBENCH_MAX_MESSAGE_CHARS
+        if len(value) > limit:
+            raise serializers.ValidationError(
+                f"a message is limited to {limit} characters (this one has {len(value)})"
+            )
+        return value

@@ -211,6 +211,19 @@ def tab_update(
     return tab
 
 
+def tab_mark_unread(*, tab_id: UUID) -> bool:
+    """An agent reply arrived: set unread once (no event when it already was)."""
+    with transaction.atomic():
+        updated = (
+            WorkbenchTab.objects.filter(pk=tab_id, unread=False)
+            .exclude(state=TabState.CLOSED)
+            .update(unread=True, updated_at=now(), version=F("version") + 1)
+        )
+        if updated:
+            _record_tab(WorkbenchTab.objects.get(pk=tab_id))
+    return bool(updated)
+
+
 def tab_close(*, tab_id: UUID) -> WorkbenchTab:
     """Any open state -> closed. Closing a closed tab is a no-op (DELETE is idempotent).
 
@@ -372,6 +385,8 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
         )
         return
     if tab_mark_ready(tab_id=tab_id, attempt=attempt, session_id=session_id, server_id=server_id):
+        # Prompts queued before an error and retry go out now that a session exists.
+        workflows.start_message_delivery(tab_id=tab_id)
         return
     current = WorkbenchTab.objects.filter(pk=tab_id).first()
     if (

@@ -52,6 +52,17 @@ def open_tab_session(self, tab_id: str, attempt: int) -> None:
 
 
 @shared_task(acks_late=True)
+def deliver_messages(tab_id: str) -> int:
+    """Deliver a tab's queued prompts one at a time, in order; returns how many ran."""
+    from workbench import messages
+
+    delivered = 0
+    while messages.message_deliver_next(tab_id=UUID(tab_id)):
+        delivered += 1
+    return delivered
+
+
+@shared_task(acks_late=True)
 def close_tab_session(tab_id: str) -> None:
     from workbench import services
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,9 +21,11 @@ from tasks_app.serializers import (
     TaskOutputSerializer,
     TaskUpdateInputSerializer,
 )
-from workbench import selectors, services
+from workbench import messages, selectors, services
 from workbench.exceptions import InvalidInput
 from workbench.serializers import (
+    MessageCreateInputSerializer,
+    MessageOutputSerializer,
     TabCreateInputSerializer,
     TabOutputSerializer,
     TabUpdateInputSerializer,
@@ -230,3 +233,50 @@ class TabRetryView(APIView):
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
         tab = services.tab_retry(tab_id=tab.pk)
         return Response(TabOutputSerializer(tab).data)
+
+
+class TranscriptPagination(CursorPagination):
+    ordering = "id"  # oldest first; a cursor stays valid while replies keep arriving
+    page_size = 50
+    max_page_size = 200
+    page_size_query_param = "page_size"
+
+
+class TabMessageListView(APIView):
+    @extend_schema(responses={200: MessageOutputSerializer(many=True), 404: ErrorSerializer})
+    def get(self, request: Request, tab_id: UUID) -> Response:
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        paginator = TranscriptPagination()
+        page = paginator.paginate_queryset(
+            selectors.message_list_for_tab(tab_id=tab.pk), request, view=self
+        )
+        return paginator.get_paginated_response(MessageOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=MessageCreateInputSerializer,
+        responses={
+            202: MessageOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+        description="Queues the prompt and returns at once; the reply arrives as message "
+        "events. 409 unless the tab is ready (the reason names its state).",
+    )
+    def post(self, request: Request, tab_id: UUID) -> Response:
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        data = _valid(MessageCreateInputSerializer, request.data)
+        message = messages.message_send(tab_id=tab.pk, user=request.user, text=data["text"])
+        return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TabCancelView(APIView):
+    @extend_schema(
+        request=None,
+        responses={202: MessageOutputSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        description="Stop the agent's running turn; the session stays.",
+    )
+    def post(self, request: Request, tab_id: UUID) -> Response:
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        message = messages.message_cancel_turn(tab_id=tab.pk)
+        return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)

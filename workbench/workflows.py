@@ -37,3 +37,9 @@ def start_sandbox_destroy(*, sandbox_id: int) -> None:
     from workbench import tasks
 
     tasks.destroy_sandbox.delay(sandbox_id)
+
+
+def start_message_delivery(*, tab_id: UUID) -> None:
+    from workbench import tasks
+
+    tasks.deliver_messages.delay(str(tab_id))

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
+
+    from sandboxes.agent_client import PromptResult
 
 
 class ProviderError(Exception):
@@ -81,6 +84,23 @@ class Provider(Protocol):
 
     def create_session(self, handle: SandboxHandle, *, server_id: str, agent: str, cwd: str) -> str:
         """Start an agent session on the server under `server_id`; returns the session id."""
+        ...
+
+    def prompt(
+        self,
+        handle: SandboxHandle,
+        *,
+        server_id: str,
+        session_id: str,
+        text: str,
+        last_event_id: str,
+        on_text: Callable[[str], None],
+    ) -> PromptResult:
+        """Run one agent turn; `on_text` receives the reply so far as it streams."""
+        ...
+
+    def cancel(self, handle: SandboxHandle, *, server_id: str, session_id: str) -> None:
+        """Stop the running turn, keeping the session."""
         ...
 
     def destroy_session(self, handle: SandboxHandle, *, server_id: str) -> None:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -27,6 +28,11 @@ from sandboxes.providers.base import (
     SandboxSpec,
     StepRecorder,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sandboxes.agent_client import PromptResult
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +258,33 @@ class LocalProvider:
         timeout = settings.WORKBENCH_SESSION_TIMEOUT
         with self._client(handle, timeout) as client:
             return client.open_session(server_id=server_id, agent=agent, cwd=cwd, timeout=timeout)
+
+    def prompt(
+        self,
+        handle: SandboxHandle,
+        *,
+        server_id: str,
+        session_id: str,
+        text: str,
+        last_event_id: str,
+        on_text: Callable[[str], None],
+    ) -> PromptResult:
+        if handle.pid is not None and not _pid_alive(handle.pid):
+            raise SandboxGone("the sandbox-agent server process is gone")
+        timeout = settings.WORKBENCH_PROMPT_TIMEOUT
+        with self._client(handle, timeout) as client:
+            return client.prompt(
+                server_id=server_id,
+                session_id=session_id,
+                text=text,
+                last_event_id=last_event_id,
+                on_text=on_text,
+                timeout=timeout,
+            )
+
+    def cancel(self, handle: SandboxHandle, *, server_id: str, session_id: str) -> None:
+        with self._client(handle) as client:
+            client.cancel(server_id=server_id, session_id=session_id)
 
     def destroy_session(self, handle: SandboxHandle, *, server_id: str) -> None:
         with contextlib.suppress(SandboxGone), self._client(handle) as client:

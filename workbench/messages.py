@@ -1,0 +1,234 @@
+"""Services of the composer and transcript: sending a prompt, delivering it to the tab's
+agent session one at a time and in order, and recording the (streamed) reply.
+
+Each write records its event in the same transaction, like every other service.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils.timezone import now
+
+from sandboxes import services as sandbox_services
+from sandboxes.models import SandboxState
+from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
+from workbench import workflows
+from workbench.events import record_event
+from workbench.exceptions import Conflict
+from workbench.models import (
+    Message,
+    MessageRole,
+    MessageState,
+    TabErrorCode,
+    TabState,
+    WorkbenchTab,
+)
+from workbench.serializers import MessageOutputSerializer
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from sandboxes.models import Sandbox
+
+# How often a streaming reply is written (and broadcast) while chunks arrive.
+STREAM_FLUSH_SECONDS = 0.1
+
+NOT_READY_REASONS = {
+    TabState.PENDING_PROVISION: "The tab is still preparing its environment; send once it is "
+    "ready (your draft is kept).",
+    TabState.PENDING_SESSION_CREATE: "The agent session is still starting; send once the tab "
+    "is ready (your draft is kept).",
+    TabState.ERROR: "The tab is in error; retry it before sending (your draft is kept).",
+    TabState.CLOSED: "The tab is closed.",
+}
+
+
+def _record(message: Message, *, created: bool = False) -> None:
+    record_event(
+        message.workspace_id,
+        "message.created" if created else "message.updated",
+        MessageOutputSerializer(message).data,
+    )
+
+
+def _update(message_id: int, **fields: object) -> Message:
+    with transaction.atomic():
+        Message.objects.filter(pk=message_id).update(
+            updated_at=now(), version=F("version") + 1, **fields
+        )
+        message = Message.objects.get(pk=message_id)
+        _record(message)
+    return message
+
+
+def message_send(*, tab_id: UUID, user: AbstractBaseUser | None, text: str) -> Message:
+    """Queue a prompt on a ready tab and dispatch its delivery after commit (202)."""
+    with transaction.atomic():
+        tab = WorkbenchTab.objects.select_for_update().get(pk=tab_id)
+        if tab.state != TabState.READY:
+            raise Conflict(
+                NOT_READY_REASONS[tab.state], code="tab_not_ready", fields={"state": tab.state}
+            )
+        message = Message.objects.create(
+            tab=tab,
+            workspace_id=tab.workspace_id,
+            role=MessageRole.USER,
+            author=user,
+            text=text,
+            state=MessageState.QUEUED,
+        )
+        _record(message, created=True)
+        transaction.on_commit(partial(workflows.start_message_delivery, tab_id=tab.pk), robust=True)
+    return message
+
+
+@dataclass(frozen=True)
+class _Turn:
+    message: Message
+    tab: WorkbenchTab
+    sandbox: Sandbox
+
+
+def _claim_next(tab_id: UUID) -> _Turn | None:
+    """Take the tab's oldest queued prompt, unless another is being delivered (one turn at a
+    time per tab). A `sending` prompt older than a turn may last was abandoned by a dead
+    worker: it is taken again, and its half-written reply marked failed."""
+    abandoned_before = now() - timedelta(seconds=settings.WORKBENCH_PROMPT_TIMEOUT + 60)
+    with transaction.atomic():
+        tab = (
+            WorkbenchTab.objects.select_for_update()
+            .select_related("sandbox")
+            .filter(pk=tab_id)
+            .first()
+        )
+        if tab is None or tab.state != TabState.READY or tab.sandbox is None:
+            return None
+        mine = Message.objects.filter(tab=tab, role=MessageRole.USER)
+        if mine.filter(state=MessageState.SENDING, updated_at__gte=abandoned_before).exists():
+            return None
+        message = mine.filter(state__in=[MessageState.QUEUED, MessageState.SENDING]).first()
+        if message is None:
+            return None
+        for reply in message.replies.filter(state=MessageState.STREAMING):
+            _update(reply.pk, state=MessageState.FAILED, error_message="Interrupted.")
+        message = _update(message.pk, state=MessageState.SENDING)
+    return _Turn(message=message, tab=tab, sandbox=tab.sandbox)
+
+
+def message_deliver_next(*, tab_id: UUID) -> bool:
+    """Deliver the tab's next prompt and record the reply. True if a turn ran (there may be
+    more queued); False if there was nothing to do or the tab can no longer take prompts."""
+    from workbench import services  # the tab transitions
+
+    turn = _claim_next(tab_id)
+    if turn is None:
+        return False
+    message, tab, sandbox = turn.message, turn.tab, turn.sandbox
+    with transaction.atomic():
+        reply = Message.objects.create(
+            tab=tab,
+            workspace_id=tab.workspace_id,
+            role=MessageRole.AGENT,
+            reply_to=message,
+            state=MessageState.STREAMING,
+        )
+        _record(reply, created=True)
+    last_flush = [0.0]
+
+    def on_text(text: str) -> None:
+        if time.monotonic() - last_flush[0] >= STREAM_FLUSH_SECONDS:
+            last_flush[0] = time.monotonic()
+            _update(reply.pk, text=text)
+
+    try:
+        result = sandbox_services.sandbox_session_prompt(
+            sandbox=sandbox,
+            server_id=tab.acp_server_id,
+            session_id=tab.session_id,
+            text=message.text,
+            last_event_id=tab.acp_last_event_id,
+            on_text=on_text,
+        )
+    except SandboxGone as exc:
+        _fail_turn(message, reply, f"The sandbox stopped: {exc.message}")
+        services.sandbox_lost(sandbox_id=sandbox.pk, message=exc.message)
+        return False
+    except ProviderUnavailable as exc:
+        _fail_turn(message, reply, f"The agent did not answer: {exc.message}")
+        return True
+    except ProviderError as exc:
+        _fail_turn(message, reply, exc.message)
+        if exc.code == "session_lost":
+            services.tab_fail(
+                tab_id=tab.pk,
+                attempt=tab.attempt,
+                code=TabErrorCode.SESSION_FAILED,
+                message=f"{exc.message}; retry to start a new session.",
+            )
+            return False
+        return True
+    with transaction.atomic():
+        _update(reply.pk, text=result.text, state=MessageState.COMPLETE)
+        _update(message.pk, state=MessageState.COMPLETE)
+        WorkbenchTab.objects.filter(pk=tab.pk).update(acp_last_event_id=result.last_event_id)
+        services.tab_mark_unread(tab_id=tab.pk)
+    return True
+
+
+def _fail_turn(message: Message, reply: Message, reason: str) -> None:
+    with transaction.atomic():
+        _update(reply.pk, state=MessageState.FAILED, error_message=reason[:2000])
+        _update(message.pk, state=MessageState.FAILED, error_message=reason[:2000])
+
+
+def message_cancel_turn(*, tab_id: UUID) -> Message:
+    """Ask the agent to stop the running turn; the session and the transcript stay."""
+    tab = WorkbenchTab.objects.select_related("sandbox").get(pk=tab_id)
+    running = Message.objects.filter(
+        tab=tab, role=MessageRole.USER, state=MessageState.SENDING
+    ).first()
+    if (
+        running is None
+        or tab.state != TabState.READY
+        or tab.sandbox is None
+        or tab.sandbox.state != SandboxState.READY
+    ):
+        raise Conflict("No agent turn is running in this tab.", code="no_running_turn")
+    try:
+        sandbox_services.sandbox_session_cancel(
+            sandbox=tab.sandbox, server_id=tab.acp_server_id, session_id=tab.session_id
+        )
+    except ProviderError as exc:
+        raise Conflict(
+            f"The agent could not be reached: {exc.message}", code="cancel_failed"
+        ) from exc
+    return running
+
+
+def tabs_with_undelivered_messages(*, older_than_seconds: float) -> list[UUID]:
+    """Ready tabs whose queue has not moved for a while (a lost dispatch or a dead worker)."""
+    cutoff = now() - timedelta(seconds=older_than_seconds)
+    abandoned = now() - timedelta(seconds=settings.WORKBENCH_PROMPT_TIMEOUT + 60)
+    queued = Message.objects.filter(
+        role=MessageRole.USER,
+        tab__state=TabState.READY,
+        state=MessageState.QUEUED,
+        updated_at__lt=cutoff,
+    ).values_list("tab_id", flat=True)
+    stuck = Message.objects.filter(
+        role=MessageRole.USER,
+        tab__state=TabState.READY,
+        state=MessageState.SENDING,
+        updated_at__lt=abandoned,
+    ).values_list("tab_id", flat=True)
+    return sorted(set(queued) | set(stuck))
