@@ -56,15 +56,25 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 VAR_DIR = Path(env_str("WORKBENCH_VAR_DIR", str(BASE_DIR / "var")))
 
+# Production mode refuses the embedded conveniences instead of silently running with them.
+PRODUCTION = env_bool("WORKBENCH_PRODUCTION", False)
 DEBUG = env_bool("WORKBENCH_DEBUG", False)
 SECRET_KEY = env_str("WORKBENCH_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG and env_bool("WORKBENCH_PRODUCTION", False):
-        raise ImproperlyConfigured("WORKBENCH_SECRET_KEY is required in production")
-    SECRET_KEY = "workbench-insecure-development-key"
 ALLOWED_HOSTS = env_list(
     "WORKBENCH_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
+if PRODUCTION:
+    if DEBUG:
+        raise ImproperlyConfigured("WORKBENCH_DEBUG must be off when WORKBENCH_PRODUCTION is on")
+    if not SECRET_KEY:
+        raise ImproperlyConfigured("WORKBENCH_SECRET_KEY is required in production")
+    if any(host.startswith("*") or host == "." for host in ALLOWED_HOSTS):
+        raise ImproperlyConfigured("WORKBENCH_ALLOWED_HOSTS may not hold wildcards in production")
+    if env_bool("WORKBENCH_HTTPS", True):
+        SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not SECRET_KEY:
+    SECRET_KEY = "workbench-insecure-development-key"  # embedded default, never in production
 # Browsers' Origin header must match one of these for websockets and CSRF.
 CSRF_TRUSTED_ORIGINS = env_list("WORKBENCH_TRUSTED_ORIGINS", [])
 
@@ -166,6 +176,18 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Scoped throttles (views set throttle_scope), counted in the shared Redis cache.
+    "DEFAULT_THROTTLE_RATES": {
+        "tab_create": env_str("WORKBENCH_TAB_CREATE_RATE", "600/min"),
+        "message_send": env_str("WORKBENCH_MESSAGE_RATE", "120/min"),
+    },
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env_str("WORKBENCH_CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": "workbench",
+    }
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workbench API",
@@ -201,7 +223,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("WORKBENCH_TASK_SOFT_TIME_LIMIT", 600)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 # Redelivery of unacked messages happens after this; it must exceed the longest step.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("WORKBENCH_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 300)
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # On a lost broker connection, cancel running late-ack tasks: their messages come back and
 # every step is idempotent, so running them again is safe (and Celery 6's default).
@@ -243,6 +267,7 @@ WORKBENCH_STALL_SECONDS = env_float("WORKBENCH_STALL_SECONDS", 120.0)
 WORKBENCH_MAX_REDRIVES = env_int("WORKBENCH_MAX_REDRIVES", 3)
 WORKBENCH_EVENT_RETENTION_HOURS = env_float("WORKBENCH_EVENT_RETENTION_HOURS", 72.0)
 WORKBENCH_MAX_OPEN_TABS_PER_TASK = env_int("WORKBENCH_MAX_OPEN_TABS_PER_TASK", 200)
+WORKBENCH_MAX_OPEN_TABS_PER_USER = env_int("WORKBENCH_MAX_OPEN_TABS_PER_USER", 500)
 
 LOGGING = {
     "version": 1,

@@ -4,13 +4,14 @@ provider's steps, and the sandbox's state transitions (each a conditional update
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils.timezone import now
 
@@ -67,8 +68,8 @@ def sandbox_claim(*, task_id: int, provider: str, agent: str, owner: str) -> Cla
 
     ready: the sandbox is ready. lead: the caller now holds the lease (the returned row's
     `fence` is its token) and must run `sandbox_provision`. busy: another run holds it.
-    The owner is the Celery task id, which survives redelivery: a redelivered run of a
-    killed worker takes its own lease back at once instead of waiting for it to expire.
+    `owner` (the Celery task id) is recorded for operators; a killed run's lease lapses
+    after WORKBENCH_PROVISION_LEASE_SECONDS and the next claim takes over.
     """
     for _ in range(5):
         try:
@@ -93,8 +94,11 @@ def sandbox_claim(*, task_id: int, provider: str, agent: str, owner: str) -> Cla
                     return Claim("lead", sandbox)
                 if sandbox.state == SandboxState.READY:
                     return Claim("ready", sandbox)
-                free = sandbox.lease_expires_at is None or sandbox.lease_expires_at <= now()
-                if sandbox.lease_owner == owner or free:
+                # Only an expired lease may be taken, even by a redelivery of the same task
+                # (same owner id): after a visibility timeout the original run may still be
+                # alive, and two runs must never work one sandbox at once. A live run keeps
+                # its lease fresh (_LeaseKeeper), so only a dead or hung one loses it.
+                if sandbox.lease_expires_at is None or sandbox.lease_expires_at <= now():
                     taken = Sandbox.objects.filter(
                         pk=sandbox.pk, state=SandboxState.PROVISIONING, fence=sandbox.fence
                     ).update(
@@ -124,8 +128,12 @@ def _recorded_step(sandbox_id: int, fence: int, name: str) -> Iterator[None]:
             sandbox_id=sandbox_id, name=name, fence=fence, started_at=now()
         )
         _record_step(step)
+    keeper = _LeaseKeeper(sandbox_id, fence)
     try:
-        yield
+        with keeper:
+            yield
+        if keeper.lost:
+            raise LeaseLost(f"sandbox {sandbox_id} fence {fence} was taken over during {name}")
     except Exception as exc:
         if isinstance(exc, ProviderError):
             exc.step = name  # type: ignore[attr-defined] - names the step in the tab's error
@@ -135,6 +143,38 @@ def _recorded_step(sandbox_id: int, fence: int, name: str) -> Iterator[None]:
         _finish_step(step, StepOutcome.FAILED, detail)
         raise
     _finish_step(step, StepOutcome.SUCCEEDED, "")
+
+
+class _LeaseKeeper:
+    """Renews the lease every third of its length while a long step runs (a clone can take
+    minutes), so that only a dead or hung run ever loses it. Short steps never start it."""
+
+    def __init__(self, sandbox_id: int, fence: int):
+        self.sandbox_id, self.fence = sandbox_id, fence
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{sandbox_id}", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = settings.WORKBENCH_PROVISION_LEASE_SECONDS / 3
+        try:
+            while not self._stop.wait(interval):
+                renewed = Sandbox.objects.filter(
+                    pk=self.sandbox_id, state=SandboxState.PROVISIONING, fence=self.fence
+                ).update(lease_expires_at=_lease_until())
+                if not renewed:
+                    self.lost = True
+                    return
+        finally:
+            connection.close()  # this thread's own database connection
 
 
 def _record_step(step: ProvisioningStep) -> None:

@@ -91,7 +91,8 @@ def task_provision(*, task_id: int, owner: str) -> ProvisionResult:
     wins the lease. One run per task however many tabs ask; the others get `busy`.
 
     A failure is returned, not recorded: the caller fails the sandbox together with the
-    tabs that waited on it, in one transaction.
+    tabs that waited on it, in one transaction. `owner` names the run in the lease (for
+    operators); it grants nothing: a lease is taken only once it has expired.
     """
     task = Task.objects.filter(pk=task_id, archived_at__isnull=True).first()
     if task is None:

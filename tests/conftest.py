@@ -79,6 +79,19 @@ def _fast_password_hashing(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _local_cache(request: pytest.FixtureRequest, settings) -> Iterator[None]:
+    """Unit tests count throttles in a fresh in-process cache, not in Redis."""
+    from django.core.cache import cache
+
+    if request.node.get_closest_marker("integration"):
+        yield  # the service processes count in the test Redis
+        return
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _in_memory_channel_layer(request: pytest.FixtureRequest, settings) -> Iterator[None]:
     """Unit tests publish to the in-memory layer; integration tests keep Redis."""
     if request.node.get_closest_marker("integration"):

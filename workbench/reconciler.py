@@ -68,8 +68,14 @@ def reconcile() -> dict[str, int]:
                     robust=True,
                 )
         redriven += claimed
-    for tab_id in messages.tabs_with_undelivered_messages(older_than_seconds=30):
+    prompts = messages.tabs_with_undelivered_messages(older_than_seconds=30)
+    for tab_id in prompts:
         workflows.start_message_delivery(tab_id=tab_id)
-    if redriven or failed:
-        logger.info("reconciler re-drove %s tabs and failed %s", redriven, failed)
-    return {"redriven": redriven, "failed": failed}
+    if redriven or failed or prompts:
+        logger.info(
+            "reconciler re-drove %s tabs, failed %s, re-sent prompts of %s",
+            redriven,
+            failed,
+            len(prompts),
+        )
+    return {"redriven": redriven, "failed": failed, "prompts": len(prompts)}

@@ -139,12 +139,7 @@ def tab_create(
             return existing, False
     try:
         with transaction.atomic():
-            open_tabs = WorkbenchTab.objects.filter(task=task, state__in=OPEN_STATES).count()
-            if open_tabs >= settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK:
-                raise Conflict(
-                    f"this task already has {open_tabs} open tabs (the limit); close some first",
-                    code="too_many_tabs",
-                )
+            _enforce_open_tab_quotas(user=user, task=task)
             sandbox = sandbox_live_for_task(task_id=task.pk)
             ready = sandbox is not None and sandbox.state == SandboxState.READY
             number = WorkbenchTab.objects.filter(task=task).count() + 1
@@ -167,6 +162,30 @@ def tab_create(
             raise
         return existing, False
     return tab, True
+
+
+def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> None:
+    """Refuse a tab over the per-task or per-user limit of open tabs.
+
+    The user's row, then the task's, are locked first (always in that order, so two
+    requests cannot deadlock): concurrent creations count one after another, and a burst
+    cannot overshoot the limit between count and insert.
+    """
+    user_model = type(user)
+    user_model.objects.select_for_update().filter(pk=user.pk).exists()
+    Task.objects.select_for_update().filter(pk=task.pk).exists()
+    open_on_task = WorkbenchTab.objects.filter(task=task, state__in=OPEN_STATES).count()
+    if open_on_task >= settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK:
+        raise Conflict(
+            f"this task already has {open_on_task} open tabs (the limit); close some first",
+            code="too_many_tabs",
+        )
+    open_by_user = WorkbenchTab.objects.filter(created_by=user, state__in=OPEN_STATES).count()
+    if open_by_user >= settings.WORKBENCH_MAX_OPEN_TABS_PER_USER:
+        raise Conflict(
+            f"you already have {open_by_user} open tabs (the limit); close some first",
+            code="too_many_tabs_for_user",
+        )
 
 
 def _tab_for_key(

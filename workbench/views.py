@@ -15,6 +15,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.throttles import CreateRateThrottle
 from tasks_app import services as task_services
 from tasks_app.serializers import (
     TaskCreateInputSerializer,
@@ -156,6 +157,9 @@ class TaskArchiveView(APIView):
 
 
 class TaskTabListView(APIView):
+    throttle_classes = [CreateRateThrottle]
+    throttle_scope = "tab_create"
+
     @extend_schema(
         parameters=[INCLUDE_CLOSED],
         responses={200: TabOutputSerializer(many=True), 404: ErrorSerializer},
@@ -243,6 +247,9 @@ class TranscriptPagination(CursorPagination):
 
 
 class TabMessageListView(APIView):
+    throttle_classes = [CreateRateThrottle]
+    throttle_scope = "message_send"
+
     @extend_schema(responses={200: MessageOutputSerializer(many=True), 404: ErrorSerializer})
     def get(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)

@@ -1,0 +1,64 @@
+"""The reconciler re-drives stalled pending tabs, a bounded number of times."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils.timezone import now
+
+from sandboxes.models import SandboxState
+from tests.factories import SandboxFactory, TabFactory
+from workbench import reconciler
+from workbench.models import TabState, WorkbenchTab
+
+pytestmark = pytest.mark.django_db
+
+
+def stale(tab, seconds: float = 3600) -> None:
+    WorkbenchTab.objects.filter(pk=tab.pk).update(updated_at=now() - timedelta(seconds=seconds))
+
+
+def test_it_redrives_a_stalled_tab_then_fails_it_after_the_bound(
+    settings, dispatched, django_capture_on_commit_callbacks
+):
+    settings.WORKBENCH_MAX_REDRIVES = 2
+    tab = TabFactory(state=TabState.PENDING_PROVISION)
+    for expected in (1, 2):
+        stale(tab)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert reconciler.reconcile()["redriven"] == 1
+        assert WorkbenchTab.objects.get(pk=tab.pk).redrives == expected
+    assert dispatched.call_count == 2
+    dispatched.assert_called_with(tab_id=tab.pk, attempt=1, provision=True)
+    stale(tab)
+    assert reconciler.reconcile()["failed"] == 1
+    failed = WorkbenchTab.objects.get(pk=tab.pk)
+    assert (failed.state, failed.error_code) == (TabState.ERROR, "timeout")
+
+
+def test_it_leaves_recent_and_settled_tabs_alone(dispatched):
+    TabFactory(state=TabState.PENDING_PROVISION)  # just created
+    for state in (TabState.READY, TabState.ERROR, TabState.CLOSED):
+        stale(TabFactory(state=state))
+    assert reconciler.reconcile() == {"redriven": 0, "failed": 0, "prompts": 0}
+    dispatched.assert_not_called()
+
+
+def test_a_tab_waiting_on_a_live_provisioning_run_is_not_stalled(dispatched):
+    sandbox = SandboxFactory(
+        state=SandboxState.PROVISIONING, lease_expires_at=now() + timedelta(seconds=60)
+    )
+    tab = TabFactory(task=sandbox.task, state=TabState.PENDING_PROVISION)
+    stale(tab)
+    assert reconciler.reconcile()["redriven"] == 0
+    sandbox.__class__.objects.filter(pk=sandbox.pk).update(
+        lease_expires_at=now() - timedelta(seconds=1)
+    )
+    assert reconciler.reconcile()["redriven"] == 1  # its run died: the lease lapsed
+
+
+def test_the_management_command_runs_it(capsys, dispatched):
+    call_command("reconcile")
+    assert "re-drove 0 tab(s)" in capsys.readouterr().out
