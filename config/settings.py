@@ -265,6 +265,12 @@ WORKBENCH_PROVISION_POLL_SECONDS = env_float("WORKBENCH_PROVISION_POLL_SECONDS",
 # A pending tab older than this is re-driven by the reconciler, at most _MAX_REDRIVES times.
 WORKBENCH_STALL_SECONDS = env_float("WORKBENCH_STALL_SECONDS", 120.0)
 WORKBENCH_MAX_REDRIVES = env_int("WORKBENCH_MAX_REDRIVES", 3)
+# A step that keeps dying (the worker killed each time) ends in error after this many
+# runs instead of looping: provisioning runs of one sandbox, session starts of one attempt.
+WORKBENCH_MAX_PROVISION_RUNS = env_int("WORKBENCH_MAX_PROVISION_RUNS", 5)
+WORKBENCH_MAX_SESSION_STARTS = env_int("WORKBENCH_MAX_SESSION_STARTS", 5)
+# The broker queues whose backlog the reconciler reads (a queued message is not stalled).
+WORKBENCH_WORK_QUEUES = env_list("WORKBENCH_WORK_QUEUES", ["celery"])
 WORKBENCH_EVENT_RETENTION_HOURS = env_float("WORKBENCH_EVENT_RETENTION_HOURS", 72.0)
 WORKBENCH_MAX_OPEN_TABS_PER_TASK = env_int("WORKBENCH_MAX_OPEN_TABS_PER_TASK", 200)
 WORKBENCH_MAX_OPEN_TABS_PER_USER = env_int("WORKBENCH_MAX_OPEN_TABS_PER_USER", 500)

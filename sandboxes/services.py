@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ClaimOutcome = Literal["ready", "lead", "busy"]
+ClaimOutcome = Literal["ready", "lead", "busy", "exhausted"]
 
 
 class LeaseLost(Exception):
@@ -68,6 +68,7 @@ def sandbox_claim(*, task_id: int, provider: str, agent: str, owner: str) -> Cla
 
     ready: the sandbox is ready. lead: the caller now holds the lease (the returned row's
     `fence` is its token) and must run `sandbox_provision`. busy: another run holds it.
+    exhausted: WORKBENCH_MAX_PROVISION_RUNS runs took the lease and died; give up.
     `owner` (the Celery task id) is recorded for operators; a killed run's lease lapses
     after WORKBENCH_PROVISION_LEASE_SECONDS and the next claim takes over.
     """
@@ -99,6 +100,8 @@ def sandbox_claim(*, task_id: int, provider: str, agent: str, owner: str) -> Cla
                 # alive, and two runs must never work one sandbox at once. A live run keeps
                 # its lease fresh (_LeaseKeeper), so only a dead or hung one loses it.
                 if sandbox.lease_expires_at is None or sandbox.lease_expires_at <= now():
+                    if sandbox.fence >= settings.WORKBENCH_MAX_PROVISION_RUNS:
+                        return Claim("exhausted", sandbox)  # runs keep dying: stop looping
                     taken = Sandbox.objects.filter(
                         pk=sandbox.pk, state=SandboxState.PROVISIONING, fence=sandbox.fence
                     ).update(

@@ -100,6 +100,14 @@ def task_provision(*, task_id: int, owner: str) -> ProvisionResult:
     claim = sandbox_services.sandbox_claim(
         task_id=task.pk, provider=task.provider, agent=task.agent, owner=owner
     )
+    if claim.outcome == "exhausted" and claim.sandbox is not None:
+        return ProvisionResult(
+            "failed",
+            claim.sandbox,
+            claim.sandbox.fence,
+            "stalled",
+            f"provisioning was interrupted {claim.sandbox.fence} times (a crashing worker?)",
+        )
     if claim.outcome != "lead" or claim.sandbox is None:
         return ProvisionResult("busy" if claim.outcome == "busy" else "ready", claim.sandbox)
     sandbox = claim.sandbox

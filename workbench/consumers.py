@@ -29,6 +29,9 @@ def _current_seq(workspace_id: int) -> int:
 
 @database_sync_to_async
 def _events_after(workspace_id: int, seq: int) -> list[dict] | None:
+    current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
+    if seq > current:  # never issued here (say, a restored database): the client starts over
+        return None
     events = selectors.events_after(workspace_id=workspace_id, seq=seq)
     return None if events is None else [dict(event_frame(event)) for event in events]
 
@@ -58,20 +61,21 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "group"):
             return
-        raw = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
+        raw = text_data.encode("utf-8") if text_data is not None else (bytes_data or b"")
         if len(raw) > MAX_FRAME_BYTES:
             await self._error("frame_too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
             return
         try:
-            content = json.loads(raw)
-        except ValueError:
+            content = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             await self._error("malformed", "frames must be JSON objects")
             return
         await self.receive_json(content)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
-        handler = {"resume": self._resume, "ping": self._ping}.get(kind)  # type: ignore[arg-type]
+        handlers = {"resume": self._resume, "ping": self._ping}
+        handler = handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             await self._error("unknown_type", "expected a frame of type resume or ping")
             return

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -88,7 +87,7 @@ def message_send(*, tab_id: UUID, user: AbstractBaseUser | None, text: str) -> M
             state=MessageState.QUEUED,
         )
         _record(message, created=True)
-        transaction.on_commit(partial(workflows.start_message_delivery, tab_id=tab.pk), robust=True)
+        workflows.dispatch_after_commit(workflows.start_message_delivery, tab_id=tab.pk)
     return message
 
 

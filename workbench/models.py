@@ -122,6 +122,8 @@ class WorkbenchTab(models.Model):
     attempt = models.PositiveIntegerField(default=1)
     # How many times the reconciler re-dispatched this attempt's work.
     redrives = models.PositiveIntegerField(default=0)
+    # How many times this attempt's session step started (a crash loop is cut off).
+    session_starts = models.PositiveIntegerField(default=0)
     # NULL, not "", when absent: the unique constraint below must ignore tabs without a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     version = models.PositiveIntegerField(default=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -41,7 +40,28 @@ def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[Workbenc
     return list(rows[:limit])
 
 
+def broker_backlog() -> int:
+    """Messages waiting in the work queues (Redis lists); 0 if the broker cannot say."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1)
+        return sum(client.llen(queue) for queue in settings.WORKBENCH_WORK_QUEUES)
+    except redis.RedisError:
+        return 0
+
+
 def reconcile() -> dict[str, int]:
+    """Re-drive or fail stalled tabs, and re-send stuck prompts.
+
+    Only while the work queues are drained: a tab whose message waits behind a backlog is
+    queued, not stalled, and re-driving it would only lengthen the queue. Lost messages
+    are found as soon as the workers catch up.
+    """
+    backlog = broker_backlog()
+    if backlog:
+        logger.info("reconciler waits: %s messages queued", backlog)
+        return {"redriven": 0, "failed": 0, "prompts": 0, "backlog": backlog}
     redriven = failed = 0
     for tab in stalled_tabs():
         if tab.redrives >= settings.WORKBENCH_MAX_REDRIVES:
@@ -58,14 +78,11 @@ def reconcile() -> dict[str, int]:
                 pk=tab.pk, state=tab.state, attempt=tab.attempt, redrives=tab.redrives
             ).update(redrives=F("redrives") + 1, updated_at=now())
             if claimed:
-                transaction.on_commit(
-                    partial(
-                        workflows.start_tab_chain,
-                        tab_id=tab.pk,
-                        attempt=tab.attempt,
-                        provision=tab.state == TabState.PENDING_PROVISION,
-                    ),
-                    robust=True,
+                workflows.dispatch_after_commit(
+                    workflows.start_tab_chain,
+                    tab_id=tab.pk,
+                    attempt=tab.attempt,
+                    provision=tab.state == TabState.PENDING_PROVISION,
                 )
         redriven += claimed
     prompts = messages.tabs_with_undelivered_messages(older_than_seconds=30)
@@ -78,4 +95,4 @@ def reconcile() -> dict[str, int]:
             failed,
             len(prompts),
         )
-    return {"redriven": redriven, "failed": failed, "prompts": len(prompts)}
+    return {"redriven": redriven, "failed": failed, "prompts": len(prompts), "backlog": 0}

@@ -9,7 +9,6 @@ InvalidTransition (409).
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
@@ -110,14 +109,11 @@ def _transition(
 def _dispatch_chain(tab: WorkbenchTab) -> None:
     # Dispatch after commit: a worker could otherwise read the row before it exists, and a
     # rolled-back request must dispatch nothing. A failed dispatch is left to the reconciler.
-    transaction.on_commit(
-        partial(
-            workflows.start_tab_chain,
-            tab_id=tab.pk,
-            attempt=tab.attempt,
-            provision=tab.state == TabState.PENDING_PROVISION,
-        ),
-        robust=True,
+    workflows.dispatch_after_commit(
+        workflows.start_tab_chain,
+        tab_id=tab.pk,
+        attempt=tab.attempt,
+        provision=tab.state == TabState.PENDING_PROVISION,
     )
 
 
@@ -253,7 +249,7 @@ def tab_close(*, tab_id: UUID) -> WorkbenchTab:
     if tab is None:
         return WorkbenchTab.objects.get(pk=tab_id)
     if tab.acp_server_id and tab.sandbox_id:
-        transaction.on_commit(partial(workflows.start_session_teardown, tab_id=tab.pk), robust=True)
+        workflows.dispatch_after_commit(workflows.start_session_teardown, tab_id=tab.pk)
     return tab
 
 
@@ -278,6 +274,7 @@ def tab_retry(*, tab_id: UUID) -> WorkbenchTab:
             at_attempt=tab.attempt,
             attempt=F("attempt") + 1,
             redrives=0,
+            session_starts=0,
             error_code="",
             error_message="",
             session_id="",
@@ -300,8 +297,8 @@ def task_archive(*, task_id: int) -> Task:
             tab_close(tab_id=tab_id)
         for sandbox_id in task_sandboxes_to_destroy(task_id=task_id):
             if sandbox_services.sandbox_begin_destroy(sandbox_id=sandbox_id):
-                transaction.on_commit(
-                    partial(workflows.start_sandbox_destroy, sandbox_id=sandbox_id), robust=True
+                workflows.dispatch_after_commit(
+                    workflows.start_sandbox_destroy, sandbox_id=sandbox_id
                 )
     return Task.objects.get(pk=task_id)
 
@@ -383,6 +380,17 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
             attempt=attempt,
             code=TabErrorCode.SANDBOX_LOST,
             message="The task's sandbox is no longer running; retry to re-provision it.",
+        )
+        return
+    starts = WorkbenchTab.objects.filter(pk=tab_id, attempt=attempt)
+    starts.update(session_starts=F("session_starts") + 1)
+    if tab.session_starts + 1 > settings.WORKBENCH_MAX_SESSION_STARTS:
+        tab_fail(
+            tab_id=tab_id,
+            attempt=attempt,
+            code=TabErrorCode.STALLED,
+            message=f"Starting the session was interrupted {tab.session_starts} times; "
+            "retry to try again.",
         )
         return
     server_id = f"tab-{tab.pk.hex}-{attempt}"

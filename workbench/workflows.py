@@ -6,14 +6,36 @@ Called after commit by services; it only publishes messages, it never writes row
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from celery import chain
+from django.db import transaction
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from uuid import UUID
 
 logger = logging.getLogger(__name__)
+
+
+def dispatch_after_commit(start: Callable[..., None], **kwargs: Any) -> None:
+    """Run `start(**kwargs)` once the current transaction commits, never on rollback.
+
+    Publish after commit: a worker could otherwise read a row that does not exist yet.
+    A publish that fails is logged and left to the reconciler (the row is the truth).
+    """
+
+    def dispatch() -> None:
+        try:
+            start(**kwargs)
+        except Exception:
+            logger.exception(
+                "dispatching %s%s failed; the reconciler will re-drive it",
+                getattr(start, "__name__", start),
+                kwargs,
+            )
+
+    transaction.on_commit(dispatch)
 
 
 def start_tab_chain(*, tab_id: UUID, attempt: int, provision: bool) -> None:

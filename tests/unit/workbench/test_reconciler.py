@@ -42,7 +42,7 @@ def test_it_leaves_recent_and_settled_tabs_alone(dispatched):
     TabFactory(state=TabState.PENDING_PROVISION)  # just created
     for state in (TabState.READY, TabState.ERROR, TabState.CLOSED):
         stale(TabFactory(state=state))
-    assert reconciler.reconcile() == {"redriven": 0, "failed": 0, "prompts": 0}
+    assert reconciler.reconcile() == {"redriven": 0, "failed": 0, "prompts": 0, "backlog": 0}
     dispatched.assert_not_called()
 
 
@@ -62,3 +62,42 @@ def test_a_tab_waiting_on_a_live_provisioning_run_is_not_stalled(dispatched):
 def test_the_management_command_runs_it(capsys, dispatched):
     call_command("reconcile")
     assert "re-drove 0 tab(s)" in capsys.readouterr().out
+
+
+def test_it_waits_while_work_is_queued(dispatched, monkeypatch):
+    """A tab whose message waits behind a backlog is queued, not stalled."""
+    stale(TabFactory(state=TabState.PENDING_PROVISION))
+    monkeypatch.setattr(reconciler, "broker_backlog", lambda: 7)
+    assert reconciler.reconcile() == {"redriven": 0, "failed": 0, "prompts": 0, "backlog": 7}
+    dispatched.assert_not_called()
+
+
+def test_provisioning_that_keeps_dying_ends_in_error_not_a_loop(settings):
+    from workbench import services
+
+    settings.WORKBENCH_MAX_PROVISION_RUNS = 3
+    sandbox = SandboxFactory(
+        state=SandboxState.PROVISIONING, fence=3, lease_expires_at=now() - timedelta(seconds=1)
+    )
+    waiting = [TabFactory(task=sandbox.task, state=TabState.PENDING_PROVISION) for _ in range(2)]
+    outcome = services.tab_provision(tab_id=waiting[0].pk, attempt=1, owner="next-run")
+    assert outcome == "stop"
+    sandbox.refresh_from_db()
+    assert (sandbox.state, sandbox.error_code) == (SandboxState.FAILED, "stalled")
+    for tab in waiting:
+        tab.refresh_from_db()
+        assert (tab.state, tab.error_code) == (TabState.ERROR, "provision_failed")
+        assert "interrupted 3 times" in tab.error_message
+
+
+def test_a_session_step_that_keeps_dying_ends_in_error(settings):
+    from workbench import services
+
+    settings.WORKBENCH_MAX_SESSION_STARTS = 2
+    sandbox = SandboxFactory(state=SandboxState.READY)
+    tab = TabFactory(
+        task=sandbox.task, sandbox=sandbox, state=TabState.PENDING_SESSION_CREATE, session_starts=2
+    )
+    services.tab_open_session(tab_id=tab.pk, attempt=1)
+    tab.refresh_from_db()
+    assert (tab.state, tab.error_code) == (TabState.ERROR, "stalled")

@@ -34,7 +34,7 @@ def test_it_dispatches_exactly_one_chain_and_only_after_commit(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         tab, _ = services.tab_create(user=alice, task=task)
         dispatched.assert_not_called()  # still inside the transaction
-    assert [c.func for c in callbacks].count(dispatched) == 1  # the rest publish the event
+    assert callbacks  # the chain and the event's publish wait for the commit
     dispatched.assert_called_once_with(tab_id=tab.pk, attempt=1, provision=True)
 
 
