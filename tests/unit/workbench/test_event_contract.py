@@ -1,0 +1,318 @@
+"""The event contract (zulip-style): a snapshot plus the events an action records, applied the
+way a client applies them, equals a fresh snapshot. Every event frame is valid by the schema,
+its seq follows the last without a gap, and what is broadcast is what resume replays."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.conf import settings
+from jsonschema import Draft202012Validator
+
+from sandboxes.models import SandboxState
+from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
+from sandboxes.serializers import SandboxOutputSerializer
+from tasks_app import services as task_services
+from tests.factories import SandboxFactory, TabFactory, TaskFactory
+from workbench import events, messages, selectors, services
+from workbench.models import Event, TabErrorCode, TabState, Workspace
+from workbench.serializers import TabOutputSerializer
+
+pytestmark = pytest.mark.django_db
+
+SCHEMA_PATH = Path(settings.BASE_DIR) / "docs" / "schema" / "workbench-stream.schema.json"
+SERVER_FRAMES = Draft202012Validator(
+    json.loads(SCHEMA_PATH.read_text()), format_checker=Draft202012Validator.FORMAT_CHECKER
+)
+
+Model = dict[str, Any]
+
+
+# -- the client's side: a model of the workbench and how events change it -------------------
+
+
+def load(snapshot: dict[str, Any]) -> Model:
+    """A client's model of a snapshot: objects keyed by id.
+
+    Order is the client's to derive (tasks newest first, tabs oldest first); comparing by id
+    keeps ties in created_at from making the comparison flaky.
+    """
+    return {
+        "seq": snapshot["seq"],
+        "workspace": snapshot["workspace"],
+        "tasks": {task["id"]: task for task in snapshot["tasks"]},
+        "tabs": {tab["id"]: tab for tab in snapshot["tabs"]},
+    }
+
+
+def newer(current: dict[str, Any] | None, incoming: dict[str, Any]) -> bool:
+    return current is None or incoming["version"] > current["version"]
+
+
+def apply(model: Model, frame: dict[str, Any]) -> None:
+    """Apply one event frame; a client has already dropped frames with seq <= model['seq']."""
+    name, data = frame["event"], copy.deepcopy(frame["data"])
+    tasks, tabs = model["tasks"], model["tabs"]
+    if name == "workspace.updated":
+        model["workspace"] = data
+    elif name == "task.updated":
+        if newer(tasks.get(data["id"]), data):
+            if data["archived"]:
+                # An archived task leaves the workbench with its tabs.
+                tasks.pop(data["id"], None)
+                model["tabs"] = {k: tab for k, tab in tabs.items() if tab["task"] != data["id"]}
+            else:
+                tasks[data["id"]] = data
+    elif name == "tab.updated":
+        if newer(tabs.get(data["id"]), data):
+            if data["state"] == TabState.CLOSED:
+                tabs.pop(data["id"], None)
+            else:
+                tabs[data["id"]] = data
+    elif name == "sandbox.updated":
+        task = tasks.get(data["task"])
+        current = task["sandbox"] if task else None
+        # A task shows its live sandbox, else its latest attempt: the higher id is the later.
+        if task is not None and (
+            current is None
+            or data["id"] > current["id"]
+            or (data["id"] == current["id"] and newer(current, data))
+        ):
+            task["sandbox"] = data
+    elif name == "provisioning.step":
+        task = tasks.get(data.pop("task"))
+        sandbox = task["sandbox"] if task else None
+        if sandbox is not None and sandbox["id"] == data["sandbox"]:
+            steps = [step for step in sandbox["steps"] if step["id"] != data["id"]]
+            sandbox["steps"] = sorted([*steps, data], key=lambda s: (s["started_at"], s["id"]))
+    # message.* change transcripts, which are not part of the snapshot.
+    model["seq"] = frame["seq"]
+
+
+# -- the server's side ------------------------------------------------------------------------
+
+
+def snapshot(workspace: Workspace) -> dict[str, Any]:
+    fresh = Workspace.objects.get(pk=workspace.pk)
+    return json.loads(json.dumps(selectors.workbench_snapshot(workspace=fresh)))
+
+
+class FakeProvider:
+    """Records two steps and returns a handle; or fails in the second step."""
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+
+    def create(self, spec: SandboxSpec, *, step: Any) -> SandboxHandle:
+        with step("clone"):
+            pass
+        with step("start"):
+            if self.fail:
+                raise ProviderError("the agent server did not start", code="start_failed")
+        return SandboxHandle(base_url="http://127.0.0.1:9", token="t", workdir="/tmp/x", pid=1)
+
+
+@contextmanager
+def provider(fail: bool = False) -> Iterator[None]:
+    with mock.patch("sandboxes.services.get_provider", return_value=FakeProvider(fail)):
+        yield
+
+
+# Each case prepares rows (before the snapshot) and returns the action under test.
+Action = Callable[[], object]
+
+
+def case_tab_create(workspace, alice) -> Action:
+    task = TaskFactory(workspace=workspace)
+    return lambda: services.tab_create(user=alice, task=task)
+
+
+def case_tab_create_on_a_ready_sandbox(workspace, alice) -> Action:
+    sandbox = SandboxFactory(task=TaskFactory(workspace=workspace), state=SandboxState.READY)
+    return lambda: services.tab_create(user=alice, task=sandbox.task)
+
+
+def case_tab_update_draft(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+    return lambda: services.tab_update(tab_id=tab.pk, draft="half a thought")
+
+
+def case_tab_update_title_and_unread(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.READY)
+    return lambda: services.tab_update(tab_id=tab.pk, title="renamed", unread=True)
+
+
+def case_tab_close(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+    TabFactory(task=tab.task)  # a sibling that stays
+    return lambda: services.tab_close(tab_id=tab.pk)
+
+
+def case_tab_retry(workspace, alice) -> Action:
+    tab = TabFactory(
+        task=TaskFactory(workspace=workspace),
+        state=TabState.ERROR,
+        error_code=TabErrorCode.PROVISION_FAILED,
+        error_message="clone: no such repository",
+    )
+    return lambda: services.tab_retry(tab_id=tab.pk)
+
+
+def case_tab_fail(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.PENDING_SESSION_CREATE)
+    return lambda: services.tab_fail(
+        tab_id=tab.pk, code=TabErrorCode.SESSION_FAILED, message="the agent refused"
+    )
+
+
+def case_task_create(workspace, alice) -> Action:
+    TaskFactory(workspace=workspace)
+    return lambda: task_services.task_create(
+        workspace_id=workspace.pk, user=alice, title="new", repository="r", branch="main"
+    )
+
+
+def case_task_update(workspace, alice) -> Action:
+    task = SandboxFactory(task=TaskFactory(workspace=workspace)).task
+    return lambda: task_services.task_update(task_id=task.pk, title="renamed")
+
+
+def case_task_archive(workspace, alice) -> Action:
+    task = TaskFactory(workspace=workspace)
+    SandboxFactory(task=task, state=SandboxState.READY)
+    TabFactory(task=task, state=TabState.READY, acp_server_id="s1", sandbox=task.sandboxes.get())
+    TabFactory(task=task, state=TabState.ERROR)
+    TabFactory(task=TaskFactory(workspace=workspace))  # another task's tab stays
+    return lambda: services.task_archive(task_id=task.pk)
+
+
+def case_provisioning_succeeds(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+
+    def action() -> object:
+        with provider():
+            return services.tab_provision(tab_id=tab.pk, attempt=1, owner="worker-1")
+
+    return action
+
+
+def case_provisioning_fails(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+    TabFactory(task=tab.task)  # also waits, and fails with it
+
+    def action() -> object:
+        with provider(fail=True):
+            return services.tab_provision(tab_id=tab.pk, attempt=1, owner="worker-1")
+
+    return action
+
+
+def case_provisioning_again_after_a_failure(workspace, alice) -> Action:
+    task = TaskFactory(workspace=workspace)
+    SandboxFactory(task=task, state=SandboxState.FAILED, error_code="start_failed")
+    tab = TabFactory(task=task)
+
+    def action() -> object:
+        with provider():
+            return services.tab_provision(tab_id=tab.pk, attempt=1, owner="worker-1")
+
+    return action
+
+
+def case_sandbox_lost(workspace, alice) -> Action:
+    sandbox = SandboxFactory(task=TaskFactory(workspace=workspace), state=SandboxState.READY)
+    TabFactory(task=sandbox.task, sandbox=sandbox, state=TabState.READY)
+    TabFactory(task=sandbox.task, sandbox=sandbox, state=TabState.PENDING_SESSION_CREATE)
+    return lambda: services.sandbox_lost(sandbox_id=sandbox.pk, message="it exited")
+
+
+def case_message_send(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.READY)
+    return lambda: messages.message_send(tab_id=tab.pk, user=alice, text="hello")
+
+
+CASES: dict[str, Callable[..., Action]] = {
+    name.removeprefix("case_"): fn for name, fn in globals().items() if name.startswith("case_")
+}
+
+
+def run_case(name: str, workspace, alice, capture) -> tuple[dict, list[dict], dict]:
+    """(snapshot before, the event frames the action recorded, snapshot after)."""
+    action = CASES[name](workspace, alice)
+    before = snapshot(workspace)
+    with (
+        mock.patch("workbench.workflows.start_session_teardown"),
+        mock.patch("workbench.workflows.start_sandbox_destroy"),
+        mock.patch("workbench.workflows.start_message_delivery"),
+        capture(execute=True) as callbacks,
+    ):
+        action()
+    frames = [
+        dict(events.event_frame(event))
+        for event in Event.objects.filter(workspace=workspace, seq__gt=before["seq"])
+    ]
+    published = [c.args[1:] for c in callbacks if getattr(c, "func", None) is events.publish]
+    assert published == [(f["seq"], f["event"], f["data"]) for f in frames]
+    return before, frames, snapshot(workspace)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_snapshot_plus_the_events_equals_a_fresh_snapshot(
+    name, workspace, alice, dispatched, django_capture_on_commit_callbacks
+):
+    before, frames, after = run_case(name, workspace, alice, django_capture_on_commit_callbacks)
+    assert frames, "the action changed nothing a client sees"
+    start = before["seq"]
+    assert [f["seq"] for f in frames] == list(range(start + 1, start + 1 + len(frames)))
+    for frame in frames:
+        SERVER_FRAMES.validate(frame)
+    model = load(before)
+    for frame in frames:
+        apply(model, frame)
+    assert model["seq"] == frames[-1]["seq"] == after["seq"]
+    assert model == load(after)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_replaying_the_events_onto_a_newer_snapshot_changes_nothing(
+    name, workspace, alice, dispatched, django_capture_on_commit_callbacks
+):
+    """A snapshot reads its seq before its rows, so it may already hold the changes of the
+    events after its seq: replaying them must end where the snapshot already is."""
+    before, frames, after = run_case(name, workspace, alice, django_capture_on_commit_callbacks)
+    model = load({**after, "seq": before["seq"]})
+    for frame in frames:
+        apply(model, frame)
+    assert model == load(after)
+
+
+def test_every_event_name_has_a_shape_in_the_schema():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    branches = schema["$defs"]["eventFrame"]["oneOf"]
+    named = {branch["properties"]["event"]["const"] for branch in branches}
+    assert named == set(events.EVENT_NAMES)
+    assert set(schema["$defs"]["eventName"]["enum"]) == set(events.EVENT_NAMES)
+
+
+def test_the_schema_refuses_what_clients_must_not_receive():
+    tab = TabFactory()
+    frame = {"type": "event", "seq": 1, "event": "tab.updated", "data": {}}
+    frame["data"] = json.loads(json.dumps(TabOutputSerializer(tab).data))
+    SERVER_FRAMES.validate(frame)
+    assert not SERVER_FRAMES.is_valid({**frame, "event": "task.updated"})
+    assert not SERVER_FRAMES.is_valid({**frame, "data": {**frame["data"], "secret": 1}})
+    assert not SERVER_FRAMES.is_valid({**frame, "data": {**frame["data"], "state": "gone"}})
+    sandbox = SandboxFactory()
+    data = json.loads(json.dumps(SandboxOutputSerializer(sandbox).data))
+    SERVER_FRAMES.validate({"type": "event", "seq": 2, "event": "sandbox.updated", "data": data})
+    leaked = {**data, "token": sandbox.token}
+    assert not SERVER_FRAMES.is_valid(
+        {"type": "event", "seq": 2, "event": "sandbox.updated", "data": leaked}
+    )
