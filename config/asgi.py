@@ -11,9 +11,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from config.routing import websocket_application  # noqa: E402
 
+# Daphne serves /static/ itself (the workbench page's few small JS and CSS files, the admin's
+# and Swagger UI's): Django's static view answers with Last-Modified and 304s, found through
+# the app finders, so there is no collectstatic step and no build step to forget. We chose
+# this over WhiteNoise because nothing here is large or hot enough to need its compression
+# and hashed names; a deployment behind a CDN or reverse proxy can serve STATIC_ROOT instead.
 application = ProtocolTypeRouter(
-    {"http": django_asgi_app, "websocket": websocket_application(URLRouter)}
+    {
+        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "websocket": websocket_application(URLRouter),
+    }
 )

@@ -129,6 +129,14 @@ _sqlite_path = Path(env_str("WORKBENCH_SQLITE_PATH", str(VAR_DIR / "db.sqlite3")
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A psycopg pool per process (Django's own): ASGI requests run in a thread pool, so
+        # persistent per-thread connections (CONN_MAX_AGE) would pile up; a pool bounds them.
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("WORKBENCH_DB_POOL_MIN", 1),
+            "max_size": env_int("WORKBENCH_DB_POOL_MAX", 8),
+            "timeout": env_float("WORKBENCH_DB_POOL_TIMEOUT", 10.0),
+        }
 else:
     DATABASES = {
         "default": {
@@ -160,7 +168,10 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "/admin/login/"
+# The browser workbench (workbench/pages.py) logs in with Django's own views.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6399/0")
 

@@ -1,15 +1,17 @@
-"""URL routes: the JSON API under /api/, its schema and docs, health, and the admin."""
+"""URL routes: the browser workbench, the JSON API under /api/, its schema and docs, health,
+and the admin."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from config.health import healthz, readyz
-from workbench import views
+from workbench import pages, views
 
 api = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -36,6 +38,13 @@ api = [
 ]
 
 urlpatterns = [
+    path("", pages.workbench_shell, name="workbench"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),  # POST only
     path("api/", include(api)),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),

@@ -6,9 +6,9 @@ Shared by every provider whose sandboxes run a sandbox-agent server, local or re
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 ACP_PROTOCOL_VERSION = 1
-_request_ids = itertools.count(1)
 
 
 @dataclass
@@ -71,6 +70,12 @@ def _problem(response: httpx.Response) -> str:
         )
         return f"{detail}: {stderr}" if stderr else str(detail or body)
     return str(body)[:300]
+
+
+def _request_id() -> str:
+    """A JSON-RPC id unique across processes: the server routes each response by its id,
+    so two workers talking to one ACP server (a duplicate delivery) must never share one."""
+    return uuid.uuid4().hex
 
 
 class AgentServerClient:
@@ -128,7 +133,7 @@ class AgentServerClient:
         timeout: float | None = None,
     ) -> dict:
         """One JSON-RPC request over ACP's HTTP transport; returns its `result`."""
-        envelope = {"jsonrpc": "2.0", "id": next(_request_ids), "method": method, "params": params}
+        envelope = {"jsonrpc": "2.0", "id": _request_id(), "method": method, "params": params}
         response = self._request(
             "POST",
             f"/v1/acp/{server_id}",
@@ -180,7 +185,7 @@ class AgentServerClient:
         The SSE feed replays history, so it is read from `last_event_id` (the cursor kept
         from the previous turn); `on_text` gets the accumulated text as chunks arrive.
         """
-        request_id = next(_request_ids)
+        request_id = _request_id()
         chunks: list[str] = []
         done = threading.Event()
         cursor = {"id": last_event_id}

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.db.models import F
 from django.utils.timezone import now
 
@@ -19,17 +19,16 @@ from sandboxes.models import LIVE_STATES, ProvisioningStep, Sandbox, SandboxStat
 from sandboxes.providers import get_provider
 from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
 from sandboxes.serializers import ProvisioningStepSerializer, SandboxOutputSerializer
-from workbench.events import record_event
+from workbench.events import record_event, workspace_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-if TYPE_CHECKING:
     from sandboxes.agent_client import PromptResult
 
 logger = logging.getLogger(__name__)
 
-ClaimOutcome = Literal["ready", "lead", "busy", "exhausted"]
+ClaimOutcome = Literal["ready", "lead", "busy", "exhausted", "unneeded"]
 
 
 class LeaseLost(Exception):
@@ -63,24 +62,36 @@ def _lease_until() -> object:
     return now() + timedelta(seconds=settings.WORKBENCH_PROVISION_LEASE_SECONDS)
 
 
-def sandbox_claim(*, task_id: int, provider: str, agent: str, owner: str) -> Claim:
+def sandbox_claim(
+    *,
+    workspace_id: int,
+    task_id: int,
+    provider: str,
+    agent: str,
+    owner: str,
+    needed: Callable[[], bool] | None = None,
+) -> Claim:
     """Find or start the task's one live sandbox, and claim its provisioning if it is free.
 
     ready: the sandbox is ready. lead: the caller now holds the lease (the returned row's
     `fence` is its token) and must run `sandbox_provision`. busy: another run holds it.
     exhausted: WORKBENCH_MAX_PROVISION_RUNS runs took the lease and died; give up.
+    unneeded: there is no live sandbox and `needed()` (asked under the workspace lock, so
+    no tab can change meanwhile) says nobody waits for one any more: start none.
     `owner` (the Celery task id) is recorded for operators; a killed run's lease lapses
     after WORKBENCH_PROVISION_LEASE_SECONDS and the next claim takes over.
     """
     for _ in range(5):
         try:
-            with transaction.atomic():
+            with workspace_transaction(workspace_id):
                 sandbox = (
                     Sandbox.objects.select_for_update()
                     .filter(task_id=task_id, state__in=LIVE_STATES)
                     .first()
                 )
                 if sandbox is None:
+                    if needed is not None and not needed():
+                        return Claim("unneeded", None)
                     attempt = Sandbox.objects.filter(task_id=task_id).count() + 1
                     sandbox = Sandbox.objects.create(
                         task_id=task_id,
@@ -121,7 +132,7 @@ def sandbox_claim(*, task_id: int, provider: str, agent: str, owner: str) -> Cla
 @contextmanager
 def _recorded_step(sandbox_id: int, fence: int, name: str) -> Iterator[None]:
     """Record one provider step; renew the lease first, and stop if it was taken over."""
-    with transaction.atomic():
+    with workspace_transaction(_workspace_id(sandbox_id)):
         renewed = Sandbox.objects.filter(
             pk=sandbox_id, state=SandboxState.PROVISIONING, fence=fence
         ).update(lease_expires_at=_lease_until())
@@ -189,7 +200,7 @@ def _record_step(step: ProvisioningStep) -> None:
 
 
 def _finish_step(step: ProvisioningStep, outcome: str, detail: str) -> None:
-    with transaction.atomic():
+    with workspace_transaction(_workspace_id(step.sandbox_id)):
         step.outcome, step.detail, step.finished_at = outcome, detail[:2000], now()
         step.save(update_fields=["outcome", "detail", "finished_at"])
         _record_step(step)
@@ -218,7 +229,7 @@ def sandbox_provision(*, sandbox_id: int, fence: int, spec: SandboxSpec) -> bool
 
 def sandbox_mark_ready(*, sandbox_id: int, fence: int, handle: SandboxHandle) -> bool:
     """provisioning -> ready, only for the run holding `fence`."""
-    with transaction.atomic():
+    with workspace_transaction(_workspace_id(sandbox_id)):
         updated = Sandbox.objects.filter(
             pk=sandbox_id, state=SandboxState.PROVISIONING, fence=fence
         ).update(
@@ -244,7 +255,7 @@ def sandbox_fail(*, sandbox_id: int, code: str, message: str, fence: int | None 
     Runs inside the caller's transaction when there is one, so the tabs that waited on the
     sandbox can fail in the same commit.
     """
-    with transaction.atomic():
+    with workspace_transaction(_workspace_id(sandbox_id)):
         rows = Sandbox.objects.filter(pk=sandbox_id, state__in=LIVE_STATES)
         if fence is not None:
             rows = rows.filter(fence=fence)
@@ -264,7 +275,7 @@ def sandbox_fail(*, sandbox_id: int, code: str, message: str, fence: int | None 
 
 def sandbox_begin_destroy(*, sandbox_id: int) -> bool:
     """Any state but destroyed -> destroying; the caller then runs sandbox_destroy."""
-    with transaction.atomic():
+    with workspace_transaction(_workspace_id(sandbox_id)):
         updated = (
             Sandbox.objects.filter(pk=sandbox_id)
             .exclude(state__in=[SandboxState.DESTROYING, SandboxState.DESTROYED])
@@ -288,7 +299,7 @@ def sandbox_destroy(*, sandbox_id: int) -> bool:
         return False
     provider = get_provider(sandbox.provider)
     provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
-    with transaction.atomic():
+    with workspace_transaction(_workspace_id(sandbox_id)):
         updated = Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.DESTROYING).update(
             state=SandboxState.DESTROYED, destroyed_at=now(), version=F("version") + 1
         )

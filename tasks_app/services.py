@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from django.db import transaction
 from django.db.models import F
 from django.utils.timezone import now
 
@@ -14,9 +13,11 @@ from sandboxes import services as sandbox_services
 from sandboxes.providers.base import ProviderError, SandboxSpec
 from tasks_app.models import Task
 from tasks_app.serializers import TaskOutputSerializer
-from workbench.events import record_event
+from workbench.events import record_event, workspace_transaction
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.contrib.auth.models import AbstractBaseUser
 
     from sandboxes.models import Sandbox
@@ -39,7 +40,7 @@ def task_create(
     agent: str = "mock",
 ) -> Task:
     """Create a task; provisioning starts when its first tab is opened, never inline."""
-    with transaction.atomic():
+    with workspace_transaction(workspace_id):
         task = Task.objects.create(
             workspace_id=workspace_id,
             created_by=user,
@@ -53,8 +54,12 @@ def task_create(
     return task
 
 
+def _workspace_of(task_id: int) -> int:
+    return Task.objects.values_list("workspace_id", flat=True).get(pk=task_id)
+
+
 def task_update(*, task_id: int, title: str) -> Task:
-    with transaction.atomic():
+    with workspace_transaction(_workspace_of(task_id)):
         Task.objects.filter(pk=task_id).update(
             title=title, updated_at=now(), version=F("version") + 1
         )
@@ -65,7 +70,7 @@ def task_update(*, task_id: int, title: str) -> Task:
 
 def task_mark_archived(*, task_id: int) -> bool:
     """Set archived_at once; False if it already was. Runs in the caller's transaction."""
-    with transaction.atomic():
+    with workspace_transaction(_workspace_of(task_id)):
         updated = Task.objects.filter(pk=task_id, archived_at__isnull=True).update(
             archived_at=now(), updated_at=now(), version=F("version") + 1
         )
@@ -74,7 +79,7 @@ def task_mark_archived(*, task_id: int) -> bool:
     return bool(updated)
 
 
-ProvisionOutcome = Literal["ready", "busy", "failed", "gone"]
+ProvisionOutcome = Literal["ready", "busy", "failed", "gone", "unneeded"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,9 @@ class ProvisionResult:
     message: str = ""
 
 
-def task_provision(*, task_id: int, owner: str) -> ProvisionResult:
+def task_provision(
+    *, task_id: int, owner: str, needed: Callable[[], bool] | None = None
+) -> ProvisionResult:
     """Make sure the task's sandbox is ready, running the provider's steps if this caller
     wins the lease. One run per task however many tabs ask; the others get `busy`.
 
@@ -98,8 +105,15 @@ def task_provision(*, task_id: int, owner: str) -> ProvisionResult:
     if task is None:
         return ProvisionResult("gone")
     claim = sandbox_services.sandbox_claim(
-        task_id=task.pk, provider=task.provider, agent=task.agent, owner=owner
+        workspace_id=task.workspace_id,
+        task_id=task.pk,
+        provider=task.provider,
+        agent=task.agent,
+        owner=owner,
+        needed=needed,
     )
+    if claim.outcome == "unneeded":
+        return ProvisionResult("unneeded")
     if claim.outcome == "exhausted" and claim.sandbox is not None:
         return ProvisionResult(
             "failed",

@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from functools import partial
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
@@ -22,6 +23,9 @@ from django.db import transaction
 from django.db.models import F
 
 from workbench.models import Event, Workspace
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,20 @@ def group_name(workspace_id: int) -> str:
 
 def event_frame(event: Event) -> EventFrame:
     return {"type": "event", "seq": event.seq, "event": event.name, "data": event.data}
+
+
+@contextmanager
+def workspace_transaction(workspace_id: int) -> Iterator[None]:
+    """A transaction that takes the workspace's event lock before anything else.
+
+    Every write that records an event must lock the workspace's counter row at some
+    point; taking it first, always, gives one lock order (workspace, then rows) so two
+    writers can never deadlock (tab then counter in one, counter then tab in another).
+    It costs nothing extra: writes of one workspace were already serialized on that row.
+    """
+    with transaction.atomic():
+        list(Workspace.objects.select_for_update().filter(pk=workspace_id).values_list("pk"))
+        yield
 
 
 def record_event(workspace_id: int, name: EventName, data: dict[str, Any]) -> int:

@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F
 from django.utils.timezone import now
 
@@ -20,7 +19,7 @@ from sandboxes import services as sandbox_services
 from sandboxes.models import SandboxState
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
 from workbench import workflows
-from workbench.events import record_event
+from workbench.events import record_event, workspace_transaction
 from workbench.exceptions import Conflict
 from workbench.models import (
     Message,
@@ -61,7 +60,8 @@ def _record(message: Message, *, created: bool = False) -> None:
 
 
 def _update(message_id: int, **fields: object) -> Message:
-    with transaction.atomic():
+    workspace_id = Message.objects.values_list("workspace_id", flat=True).get(pk=message_id)
+    with workspace_transaction(workspace_id):
         Message.objects.filter(pk=message_id).update(
             updated_at=now(), version=F("version") + 1, **fields
         )
@@ -72,7 +72,8 @@ def _update(message_id: int, **fields: object) -> Message:
 
 def message_send(*, tab_id: UUID, user: AbstractBaseUser | None, text: str) -> Message:
     """Queue a prompt on a ready tab and dispatch its delivery after commit (202)."""
-    with transaction.atomic():
+    workspace_id = WorkbenchTab.objects.values_list("workspace_id", flat=True).get(pk=tab_id)
+    with workspace_transaction(workspace_id):
         tab = WorkbenchTab.objects.select_for_update().get(pk=tab_id)
         if tab.state != TabState.READY:
             raise Conflict(
@@ -103,9 +104,12 @@ def _claim_next(tab_id: UUID) -> _Turn | None:
     time per tab). A `sending` prompt older than a turn may last was abandoned by a dead
     worker: it is taken again, and its half-written reply marked failed."""
     abandoned_before = now() - timedelta(seconds=settings.WORKBENCH_PROMPT_TIMEOUT + 60)
-    with transaction.atomic():
+    workspace_id = WorkbenchTab.objects.filter(pk=tab_id).values_list("workspace_id", flat=True)
+    if not workspace_id:
+        return None
+    with workspace_transaction(workspace_id[0]):
         tab = (
-            WorkbenchTab.objects.select_for_update()
+            WorkbenchTab.objects.select_for_update(of=("self",))
             .select_related("sandbox")
             .filter(pk=tab_id)
             .first()
@@ -133,7 +137,7 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
     if turn is None:
         return False
     message, tab, sandbox = turn.message, turn.tab, turn.sandbox
-    with transaction.atomic():
+    with workspace_transaction(tab.workspace_id):
         reply = Message.objects.create(
             tab=tab,
             workspace_id=tab.workspace_id,
@@ -176,7 +180,7 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
             )
             return False
         return True
-    with transaction.atomic():
+    with workspace_transaction(tab.workspace_id):
         _update(reply.pk, text=result.text, state=MessageState.COMPLETE)
         _update(message.pk, state=MessageState.COMPLETE)
         WorkbenchTab.objects.filter(pk=tab.pk).update(acp_last_event_id=result.last_event_id)
@@ -185,7 +189,7 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
 
 
 def _fail_turn(message: Message, reply: Message, reason: str) -> None:
-    with transaction.atomic():
+    with workspace_transaction(message.workspace_id):
         _update(reply.pk, state=MessageState.FAILED, error_message=reason[:2000])
         _update(message.pk, state=MessageState.FAILED, error_message=reason[:2000])
 

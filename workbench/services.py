@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils.timezone import now
@@ -23,7 +24,7 @@ from sandboxes.selectors import sandbox_live_for_task
 from tasks_app import services as task_services
 from tasks_app.models import Task
 from workbench import workflows
-from workbench.events import record_event
+from workbench.events import record_event, workspace_transaction
 from workbench.exceptions import Conflict, InvalidTransition
 from workbench.models import (
     ALLOWED_TRANSITIONS,
@@ -74,6 +75,10 @@ def _record_tab(tab: WorkbenchTab) -> None:
     record_event(tab.workspace_id, "tab.updated", TabOutputSerializer(tab).data)
 
 
+def _tab_workspace(tab_id: UUID) -> int | None:
+    return WorkbenchTab.objects.filter(pk=tab_id).values_list("workspace_id", flat=True).first()
+
+
 def _transition(
     *,
     tab_id: UUID,
@@ -87,7 +92,10 @@ def _transition(
     sources = set(sources) if sources is not None else allowed
     if not sources <= allowed:
         raise ValueError(f"transitions {sorted(sources - allowed)} -> {to} are not declared")
-    with transaction.atomic():
+    workspace_id = _tab_workspace(tab_id)
+    if workspace_id is None:
+        return None
+    with workspace_transaction(workspace_id):
         rows = WorkbenchTab.objects.filter(pk=tab_id, state__in=sources)
         if at_attempt is not None:
             rows = rows.filter(attempt=at_attempt)
@@ -134,7 +142,7 @@ def tab_create(
         if existing is not None:
             return existing, False
     try:
-        with transaction.atomic():
+        with workspace_transaction(task.workspace_id):
             _enforce_open_tab_quotas(user=user, task=task)
             sandbox = sandbox_live_for_task(task_id=task.pk)
             ready = sandbox is not None and sandbox.state == SandboxState.READY
@@ -167,9 +175,11 @@ def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> None:
     requests cannot deadlock): concurrent creations count one after another, and a burst
     cannot overshoot the limit between count and insert.
     """
-    user_model = type(user)
-    user_model.objects.select_for_update().filter(pk=user.pk).exists()
-    Task.objects.select_for_update().filter(pk=task.pk).exists()
+    # Not type(user): a session-authenticated request.user is a SimpleLazyObject.
+    user_model = get_user_model()
+    # Evaluated for the lock they take (exists() would not lock on every backend).
+    list(user_model.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    list(Task.objects.select_for_update().filter(pk=task.pk).values_list("pk"))
     open_on_task = WorkbenchTab.objects.filter(task=task, state__in=OPEN_STATES).count()
     if open_on_task >= settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK:
         raise Conflict(
@@ -211,7 +221,10 @@ def tab_update(
         fields["draft"] = draft
     if unread is not None:
         fields["unread"] = unread
-    with transaction.atomic():
+    workspace_id = _tab_workspace(tab_id)
+    if workspace_id is None:
+        raise WorkbenchTab.DoesNotExist(tab_id)
+    with workspace_transaction(workspace_id):
         updated = (
             WorkbenchTab.objects.filter(pk=tab_id)
             .exclude(state=TabState.CLOSED)
@@ -228,7 +241,7 @@ def tab_update(
 
 def tab_mark_unread(*, tab_id: UUID) -> bool:
     """An agent reply arrived: set unread once (no event when it already was)."""
-    with transaction.atomic():
+    with workspace_transaction(_tab_workspace(tab_id) or 0):
         updated = (
             WorkbenchTab.objects.filter(pk=tab_id, unread=False)
             .exclude(state=TabState.CLOSED)
@@ -256,7 +269,7 @@ def tab_close(*, tab_id: UUID) -> WorkbenchTab:
 def tab_retry(*, tab_id: UUID) -> WorkbenchTab:
     """error -> pending_session_create if the task's sandbox is ready, else
     pending_provision (which provisions afresh if the last attempt failed). Same tab id."""
-    with transaction.atomic():
+    with workspace_transaction(_tab_workspace(tab_id) or 0):
         tab = WorkbenchTab.objects.select_related("task").get(pk=tab_id)
         if tab.state != TabState.ERROR:
             raise InvalidTransition(
@@ -289,7 +302,8 @@ def tab_retry(*, tab_id: UUID) -> WorkbenchTab:
 
 def task_archive(*, task_id: int) -> Task:
     """Archive at once: close the task's open tabs; destroy its sandbox in the background."""
-    with transaction.atomic():
+    workspace_id = Task.objects.values_list("workspace_id", flat=True).get(pk=task_id)
+    with workspace_transaction(workspace_id):
         task_services.task_mark_archived(task_id=task_id)
         for tab_id in WorkbenchTab.objects.filter(
             task_id=task_id, state__in=OPEN_STATES
@@ -329,7 +343,17 @@ def tab_provision(*, tab_id: UUID, attempt: int, owner: str) -> StepOutcome:
         return "stop"
     if tab.state == TabState.PENDING_SESSION_CREATE:
         return "continue"
-    result = task_services.task_provision(task_id=tab.task_id, owner=owner)
+
+    def still_waiting() -> bool:
+        # Asked under the workspace lock: a failure that already failed this tab has
+        # committed, so a run that lost that race starts no orphan attempt.
+        return WorkbenchTab.objects.filter(
+            pk=tab_id, attempt=attempt, state=TabState.PENDING_PROVISION
+        ).exists()
+
+    result = task_services.task_provision(task_id=tab.task_id, owner=owner, needed=still_waiting)
+    if result.outcome == "unneeded":
+        return "stop"
     if result.outcome == "gone":
         tab_fail(
             tab_id=tab_id,
@@ -341,7 +365,7 @@ def tab_provision(*, tab_id: UUID, attempt: int, owner: str) -> StepOutcome:
     if result.outcome == "busy":
         return "wait"
     if result.outcome == "failed" and result.sandbox is not None:
-        with transaction.atomic():
+        with workspace_transaction(tab.workspace_id):
             if sandbox_services.sandbox_fail(
                 sandbox_id=result.sandbox.pk,
                 fence=result.fence,
@@ -490,7 +514,8 @@ def tab_fail(*, tab_id: UUID, code: str, message: str, attempt: int | None = Non
 def tabs_fail_waiting(*, task_id: int, code: str, message: str) -> int:
     """Fail every tab of the task still waiting for provisioning; returns how many."""
     failed = 0
-    with transaction.atomic():
+    workspace_id = Task.objects.values_list("workspace_id", flat=True).get(pk=task_id)
+    with workspace_transaction(workspace_id):
         waiting = WorkbenchTab.objects.filter(task_id=task_id, state=TabState.PENDING_PROVISION)
         for tab_id in waiting.values_list("pk", flat=True):
             failed += tab_fail(tab_id=tab_id, code=code, message=message)
@@ -500,7 +525,10 @@ def tabs_fail_waiting(*, task_id: int, code: str, message: str) -> int:
 def sandbox_lost(*, sandbox_id: int, message: str) -> int:
     """A ready sandbox died: fail it and every tab on it with sandbox_lost, atomically."""
     failed = 0
-    with transaction.atomic():
+    from sandboxes.models import Sandbox
+
+    workspace_id = Sandbox.objects.values_list("task__workspace_id", flat=True).get(pk=sandbox_id)
+    with workspace_transaction(workspace_id):
         sandbox_services.sandbox_fail(
             sandbox_id=sandbox_id, code=TabErrorCode.SANDBOX_LOST, message=message
         )

@@ -158,7 +158,8 @@ class LocalProvider:
 
     def _start_server(self, base: Path, workdir: Path, home: Path) -> SandboxHandle:
         binary = sandbox_agent_binary()
-        token = secrets.token_urlsafe(32)
+        # Hex: a urlsafe token may start with '-', which the CLI would read as an option.
+        token = secrets.token_hex(32)
         port = _free_port()
         pidfile, logfile = base / "server.pid", base / "server.log"
         pidfile.unlink(missing_ok=True)
@@ -183,8 +184,7 @@ class LocalProvider:
                     "127.0.0.1",
                     "--port",
                     str(port),
-                    "--token",
-                    token,
+                    f"--token={token}",
                 ],
                 cwd=workdir,
                 env=env,

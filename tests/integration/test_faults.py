@@ -164,7 +164,8 @@ def test_redis_restarted_with_its_queue_lost_leaves_no_tab_pending(
     redis_server.restart()  # no persistence: every queued and unacked message is gone
 
     final = settle(tab_ids, timeout=120)
-    assert {t.state for t in final} == {TabState.READY}
+    errors = [(t.error_code, t.error_message) for t in final if t.state != TabState.READY]
+    assert errors == []
     for task, _ in tasks:
         assert Sandbox.objects.filter(task_id=task["id"], state=SandboxState.READY).count() == 1
 

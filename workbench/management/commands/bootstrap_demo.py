@@ -35,6 +35,7 @@ class Command(BaseCommand):
                 [
                     "",
                     "Workbench demo account",
+                    f"  workbench       : {base_url}/  (log in as demo / demo)",
                     f"  user / password : demo / demo  (also an admin: {base_url}/admin/)",
                     f"  workspace id    : {workspace.pk}",
                     f"  API token       : {token.key}",

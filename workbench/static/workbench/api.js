@@ -1,0 +1,78 @@
+// The public REST API, with the session cookie and Django's CSRF token.
+
+export class ApiError extends Error {
+  constructor(status, code, message, fields = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.fields = fields;
+  }
+}
+
+function csrfToken() {
+  const cookie = document.cookie.split("; ").find((part) => part.startsWith("csrftoken="));
+  return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : "";
+}
+
+/** The session ended (logged out elsewhere, or expired): log in, then come back here. */
+export function loginAgain() {
+  const next = location.pathname + location.hash;
+  location.assign(`/accounts/login/?next=${encodeURIComponent(next)}`);
+}
+
+/**
+ * Call the API; resolves with the JSON body (null for 204), rejects with an ApiError.
+ * `keepalive` lets a request outlive the page (a draft saved while it unloads).
+ */
+export async function api(method, path, body, { headers = {}, keepalive = false } = {}) {
+  const init = {
+    method,
+    credentials: "same-origin",
+    keepalive,
+    headers: { Accept: "application/json", ...headers },
+  };
+  if (method !== "GET") init.headers["X-CSRFToken"] = csrfToken();
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    throw new ApiError(0, "network", "The server cannot be reached; try again in a moment.");
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    if (response.status === 401 || error.code === "not_authenticated") loginAgain();
+    throw new ApiError(
+      response.status,
+      error.code || `http_${response.status}`,
+      error.message || `${response.status} ${response.statusText}`,
+      error.fields || {},
+    );
+  }
+  return data;
+}
+
+/** Every page of a cursor-paginated list, oldest first. */
+export async function apiAll(path, { maxPages = 40 } = {}) {
+  const items = [];
+  let next = path;
+  for (let page = 0; next && page < maxPages; page += 1) {
+    const data = await api("GET", next);
+    items.push(...data.results);
+    // `next` is an absolute URL built from the Host header: keep only its path and query.
+    const url = data.next ? new URL(data.next, location.href) : null;
+    next = url ? url.pathname + url.search : null;
+  }
+  return items;
+}

@@ -1,0 +1,787 @@
+// The browser workbench: workspaces, tasks and their tabs, live. It uses only the public
+// REST API (api.js) and the websocket stream (stream.js); the URL fragment says what is
+// shown (#workspace=1&task=2&tab=<uuid>), so a refresh restores the same view.
+
+import { api, apiAll, loginAgain } from "./api.js";
+import { h, reconcile, setAttr, setText, show } from "./dom.js";
+import { NO_ACCESS, WorkbenchStream } from "./stream.js";
+
+const WORKSPACE_KEY = "workbench.workspace";
+const DRAFTS_KEY = "workbench.drafts";
+const DRAFT_SAVE_DELAY_MS = 600;
+
+const TAB_STATES = {
+  pending_provision: "preparing",
+  pending_session_create: "starting",
+  ready: "ready",
+  error: "error",
+};
+// Why the composer cannot send (the server answers 409 with the same reasons).
+const NOT_READY = {
+  pending_provision:
+    "You can send once the environment is ready. Your draft is kept meanwhile.",
+  pending_session_create:
+    "You can send once the agent session has started. Your draft is kept meanwhile.",
+  error: "This tab is in error: retry it before sending. Your draft is kept.",
+};
+const SANDBOX_STATES = {
+  provisioning: "Provisioning",
+  ready: "Ready",
+  failed: "Failed",
+  destroying: "Shutting down",
+  destroyed: "Shut down",
+};
+const MESSAGE_STATES = {
+  queued: "queued",
+  sending: "sending…",
+  streaming: "replying…",
+  failed: "failed",
+};
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  connection: $("connection"),
+  workspaceSelect: $("workspace-select"),
+  notice: $("notice"),
+  taskForm: $("task-form"),
+  taskList: $("task-list"),
+  taskEmpty: $("task-empty"),
+  noWorkspace: $("no-workspace"),
+  workspaceForm: $("workspace-form"),
+  noTask: $("no-task"),
+  taskView: $("task-view"),
+  taskHeading: $("task-heading"),
+  taskMeta: $("task-meta"),
+  taskSteps: $("task-steps"),
+  tabStrip: $("tab-strip"),
+  newTab: $("new-tab"),
+  noTab: $("no-tab"),
+  tabPane: $("tab-pane"),
+  tabPaneHeading: $("tab-pane-heading"),
+  tabStatus: $("tab-status"),
+  transcript: $("transcript"),
+  composer: $("composer"),
+  composerInput: $("composer-input"),
+  composerReason: $("composer-reason"),
+  composerSend: $("composer-send"),
+};
+
+const app = {
+  workspaces: [],
+  workspaceId: null,
+  taskId: null,
+  tabId: null,
+  stream: null,
+  lastTabOfTask: new Map(), // task id -> the tab last shown there
+  stripOrder: [], // the tab ids last drawn in the strip (to pick a neighbour on close)
+  transcripts: new Map(), // tab id -> "loading" | "loaded" | "failed"
+  markingRead: new Set(),
+  closing: new Set(),
+  openingTab: false,
+  sending: false,
+  shownTabId: null, // the tab whose draft the composer holds
+  statusKey: "",
+};
+
+// -- drafts: kept locally until the server has them, so nothing typed is ever lost --------
+
+const drafts = {
+  local: readJSON(DRAFTS_KEY, {}), // tab id -> {text, workspace}: typed, not yet saved
+  timers: new Map(),
+
+  has(tabId) {
+    return Object.hasOwn(this.local, tabId);
+  },
+
+  text(tab) {
+    return this.has(tab.id) ? this.local[tab.id].text : tab.draft;
+  },
+
+  edit(tabId, text) {
+    this.local[tabId] = { text, workspace: app.workspaceId };
+    this.persist();
+    clearTimeout(this.timers.get(tabId));
+    this.timers.set(tabId, setTimeout(() => this.save(tabId), DRAFT_SAVE_DELAY_MS));
+  },
+
+  async save(tabId, { keepalive = false } = {}) {
+    clearTimeout(this.timers.get(tabId));
+    this.timers.delete(tabId);
+    const model = app.stream && app.stream.model;
+    const tab = model && model.tabs.get(tabId);
+    if (!tab || !this.has(tabId)) return;
+    const text = this.local[tabId].text;
+    if (text === tab.draft) {
+      this.forget(tabId);
+      return;
+    }
+    try {
+      const saved = await api("PATCH", `/api/tabs/${tabId}/`, { draft: text }, { keepalive });
+      model.upsertTab(saved);
+      if (this.local[tabId]?.text === text) this.forget(tabId);
+      scheduleRender();
+    } catch (error) {
+      if (error.code === "tab_closed" || error.status === 404) this.forget(tabId);
+      // Otherwise keep the local copy: the next edit or reconnect saves it.
+    }
+  },
+
+  /** After a snapshot: save what an earlier page could not, drop drafts of closed tabs. */
+  reconcileWith(model, workspaceId) {
+    for (const [tabId, entry] of Object.entries(this.local)) {
+      if (entry.workspace !== workspaceId) continue;
+      if (!model.tabs.has(tabId)) this.forget(tabId);
+      else if (!this.timers.has(tabId)) this.save(tabId);
+    }
+  },
+
+  flushAll({ keepalive = false } = {}) {
+    for (const tabId of [...this.timers.keys()]) this.save(tabId, { keepalive });
+  },
+
+  forget(tabId) {
+    clearTimeout(this.timers.get(tabId));
+    this.timers.delete(tabId);
+    if (this.has(tabId)) {
+      delete this.local[tabId];
+      this.persist();
+    }
+  },
+
+  persist() {
+    try {
+      localStorage.setItem(DRAFTS_KEY, JSON.stringify(this.local));
+    } catch {
+      // Storage full or disabled: the server copy (saved shortly) still holds the draft.
+    }
+  },
+};
+
+function readJSON(key, fallback) {
+  try {
+    const value = JSON.parse(localStorage.getItem(key));
+    return value && typeof value === "object" && !Array.isArray(value) ? value : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
+// -- the URL fragment ---------------------------------------------------------------------
+
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  return {
+    workspace: Number(params.get("workspace")) || null,
+    task: Number(params.get("task")) || null,
+    tab: params.get("tab") || null,
+  };
+}
+
+function writeHash() {
+  const params = new URLSearchParams();
+  if (app.workspaceId) params.set("workspace", app.workspaceId);
+  if (app.taskId) params.set("task", app.taskId);
+  if (app.tabId) params.set("tab", app.tabId);
+  const hash = `#${params}`;
+  if (location.hash !== hash) history.replaceState(null, "", hash);
+}
+
+// -- notices and the connection indicator -------------------------------------------------
+
+let noticeTimer = null;
+
+function notify(text) {
+  setText(els.notice.querySelector(".notice-text"), text);
+  show(els.notice, true);
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => show(els.notice, false), 10_000);
+}
+
+function renderConnection(status, detail) {
+  const labels = {
+    connecting: "Connecting…",
+    connected: "Connected",
+    reconnecting: "Reconnecting…",
+    offline: "Offline",
+  };
+  els.connection.dataset.state = status;
+  const text = detail && status !== "connected" ? `${labels[status]} (${detail})` : labels[status];
+  setText(els.connection.querySelector(".connection-label"), text);
+  if (status === "offline" && detail === NO_ACCESS) {
+    // Logged out elsewhere? The API answers 401 then, and we go to the login page.
+    api("GET", "/api/workspaces/").catch(() => {});
+  }
+}
+
+// -- workspaces and the stream ------------------------------------------------------------
+
+async function boot() {
+  bindEvents();
+  try {
+    app.workspaces = await api("GET", "/api/workspaces/");
+  } catch (error) {
+    notify(`Could not load your workspaces: ${error.message}`);
+    renderConnection("offline", "");
+    return;
+  }
+  const wanted = readHash();
+  const stored = Number(localStorage.getItem(WORKSPACE_KEY)) || null;
+  const known = (id) => app.workspaces.some((workspace) => workspace.id === id);
+  const pick = [wanted.workspace, stored].find(known) ?? app.workspaces[0]?.id ?? null;
+  if (pick === wanted.workspace) {
+    app.taskId = wanted.task;
+    app.tabId = wanted.tab;
+  }
+  renderWorkspacePicker();
+  if (pick === null) {
+    renderConnection("offline", "no workspace");
+    render();
+    els.noWorkspace.querySelector("input").focus();
+    return;
+  }
+  openWorkspace(pick);
+}
+
+function renderWorkspacePicker() {
+  const select = els.workspaceSelect;
+  select.replaceChildren(
+    ...app.workspaces.map((workspace) =>
+      h("option", { value: workspace.id, selected: workspace.id === app.workspaceId }, workspace.name),
+    ),
+  );
+  select.disabled = app.workspaces.length === 0;
+  if (app.workspaceId) select.value = String(app.workspaceId);
+}
+
+function openWorkspace(workspaceId) {
+  if (app.stream) {
+    drafts.flushAll();
+    app.stream.stop();
+  }
+  app.workspaceId = workspaceId;
+  app.transcripts.clear();
+  app.shownTabId = null;
+  localStorage.setItem(WORKSPACE_KEY, String(workspaceId));
+  renderWorkspacePicker();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  app.stream = new WorkbenchStream(`${scheme}://${location.host}/ws/workspaces/${workspaceId}/`, {
+    onStatus: renderConnection,
+    onChange: (change) => {
+      if (change.kind === "snapshot") {
+        // Message events missed while disconnected are not in a snapshot: reload transcripts.
+        if (!change.first) app.transcripts.clear();
+        drafts.reconcileWith(app.stream.model, workspaceId);
+      }
+      scheduleRender();
+    },
+  });
+  app.stream.start();
+  render();
+}
+
+// -- rendering ----------------------------------------------------------------------------
+
+let renderQueued = false;
+
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  queueMicrotask(render);
+}
+
+function render() {
+  renderQueued = false;
+  const stream = app.stream;
+  const ready = stream && stream.snapshots > 0;
+  show(els.noWorkspace, app.workspaces.length === 0);
+  if (!ready) {
+    show(els.noTask, false);
+    show(els.taskView, false);
+    return;
+  }
+  const model = stream.model;
+  normalizeSelection(model);
+  renderTaskList(model);
+  const task = app.taskId ? model.tasks.get(app.taskId) : null;
+  show(els.noTask, !task);
+  show(els.taskView, Boolean(task));
+  if (task) renderTask(model, task);
+  writeHash();
+}
+
+/** Keep the selection on things that exist: a closed tab gives way to its neighbour. */
+function normalizeSelection(model) {
+  const selectedTab = app.tabId ? model.tabs.get(app.tabId) : null;
+  if (selectedTab) app.taskId = selectedTab.task;
+  if (!app.taskId || !model.tasks.has(app.taskId)) {
+    app.taskId = model.taskList()[0]?.id ?? null;
+  }
+  const tabs = app.taskId ? model.tabsOf(app.taskId) : [];
+  if (!tabs.some((tab) => tab.id === app.tabId)) {
+    const remembered = app.lastTabOfTask.get(app.taskId);
+    const index = app.stripOrder.indexOf(app.tabId);
+    const neighbour = index >= 0 ? (tabs[index] ?? tabs[tabs.length - 1]) : null;
+    app.tabId = tabs.some((tab) => tab.id === remembered)
+      ? remembered
+      : (neighbour ?? tabs[0])?.id ?? null;
+  }
+  if (app.taskId && app.tabId) app.lastTabOfTask.set(app.taskId, app.tabId);
+}
+
+function currentStep(sandbox) {
+  if (!sandbox || !sandbox.steps.length) return null;
+  const running = sandbox.steps.filter((step) => step.outcome === "running");
+  return running.length ? running[running.length - 1] : sandbox.steps[sandbox.steps.length - 1];
+}
+
+function stepName(step) {
+  return step.name.replaceAll("_", " ");
+}
+
+function sandboxSummary(task) {
+  const sandbox = task.sandbox;
+  if (!sandbox) return "Not started";
+  const label = SANDBOX_STATES[sandbox.state] ?? sandbox.state;
+  const step = currentStep(sandbox);
+  if (sandbox.state === "provisioning" && step) return `${label}: ${stepName(step)}`;
+  return label;
+}
+
+function renderTaskList(model) {
+  const tasks = model.taskList();
+  show(els.taskEmpty, tasks.length === 0);
+  reconcile(
+    els.taskList,
+    tasks,
+    (task) => task.id,
+    () =>
+      h(
+        "li",
+        {},
+        h(
+          "button",
+          { type: "button", class: "task-item" },
+          h("span", { class: "task-item-title" }),
+          h(
+            "span",
+            { class: "task-item-meta" },
+            h("span", { class: "badge sandbox-badge" }),
+            h("span", { class: "task-item-tabs" }),
+          ),
+        ),
+      ),
+    (li, task) => {
+      const button = li.firstElementChild;
+      button.dataset.taskId = task.id;
+      setAttr(button, "aria-current", task.id === app.taskId ? "true" : null);
+      setText(button.querySelector(".task-item-title"), task.title);
+      const badge = button.querySelector(".sandbox-badge");
+      badge.dataset.state = task.sandbox ? task.sandbox.state : "none";
+      setText(badge, sandboxSummary(task));
+      const open = model.tabsOf(task.id).length;
+      setText(button.querySelector(".task-item-tabs"), open === 1 ? "1 tab" : `${open} tabs`);
+    },
+  );
+}
+
+function formatDuration(ms) {
+  if (ms === null || ms === undefined) return "";
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function formatElapsed(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+function renderTask(model, task) {
+  setText(els.taskHeading, task.title);
+  const source = task.repository
+    ? `${task.repository}${task.branch ? ` @ ${task.branch}` : ""}`
+    : "New empty repository";
+  const sandbox = task.sandbox;
+  const failure = sandbox && sandbox.state === "failed" && sandbox.error_message;
+  setText(
+    els.taskMeta,
+    `${source} · agent ${task.agent} · sandbox: ${sandboxSummary(task)}${failure ? ` (${failure})` : ""}`,
+  );
+  reconcile(
+    els.taskSteps,
+    sandbox ? sandbox.steps : [],
+    (step) => step.id,
+    () => h("li", {}, h("span", { class: "step-name" }), h("span", { class: "step-outcome" })),
+    (li, step) => {
+      li.dataset.outcome = step.outcome;
+      setText(li.querySelector(".step-name"), stepName(step));
+      const outcome =
+        step.outcome === "running" ? "running…" : `${step.outcome} ${formatDuration(step.duration_ms)}`;
+      setText(li.querySelector(".step-outcome"), outcome);
+      setAttr(li, "title", step.detail || null);
+    },
+  );
+  renderTabStrip(model, task);
+  const tab = app.tabId ? model.tabs.get(app.tabId) : null;
+  show(els.noTab, !tab);
+  show(els.tabPane, Boolean(tab));
+  if (tab) renderTab(model, task, tab);
+  else app.shownTabId = null;
+}
+
+function renderTabStrip(model, task) {
+  const tabs = model.tabsOf(task.id);
+  const focusedKey = document.activeElement?.closest?.("#tab-strip li")?.dataset.key;
+  reconcile(
+    els.tabStrip,
+    tabs,
+    (tab) => tab.id,
+    () =>
+      h(
+        "li",
+        { class: "tab" },
+        h(
+          "button",
+          { type: "button", class: "tab-select", dataset: { action: "select" } },
+          h("span", { class: "tab-state", "aria-hidden": "true" }),
+          h("span", { class: "tab-title" }),
+          h("span", { class: "unread-dot", "aria-hidden": "true", hidden: true }),
+        ),
+        h("button", { type: "button", class: "tab-close", dataset: { action: "close" } }, "×"),
+      ),
+    (li, tab) => {
+      const state = TAB_STATES[tab.state] ?? tab.state;
+      const active = tab.id === app.tabId;
+      li.dataset.state = tab.state;
+      li.dataset.tabId = tab.id;
+      setAttr(li, "data-active", active ? "true" : null);
+      const select = li.querySelector(".tab-select");
+      setAttr(select, "aria-current", active ? "true" : null);
+      setAttr(select, "aria-label", `${tab.title}, ${state}${tab.unread ? ", unread replies" : ""}`);
+      setText(li.querySelector(".tab-title"), tab.title);
+      setText(li.querySelector(".tab-state"), state);
+      show(li.querySelector(".unread-dot"), tab.unread);
+      const close = li.querySelector(".tab-close");
+      setAttr(close, "aria-label", `Close ${tab.title}`);
+      close.disabled = app.closing.has(tab.id);
+    },
+  );
+  // Focus was on a tab that went away: keep it in the strip rather than losing it.
+  if (focusedKey && !tabs.some((tab) => tab.id === focusedKey)) {
+    const next = els.tabStrip.querySelector(`li[data-key="${app.tabId}"] .tab-select`);
+    (next ?? els.newTab).focus();
+  }
+  app.stripOrder = tabs.map((tab) => tab.id);
+  els.newTab.disabled = app.openingTab;
+}
+
+function renderTab(model, task, tab) {
+  setText(els.tabPaneHeading, tab.title);
+  renderTabStatus(model, task, tab);
+  renderTranscript(model, tab);
+  renderComposer(tab);
+  if (tab.unread && document.visibilityState === "visible") markRead(tab);
+  if (!app.transcripts.has(tab.id)) loadTranscript(tab.id);
+}
+
+/** The pane's state block; rebuilt only when what it says changes (it is a live region). */
+function renderTabStatus(model, task, tab) {
+  const step = tab.state === "pending_provision" ? currentStep(task.sandbox) : null;
+  const messages = model.transcript(tab.id).length;
+  const key = [tab.id, tab.state, tab.error_code, tab.error_message, step?.name, messages === 0].join("|");
+  if (key === app.statusKey) return;
+  app.statusKey = key;
+  els.tabStatus.dataset.state = tab.state;
+  const elapsed = () =>
+    h("span", { class: "elapsed", "aria-live": "off", dataset: { since: tab.state_changed_at } });
+  let content = [];
+  if (tab.state === "pending_provision") {
+    const waiting =
+      task.sandbox && task.sandbox.state === "provisioning" && step ? stepName(step) : "waiting for a worker";
+    content = [
+      h("p", { class: "status-title" }, h("span", { class: "spinner", "aria-hidden": "true" }), "Preparing environment"),
+      h("p", { class: "status-detail" }, "Step: ", h("strong", { class: "current-step" }, waiting), " · ", elapsed()),
+    ];
+  } else if (tab.state === "pending_session_create") {
+    content = [
+      h("p", { class: "status-title" }, h("span", { class: "spinner", "aria-hidden": "true" }), "Starting session"),
+      h("p", { class: "status-detail" }, "The environment is ready; starting the agent · ", elapsed()),
+    ];
+  } else if (tab.state === "error") {
+    content = [
+      h("p", { class: "status-title" }, "This tab failed", tab.error_code ? ` (${tab.error_code.replaceAll("_", " ")})` : ""),
+      h("p", { class: "status-detail error-message" }, tab.error_message || "No reason was given."),
+      h("button", { type: "button", class: "primary retry", dataset: { action: "retry" } }, "Retry"),
+    ];
+  } else if (tab.state === "ready" && messages === 0) {
+    content = [h("p", { class: "status-detail" }, "The agent is ready. Send it a message to start.")];
+  }
+  els.tabStatus.replaceChildren(...content);
+  show(els.tabStatus, content.length > 0);
+  tickElapsed();
+}
+
+function tickElapsed() {
+  for (const el of els.tabStatus.querySelectorAll(".elapsed")) {
+    const since = Date.parse(el.dataset.since);
+    if (!Number.isNaN(since)) setText(el, formatElapsed((Date.now() - since) / 1000));
+  }
+}
+
+function renderTranscript(model, tab) {
+  const list = els.transcript;
+  const messages = model.transcript(tab.id);
+  const switched = list.dataset.tab !== tab.id;
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+  list.dataset.tab = tab.id;
+  show(list, messages.length > 0);
+  reconcile(
+    list,
+    messages,
+    (message) => `${message.tab}:${message.id}`,
+    (message) =>
+      h(
+        "li",
+        { class: `message message-${message.role}` },
+        h("p", { class: "message-meta" }, h("span", { class: "message-author" }, message.role === "user" ? "You" : "Agent"), h("span", { class: "message-state" })),
+        h("div", { class: "message-text" }),
+      ),
+    (li, message) => {
+      li.dataset.state = message.state;
+      setText(li.querySelector(".message-state"), MESSAGE_STATES[message.state] ?? "");
+      const error = message.state === "failed" && message.error_message ? `\n\n${message.error_message}` : "";
+      setText(li.querySelector(".message-text"), (message.text || (message.state === "streaming" ? "…" : "")) + error);
+    },
+  );
+  if (switched || atBottom) list.scrollTop = list.scrollHeight;
+}
+
+function renderComposer(tab) {
+  const input = els.composerInput;
+  if (app.shownTabId !== tab.id) {
+    if (app.shownTabId) drafts.save(app.shownTabId);
+    app.shownTabId = tab.id;
+    input.value = drafts.text(tab);
+  } else if (
+    document.activeElement !== input &&
+    !drafts.has(tab.id) &&
+    input.value !== tab.draft
+  ) {
+    input.value = tab.draft; // edited on another page
+  }
+  const ready = tab.state === "ready";
+  els.composer.dataset.state = tab.state;
+  els.composerSend.disabled = !ready || app.sending;
+  setAttr(els.composerSend, "aria-describedby", ready ? null : "composer-reason");
+  setText(els.composerReason, ready ? "Ctrl+Enter sends." : NOT_READY[tab.state] ?? "");
+  setAttr(els.composerReason, "data-blocked", !ready);
+}
+
+// -- actions ------------------------------------------------------------------------------
+
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function loadTranscript(tabId) {
+  app.transcripts.set(tabId, "loading");
+  try {
+    const messages = await apiAll(`/api/tabs/${tabId}/messages/`);
+    const model = app.stream.model;
+    for (const message of messages) model.upsertMessage(message);
+    app.transcripts.set(tabId, "loaded");
+  } catch (error) {
+    app.transcripts.set(tabId, "failed");
+    if (error.status !== 404) notify(`Could not load the transcript: ${error.message}`);
+  }
+  scheduleRender();
+}
+
+async function markRead(tab) {
+  if (app.markingRead.has(tab.id)) return;
+  app.markingRead.add(tab.id);
+  try {
+    app.stream.model.upsertTab(await api("PATCH", `/api/tabs/${tab.id}/`, { unread: false }));
+  } catch {
+    // Closed meanwhile, or offline: the dot stays until the next view.
+  } finally {
+    app.markingRead.delete(tab.id);
+    scheduleRender();
+  }
+}
+
+async function createTask(form) {
+  const data = Object.fromEntries(new FormData(form));
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const task = await api("POST", `/api/workspaces/${app.workspaceId}/tasks/`, {
+      title: data.title.trim(),
+      repository: (data.repository || "").trim(),
+      branch: (data.branch || "").trim(),
+    });
+    app.stream.model.upsertTask(task);
+    app.taskId = task.id;
+    app.tabId = null;
+    form.reset();
+    scheduleRender();
+  } catch (error) {
+    notify(`Could not create the task: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function createWorkspace(form) {
+  const name = new FormData(form).get("name").trim();
+  try {
+    const workspace = await api("POST", "/api/workspaces/", { name });
+    app.workspaces.push(workspace);
+    form.reset();
+    openWorkspace(workspace.id);
+  } catch (error) {
+    notify(`Could not create the workspace: ${error.message}`);
+  }
+}
+
+async function openTab() {
+  const taskId = app.taskId;
+  if (!taskId || app.openingTab) return;
+  app.openingTab = true;
+  scheduleRender();
+  try {
+    // The key makes a retried request (a flaky network) return the same tab, not a second.
+    const tab = await api("POST", `/api/tasks/${taskId}/tabs/`, {}, { headers: { "Idempotency-Key": newKey() } });
+    app.stream.model.upsertTab(tab);
+    app.tabId = tab.id;
+  } catch (error) {
+    notify(`Could not open a tab: ${error.message}`);
+  } finally {
+    app.openingTab = false;
+    render();
+  }
+  els.tabStrip.querySelector(`li[data-key="${app.tabId}"] .tab-select`)?.focus();
+}
+
+async function closeTab(tabId) {
+  if (app.closing.has(tabId)) return;
+  app.closing.add(tabId);
+  drafts.forget(tabId); // closing a tab discards its draft, on purpose
+  scheduleRender();
+  try {
+    await api("DELETE", `/api/tabs/${tabId}/`);
+    app.stream.model.forgetTab(tabId);
+  } catch (error) {
+    notify(`Could not close the tab: ${error.message}`);
+  } finally {
+    app.closing.delete(tabId);
+    scheduleRender();
+  }
+}
+
+async function retryTab(tabId) {
+  try {
+    app.stream.model.upsertTab(await api("POST", `/api/tabs/${tabId}/retry/`));
+  } catch (error) {
+    notify(`Could not retry: ${error.message}`);
+  }
+  scheduleRender();
+}
+
+async function send() {
+  const tab = app.stream.model.tabs.get(app.tabId);
+  const text = els.composerInput.value;
+  if (!tab || tab.state !== "ready" || app.sending) return;
+  if (!text.trim()) {
+    els.composerInput.focus();
+    return;
+  }
+  app.sending = true;
+  scheduleRender();
+  try {
+    const message = await api("POST", `/api/tabs/${tab.id}/messages/`, { text });
+    app.stream.model.upsertMessage(message);
+    if (app.shownTabId === tab.id && els.composerInput.value === text) els.composerInput.value = "";
+    drafts.edit(tab.id, app.shownTabId === tab.id ? els.composerInput.value : "");
+    drafts.save(tab.id);
+  } catch (error) {
+    notify(error.message); // e.g. the tab stopped being ready: the reason says why
+  } finally {
+    app.sending = false;
+    scheduleRender();
+  }
+}
+
+function select(taskId, tabId) {
+  if (app.shownTabId && app.shownTabId !== tabId) drafts.save(app.shownTabId);
+  app.taskId = taskId;
+  app.tabId = tabId;
+  render();
+}
+
+// -- events -------------------------------------------------------------------------------
+
+function bindEvents() {
+  els.workspaceSelect.addEventListener("change", () => {
+    app.taskId = null;
+    app.tabId = null;
+    openWorkspace(Number(els.workspaceSelect.value));
+  });
+  els.taskForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    createTask(els.taskForm);
+  });
+  els.workspaceForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    createWorkspace(els.workspaceForm);
+  });
+  els.taskList.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-task-id]");
+    if (!button) return;
+    const taskId = Number(button.dataset.taskId);
+    select(taskId, app.lastTabOfTask.get(taskId) ?? null);
+  });
+  els.tabStrip.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    const tabId = button?.closest("li")?.dataset.key;
+    if (!tabId) return;
+    if (button.dataset.action === "close") closeTab(tabId);
+    else select(app.taskId, tabId);
+  });
+  els.newTab.addEventListener("click", openTab);
+  els.tabStatus.addEventListener("click", (event) => {
+    if (event.target.closest("button[data-action=retry]") && app.tabId) retryTab(app.tabId);
+  });
+  els.composerInput.addEventListener("input", () => {
+    if (app.shownTabId) drafts.edit(app.shownTabId, els.composerInput.value);
+  });
+  els.composerInput.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      send();
+    }
+  });
+  els.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send();
+  });
+  els.notice.querySelector(".notice-dismiss").addEventListener("click", () => show(els.notice, false));
+  window.addEventListener("hashchange", () => {
+    const wanted = readHash();
+    if (wanted.workspace && wanted.workspace !== app.workspaceId) {
+      app.taskId = wanted.task;
+      app.tabId = wanted.tab;
+      openWorkspace(wanted.workspace);
+    } else {
+      select(wanted.task, wanted.tab);
+    }
+  });
+  // Leaving the page: send what is still waiting for its debounce (keepalive outlives us).
+  window.addEventListener("pagehide", () => drafts.flushAll({ keepalive: true }));
+  document.addEventListener("visibilitychange", scheduleRender);
+  setInterval(tickElapsed, 1000);
+}
+
+boot().catch((error) => {
+  console.error(error);
+  if (error && error.status === 401) loginAgain();
+});
