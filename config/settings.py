@@ -280,8 +280,18 @@ WORKBENCH_MAX_REDRIVES = env_int("WORKBENCH_MAX_REDRIVES", 3)
 # runs instead of looping: provisioning runs of one sandbox, session starts of one attempt.
 WORKBENCH_MAX_PROVISION_RUNS = env_int("WORKBENCH_MAX_PROVISION_RUNS", 5)
 WORKBENCH_MAX_SESSION_STARTS = env_int("WORKBENCH_MAX_SESSION_STARTS", 5)
-# The broker queues whose backlog the reconciler reads (a queued message is not stalled).
-WORKBENCH_WORK_QUEUES = env_list("WORKBENCH_WORK_QUEUES", ["celery"])
+# Separate queues, so slow provisioning never starves session creation or prompts; run a
+# worker pool per queue group (Procfile). The reconciler reads their backlog: a queued
+# message is not a stalled one.
+CELERY_TASK_DEFAULT_QUEUE = "celery"  # reconciler, pruning
+CELERY_TASK_ROUTES = {
+    "workbench.tasks.provision_for_tab": {"queue": "provision"},
+    "workbench.tasks.destroy_sandbox": {"queue": "provision"},
+    "workbench.tasks.open_tab_session": {"queue": "sessions"},
+    "workbench.tasks.close_tab_session": {"queue": "sessions"},
+    "workbench.tasks.deliver_messages": {"queue": "prompts"},
+}
+WORKBENCH_WORK_QUEUES = ["provision", "sessions", "prompts", "celery"]
 WORKBENCH_EVENT_RETENTION_HOURS = env_float("WORKBENCH_EVENT_RETENTION_HOURS", 72.0)
 WORKBENCH_MAX_OPEN_TABS_PER_TASK = env_int("WORKBENCH_MAX_OPEN_TABS_PER_TASK", 200)
 WORKBENCH_MAX_OPEN_TABS_PER_USER = env_int("WORKBENCH_MAX_OPEN_TABS_PER_USER", 500)

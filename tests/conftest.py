@@ -12,6 +12,9 @@ from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from workbench import events
 from workbench.models import Membership, Workspace
 
+# The real service processes, one set per session, shared by tests/integration/ and tests/e2e/.
+pytest_plugins = ["tests.integration.fixtures"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """The per-run SQLite test database lives under WORKBENCH_VAR_DIR: make sure it exists."""

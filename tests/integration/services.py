@@ -332,8 +332,17 @@ class CeleryWorker(ManagedProcess):
             "--without-gossip",
             "--without-mingle",
             "-n", self.nodename,
+            *self._queues(),
             *self.extra_args,
         ]  # fmt: skip
+
+    def _queues(self) -> list[str]:
+        """Every work queue, unless the test names its own with -Q."""
+        if "-Q" in self.extra_args:
+            return []
+        from django.conf import settings
+
+        return ["-Q", ",".join(settings.WORKBENCH_WORK_QUEUES)]
 
     def describe_wait(self) -> str:
         return f"logging '{self.nodename} ready.'"
