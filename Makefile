@@ -27,11 +27,12 @@ REDIS_SERVER ?= redis-server
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
 APT ?= $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help setup system-deps agent-bin run test lint fmt
+.PHONY: help setup system-deps agent-bin run test test-postgres postgres lint fmt
 
 help:
 	@echo "make run    set up, migrate, create the demo user, start redis/web/worker/beat"
 	@echo "make test   set up, ruff check, pytest (extra arguments: PYTEST_ARGS='-k foo')"
+	@echo "make test-postgres   the same suite on a throwaway PostgreSQL cluster"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make fmt    ruff format and ruff check --fix"
 	@echo "make setup  install system packages, the venv and node_modules (idempotent)"
@@ -80,6 +81,16 @@ test: setup
 	mkdir -p $(VAR_DIR)
 	$(RUFF) check .
 	$(PYTEST) $(PYTEST_ARGS)
+
+# The whole suite again on a throwaway PostgreSQL cluster (scripts/with-postgres.sh).
+test-postgres: setup postgres
+	mkdir -p $(VAR_DIR)
+	scripts/with-postgres.sh $(PYTEST) $(PYTEST_ARGS)
+
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "Installing PostgreSQL"; \
+	  $(APT) update && $(APT) install -y --no-install-recommends postgresql; }
 
 lint: $(PY_STAMP)
 	$(RUFF) check .
