@@ -255,6 +255,13 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 WORKBENCH_SANDBOX_ROOT = Path(env_str("WORKBENCH_SANDBOX_ROOT", str(VAR_DIR / "sandboxes")))
 WORKBENCH_SANDBOX_AGENT_BIN = env_str("WORKBENCH_SANDBOX_AGENT_BIN", "")
 WORKBENCH_PROVIDERS = env_list("WORKBENCH_PROVIDERS", ["local"])
+# The remote provider: sandbox-agent servers elsewhere, as JSON [{"url": ..., "token": ...}],
+# chosen per sandbox by an allocator class (dotted path; see docs/providers.md).
+WORKBENCH_REMOTE_SERVERS = env_str("WORKBENCH_REMOTE_SERVERS", "")
+WORKBENCH_REMOTE_ALLOCATOR = env_str(
+    "WORKBENCH_REMOTE_ALLOCATOR", "sandboxes.providers.remote.StaticAllocator"
+)
+WORKBENCH_REMOTE_WORKDIR_ROOT = env_str("WORKBENCH_REMOTE_WORKDIR_ROOT", "/tmp/workbench-sandboxes")
 WORKBENCH_AGENTS = env_list(
     "WORKBENCH_AGENTS", ["mock", "claude", "codex", "opencode", "amp", "pi", "cursor"]
 )

@@ -276,6 +276,20 @@ class AgentServerClient:
         if response.status_code >= 400 and response.status_code != 404:
             raise ProviderError(f"ACP session/cancel failed: {_problem(response)}")
 
+    def run_process(self, command: str, args: list[str], *, timeout: float) -> dict:
+        """Run a command to completion on the server's host (its process API)."""
+        response = self._request(
+            "POST",
+            "/v1/processes/run",
+            timeout=timeout + 10,
+            json={"command": command, "args": args, "timeoutMs": int(timeout * 1000)},
+        )
+        if response.status_code >= 400:
+            raise ProviderError(
+                f"running {command} failed: {_problem(response)}", code="remote_command_failed"
+            )
+        return response.json()
+
     def close_server(self, server_id: str) -> None:
         response = self._request("DELETE", f"/v1/acp/{server_id}")
         if response.status_code not in (200, 202, 204, 404):

@@ -16,7 +16,13 @@ def _local() -> Provider:
     return LocalProvider()
 
 
-_FACTORIES = {"local": _local}
+def _remote() -> Provider:
+    from sandboxes.providers.remote import RemoteProvider
+
+    return RemoteProvider()
+
+
+_FACTORIES = {"local": _local, "remote": _remote}
 
 
 def available_providers() -> list[str]:

@@ -16,23 +16,16 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from sandboxes.agent_client import AgentServerClient
+from sandboxes.providers.agent_server import AgentServerProvider
 from sandboxes.providers.base import (
     ProviderError,
-    SandboxGone,
     SandboxHandle,
     SandboxSpec,
     StepRecorder,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from sandboxes.agent_client import PromptResult
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +96,7 @@ def _git(args: list[str], *, cwd: Path | None, timeout: float) -> None:
         )
 
 
-class LocalProvider:
+class LocalProvider(AgentServerProvider):
     name = "local"
 
     def __init__(self, root: Path | None = None):
@@ -130,10 +123,9 @@ class LocalProvider:
                 with step("start_server"):
                     handle = self._start_server(base, workdir, home)
             with step("wait_healthy"):
-                self._wait_healthy(handle, base)
-            timeout = settings.WORKBENCH_AGENT_INSTALL_TIMEOUT
-            with step("install_agent"), self._client(handle, timeout) as client:
-                client.install_agent(spec.agent, timeout=timeout)
+                self._wait_healthy(handle)
+            with step("install_agent"):
+                self._install_agent(handle, spec.agent)
         except ProviderError:
             # A failed attempt leaks no process: the next attempt has a new key anyway.
             self.destroy(spec.key, handle)
@@ -223,72 +215,14 @@ class LocalProvider:
         self._kill(pid)
         return None
 
-    def _wait_healthy(self, handle: SandboxHandle, base: Path) -> None:
-        deadline = time.monotonic() + settings.WORKBENCH_HEALTH_TIMEOUT
-        interval = 0.01
-        while time.monotonic() < deadline:
-            if handle.pid is not None and not _pid_alive(handle.pid):
-                raise ProviderError(
-                    f"sandbox-agent server exited: {_tail(base / 'server.log') or 'no output'}",
-                    code="server_exited",
-                )
-            if self.health(handle):
-                return
-            time.sleep(interval)
-            interval = min(interval * 2, 0.2)
-        raise ProviderError(
-            f"sandbox-agent server not healthy after {settings.WORKBENCH_HEALTH_TIMEOUT:.0f}s",
-            code="health_timeout",
-        )
+    # -- what the shared sandbox-agent provider asks of a local process ----------------------
 
-    # -- the rest of the interface --------------------------------------------------------
+    def _alive(self, handle: SandboxHandle) -> bool:
+        return handle.pid is None or _pid_alive(handle.pid)
 
-    def _client(self, handle: SandboxHandle, timeout: float = 5.0) -> AgentServerClient:
-        return AgentServerClient(handle.base_url, handle.token, timeout=timeout)
-
-    def health(self, handle: SandboxHandle) -> bool:
-        if handle.pid is not None and not _pid_alive(handle.pid):
-            return False
-        with self._client(handle, timeout=2.0) as client:
-            return client.health()
-
-    def create_session(self, handle: SandboxHandle, *, server_id: str, agent: str, cwd: str) -> str:
-        if handle.pid is not None and not _pid_alive(handle.pid):
-            raise SandboxGone("the sandbox-agent server process is gone")
-        timeout = settings.WORKBENCH_SESSION_TIMEOUT
-        with self._client(handle, timeout) as client:
-            return client.open_session(server_id=server_id, agent=agent, cwd=cwd, timeout=timeout)
-
-    def prompt(
-        self,
-        handle: SandboxHandle,
-        *,
-        server_id: str,
-        session_id: str,
-        text: str,
-        last_event_id: str,
-        on_text: Callable[[str], None],
-    ) -> PromptResult:
-        if handle.pid is not None and not _pid_alive(handle.pid):
-            raise SandboxGone("the sandbox-agent server process is gone")
-        timeout = settings.WORKBENCH_PROMPT_TIMEOUT
-        with self._client(handle, timeout) as client:
-            return client.prompt(
-                server_id=server_id,
-                session_id=session_id,
-                text=text,
-                last_event_id=last_event_id,
-                on_text=on_text,
-                timeout=timeout,
-            )
-
-    def cancel(self, handle: SandboxHandle, *, server_id: str, session_id: str) -> None:
-        with self._client(handle) as client:
-            client.cancel(server_id=server_id, session_id=session_id)
-
-    def destroy_session(self, handle: SandboxHandle, *, server_id: str) -> None:
-        with contextlib.suppress(SandboxGone), self._client(handle) as client:
-            client.close_server(server_id)
+    def _dead_reason(self, handle: SandboxHandle) -> str:
+        log = _tail(Path(handle.workdir).parent / "server.log") if handle.workdir else ""
+        return f"sandbox-agent server exited: {log or 'no output'}"
 
     def destroy(self, key: str, handle: SandboxHandle | None) -> None:
         base = self.root / key
