@@ -12,6 +12,7 @@ from rest_framework.authtoken.views import obtain_auth_token
 
 from config.health import healthz, readyz
 from workbench import pages, views
+from workbench.metrics import metrics_view
 
 api = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -48,6 +49,7 @@ urlpatterns = [
     path("api/", include(api)),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

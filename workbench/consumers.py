@@ -8,7 +8,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from workbench import selectors
+from workbench import metrics, selectors
 from workbench.events import event_frame, group_name
 from workbench.models import Workspace
 
@@ -49,6 +49,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group = group_name(self.workspace_id)
+        metrics.websocket_opened()
         # Join before the snapshot: nothing committed after it can be missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -56,6 +57,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
+            metrics.websocket_closed()
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -18,7 +18,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils.timezone import now
 
 from sandboxes.models import Sandbox, SandboxState
-from workbench import messages, services, workflows
+from workbench import messages, metrics, services, workflows
 from workbench.models import PENDING_STATES, TabErrorCode, TabState, WorkbenchTab
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def reconcile() -> dict[str, int]:
     prompts = messages.tabs_with_undelivered_messages(older_than_seconds=30)
     for tab_id in prompts:
         workflows.start_message_delivery(tab_id=tab_id)
+    metrics.reconciler_counted(redriven=redriven, failed=failed, prompts=len(prompts))
     if redriven or failed or prompts:
         logger.info(
             "reconciler re-drove %s tabs, failed %s, re-sent prompts of %s",
