@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -36,6 +37,12 @@ def _events_after(workspace_id: int, seq: int) -> list[dict] | None:
     return None if events is None else [dict(event_frame(event)) for event in events]
 
 
+def _seq_param(scope: dict) -> int | None:
+    """`?seq=N` on the URL: the last seq a reconnecting client applied."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("seq") or []
+    return int(values[0]) if values and values[0].isdigit() else None
+
+
 class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.workspace_id = int(self.scope["url_route"]["kwargs"]["workspace_id"])
@@ -53,7 +60,11 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         # Join before the snapshot: nothing committed after it can be missed.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json(await _snapshot(self.workspace_id))
+        since = _seq_param(self.scope)
+        if since is None:
+            await self.send_json(await _snapshot(self.workspace_id))
+        else:  # a reconnecting client: only what it missed (a snapshot if that is too old)
+            await self._resume({"seq": since})
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

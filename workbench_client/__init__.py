@@ -178,14 +178,16 @@ class WorkbenchClient:
 
     async def _session(self) -> None:
         headers = {"Authorization": f"Token {self.token}"} if self.token else {}
+        url, resuming = self.url, self.model.seq >= 0
+        if resuming:  # reconnecting: ask only for what was missed (no full snapshot)
+            url += ("&" if "?" in url else "?") + f"seq={self.model.seq}"
         async with connect(
-            self.url, additional_headers=headers, origin=self.origin, max_size=2**24
+            url, additional_headers=headers, origin=self.origin, max_size=2**24
         ) as ws:
             self._ws = ws
             self.connects += 1
-            self._resuming_from = None
-            if self.model.seq >= 0:
-                await self._send_resume()
+            # The server replays from our seq first: no separate resume for that gap.
+            self._resuming_from = self.model.seq if resuming else None
             pinger = asyncio.create_task(self._ping_forever(ws))
             try:
                 async for raw in ws:

@@ -500,3 +500,32 @@ def test_no_frame_crashes_the_consumer(texts, workspace, alice):
         await ws.disconnect()
 
     run(scenario)
+
+
+def test_a_reconnecting_client_gets_only_what_it_missed(alice, workspace, dispatched):
+    """`?seq=N` on connect replays the events after N instead of sending a snapshot."""
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+    from rest_framework.authtoken.models import Token
+
+    from config.asgi import application
+    from tests.factories import TabFactory
+    from workbench import services
+
+    token = Token.objects.create(user=alice).key
+    tab = TabFactory(task__workspace=workspace, state="pending_provision")
+    services.tab_update(tab_id=tab.pk, draft="one")
+    services.tab_update(tab_id=tab.pk, draft="two")
+
+    async def scenario() -> list[dict]:
+        url = f"/ws/workspaces/{workspace.pk}/?seq=1&token={token}"
+        communicator = WebsocketCommunicator(application, url)
+        connected, _ = await communicator.connect()
+        assert connected
+        frames = [await communicator.receive_json_from(timeout=5) for _ in range(1)]
+        assert await communicator.receive_nothing(timeout=0.2)
+        await communicator.disconnect()
+        return frames
+
+    frames = async_to_sync(scenario)()
+    assert [(f["type"], f["seq"], f["data"]["draft"]) for f in frames] == [("event", 2, "two")]
