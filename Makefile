@@ -13,6 +13,7 @@ HONCHO := $(VENV)/bin/honcho
 PROCFILE ?= Procfile
 VAR_DIR := var
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 # Stamps: reinstall only when the dependency manifest is newer than the last install.
 PY_STAMP := $(VENV)/.installed
@@ -24,15 +25,18 @@ AGENT_BIN := node_modules/@sandbox-agent/cli-$(NODE_PLATFORM)/bin/sandbox-agent
 
 # System tools `setup` installs with apt when they are missing.
 REDIS_SERVER ?= redis-server
+# The browser tests (tests/e2e) drive Debian's chromium; `playwright install` is never used.
+CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || ! command -v sudo >/dev/null 2>&1 || echo sudo)
 APT ?= $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help setup system-deps agent-bin run test test-postgres postgres lint fmt
+.PHONY: help setup system-deps agent-bin run test test-postgres postgres bench lint fmt
 
 help:
 	@echo "make run    set up, migrate, create the demo user, start redis/web/worker/beat"
 	@echo "make test   set up, ruff check, pytest (extra arguments: PYTEST_ARGS='-k foo')"
 	@echo "make test-postgres   the same suite on a throwaway PostgreSQL cluster"
+	@echo "make bench  the service benchmark on SQLite and PostgreSQL (~10 min; docs/benchmarks.md)"
 	@echo "make lint   ruff check and ruff format --check"
 	@echo "make fmt    ruff format and ruff check --fix"
 	@echo "make setup  install system packages, the venv and node_modules (idempotent)"
@@ -46,6 +50,7 @@ system-deps:
 	command -v git >/dev/null 2>&1 || missing="$$missing git"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
 	if [ ! -x $(VENV_PY) ]; then \
 	  command -v $(PYTHON) >/dev/null 2>&1 || missing="$$missing python3"; \
 	  $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
@@ -91,6 +96,13 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "Installing PostgreSQL"; \
 	  $(APT) update && $(APT) install -y --no-install-recommends postgresql; }
+
+# The service benchmark: real Daphne, Celery, Redis and sandbox-agent processes on SQLite and
+# on a throwaway PostgreSQL cluster; writes docs/benchmarks.md. BENCH_ARGS='--db sqlite',
+# '--smoke' (every scenario at tiny sizes), '--write ""' (print only).
+bench: setup postgres
+	mkdir -p $(VAR_DIR)
+	$(VENV_PY) bench/service.py $(BENCH_ARGS)
 
 lint: $(PY_STAMP)
 	$(RUFF) check .

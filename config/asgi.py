@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Django must be set up before importing anything that touches models.
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from config.handlers import SyncChainASGIHandler  # noqa: E402
+
+# What get_asgi_application() returns, but with the middleware run synchronously (see there).
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402

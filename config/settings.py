@@ -195,7 +195,8 @@ REST_FRAMEWORK = {
 }
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's RedisCache with one connection pool per process, not per request thread.
+        "BACKEND": "config.cache.SharedRedisCache",
         "LOCATION": env_str("WORKBENCH_CACHE_URL", REDIS_URL),
         "KEY_PREFIX": "workbench",
     }
@@ -294,6 +295,7 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"  # reconciler, pruning
 CELERY_TASK_ROUTES = {
     "workbench.tasks.provision_for_tab": {"queue": "provision"},
     "workbench.tasks.destroy_sandbox": {"queue": "provision"},
+    "workbench.tasks.release_sandbox": {"queue": "provision"},
     "workbench.tasks.open_tab_session": {"queue": "sessions"},
     "workbench.tasks.close_tab_session": {"queue": "sessions"},
     "workbench.tasks.deliver_messages": {"queue": "prompts"},

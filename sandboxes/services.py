@@ -129,10 +129,26 @@ def sandbox_claim(
     return Claim("busy", None)
 
 
+@dataclass(frozen=True)
+class _Owner:
+    """A sandbox's task and workspace, read once per provisioning run (they never change):
+    recording each step otherwise re-read them three times on each side of the step."""
+
+    task_id: int
+    workspace_id: int
+
+
+def _owner_of(sandbox_id: int) -> _Owner:
+    task_id, workspace_id = (
+        Sandbox.objects.filter(pk=sandbox_id).values_list("task_id", "task__workspace_id").get()
+    )
+    return _Owner(task_id=task_id, workspace_id=workspace_id)
+
+
 @contextmanager
-def _recorded_step(sandbox_id: int, fence: int, name: str) -> Iterator[None]:
+def _recorded_step(sandbox_id: int, fence: int, name: str, owner: _Owner) -> Iterator[None]:
     """Record one provider step; renew the lease first, and stop if it was taken over."""
-    with workspace_transaction(_workspace_id(sandbox_id)):
+    with workspace_transaction(owner.workspace_id):
         renewed = Sandbox.objects.filter(
             pk=sandbox_id, state=SandboxState.PROVISIONING, fence=fence
         ).update(lease_expires_at=_lease_until())
@@ -141,7 +157,7 @@ def _recorded_step(sandbox_id: int, fence: int, name: str) -> Iterator[None]:
         step = ProvisioningStep.objects.create(
             sandbox_id=sandbox_id, name=name, fence=fence, started_at=now()
         )
-        _record_step(step)
+        _record_step(step, owner)
     keeper = _LeaseKeeper(sandbox_id, fence)
     try:
         with keeper:
@@ -154,9 +170,9 @@ def _recorded_step(sandbox_id: int, fence: int, name: str) -> Iterator[None]:
             detail = exc.message
         else:
             detail = f"{type(exc).__name__}: {exc}"
-        _finish_step(step, StepOutcome.FAILED, detail)
+        _finish_step(step, StepOutcome.FAILED, detail, owner)
         raise
-    _finish_step(step, StepOutcome.SUCCEEDED, "")
+    _finish_step(step, StepOutcome.SUCCEEDED, "", owner)
 
 
 class _LeaseKeeper:
@@ -191,19 +207,17 @@ class _LeaseKeeper:
             connection.close()  # this thread's own database connection
 
 
-def _record_step(step: ProvisioningStep) -> None:
+def _record_step(step: ProvisioningStep, owner: _Owner) -> None:
     data = dict(ProvisioningStepSerializer(step).data)
-    data["task"] = (
-        Sandbox.objects.filter(pk=step.sandbox_id).values_list("task_id", flat=True).get()
-    )
-    record_event(_workspace_id(step.sandbox_id), "provisioning.step", data)
+    data["task"] = owner.task_id
+    record_event(owner.workspace_id, "provisioning.step", data)
 
 
-def _finish_step(step: ProvisioningStep, outcome: str, detail: str) -> None:
-    with workspace_transaction(_workspace_id(step.sandbox_id)):
+def _finish_step(step: ProvisioningStep, outcome: str, detail: str, owner: _Owner) -> None:
+    with workspace_transaction(owner.workspace_id):
         step.outcome, step.detail, step.finished_at = outcome, detail[:2000], now()
         step.save(update_fields=["outcome", "detail", "finished_at"])
-        _record_step(step)
+        _record_step(step, owner)
 
 
 def sandbox_provision(*, sandbox_id: int, fence: int, spec: SandboxSpec) -> bool:
@@ -215,8 +229,10 @@ def sandbox_provision(*, sandbox_id: int, fence: int, spec: SandboxSpec) -> bool
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     provider = get_provider(sandbox.provider)
 
+    owner = _owner_of(sandbox_id)
+
     def step(name: str):
-        return _recorded_step(sandbox_id, fence, name)
+        return _recorded_step(sandbox_id, fence, name, owner)
 
     handle = provider.create(spec, step=step)
     if sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle):
@@ -306,6 +322,17 @@ def sandbox_destroy(*, sandbox_id: int) -> bool:
         if updated == 1:
             _record_sandbox(sandbox_id)
     return updated == 1
+
+
+def sandbox_release_failed(*, sandbox_id: int) -> bool:
+    """Stop whatever a failed sandbox still runs and remove its files; the row keeps its
+    state and error for users and operators. Safe to repeat."""
+    sandbox = Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.FAILED).first()
+    if sandbox is None:
+        return False
+    provider = get_provider(sandbox.provider)
+    provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+    return True
 
 
 def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str) -> str:

@@ -20,7 +20,6 @@ from asgiref.sync import async_to_sync
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import F
 
 from workbench.models import Event, Workspace
 
@@ -78,8 +77,19 @@ def workspace_transaction(workspace_id: int) -> Iterator[None]:
     It costs nothing extra: writes of one workspace were already serialized on that row.
     """
     with transaction.atomic():
-        list(Workspace.objects.select_for_update().filter(pk=workspace_id).values_list("pk"))
+        if row_locks():
+            list(Workspace.objects.select_for_update().filter(pk=workspace_id).values_list("pk"))
         yield
+
+
+def row_locks() -> bool:
+    """Whether SELECT ... FOR UPDATE locks anything here.
+
+    Not on SQLite: it has no row locks, and its write transaction (BEGIN IMMEDIATE, see
+    settings) already excludes every other writer until commit. Django runs the SELECT
+    without FOR UPDATE there, so skipping it only saves a query (docs/benchmarks.md).
+    """
+    return bool(transaction.get_connection().features.has_select_for_update)
 
 
 def record_event(workspace_id: int, name: EventName, data: dict[str, Any]) -> int:
@@ -95,11 +105,26 @@ def record_event(workspace_id: int, name: EventName, data: dict[str, Any]) -> in
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("record_event must run inside the transaction of the change")
     plain = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
-    Workspace.objects.filter(pk=workspace_id).update(event_seq=F("event_seq") + 1)
-    seq = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
+    seq = _next_seq(workspace_id)
     Event.objects.create(workspace_id=workspace_id, seq=seq, name=name, data=plain)
     transaction.on_commit(partial(publish, workspace_id, seq, name, plain), robust=True)
     return seq
+
+
+def _next_seq(workspace_id: int) -> int:
+    """Increment the workspace's counter and return it: one UPDATE ... RETURNING (SQLite
+    3.35+ and PostgreSQL) instead of an UPDATE and a SELECT."""
+    connection = transaction.get_connection()
+    table = connection.ops.quote_name(Workspace._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET event_seq = event_seq + 1 WHERE id = %s RETURNING event_seq",
+            [workspace_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Workspace.DoesNotExist(f"workspace {workspace_id}")
+    return int(row[0])
 
 
 def publish(workspace_id: int, seq: int, name: EventName, data: dict[str, Any]) -> None:
@@ -118,19 +143,44 @@ class _LoopPublisher:
 
     `async_to_sync` per event would build a new loop and Redis connection every time
     (milliseconds each, and "Event loop is closed" errors in workers); this keeps both.
+    `send` only enqueues: one sender task on the loop publishes the queue in order, so a
+    process's events stay in order on the wire without the caller (a request thread, a
+    worker) waiting for Redis. Waiting took 0.1-1 ms per event, more when the process's
+    threads compete for the GIL (docs/benchmarks.md).
     """
+
+    MAX_QUEUED = 10_000  # a stuck layer must not grow memory forever; clients resume
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         self.loop = asyncio.new_event_loop()
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(self.MAX_QUEUED)
         thread = threading.Thread(target=self.loop.run_forever, name="event-publisher", daemon=True)
         thread.start()
+        asyncio.run_coroutine_threadsafe(self._sender(), self.loop)
 
     def send(self, group: str, message: dict[str, Any]) -> None:
-        future = asyncio.run_coroutine_threadsafe(self.layer.group_send(group, message), self.loop)
-        # Waiting keeps one process's events in order on the wire; a send takes about 1 ms.
-        future.result(timeout=5)
+        self.loop.call_soon_threadsafe(self._enqueue, group, message)
+
+    def _enqueue(self, group: str, message: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait((group, message))
+        except asyncio.QueueFull:
+            logger.warning("event %s#%s dropped: the publish queue is full", group, message["seq"])
+
+    async def _sender(self) -> None:
+        while True:
+            group, message = await self.queue.get()
+            try:
+                await self.layer.group_send(group, message)
+            except Exception:
+                logger.warning(
+                    "publishing event %s#%s failed; clients will resume",
+                    group,
+                    message["seq"],
+                    exc_info=True,
+                )
 
 
 class _InProcessPublisher:

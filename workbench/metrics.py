@@ -95,6 +95,11 @@ def _seconds(value: float):
 class WorkflowCollector:
     """Reads the workflow's state from the database at each scrape."""
 
+    def describe(self) -> list:
+        # Without it, REGISTRY.register() calls collect() at import: a database query while
+        # URLs load, which fails before migrations (e.g. `manage.py migrate` on a new DB).
+        return []
+
     def collect(self) -> Iterator:
         tabs = GaugeMetricFamily("workbench_tabs", "Tabs by state.", labels=["state"])
         counts = dict(WorkbenchTab.objects.values_list("state").annotate(n=Count("pk")))

@@ -24,7 +24,7 @@ from sandboxes.selectors import sandbox_live_for_task
 from tasks_app import services as task_services
 from tasks_app.models import Task
 from workbench import workflows
-from workbench.events import record_event, workspace_transaction
+from workbench.events import record_event, row_locks, workspace_transaction
 from workbench.exceptions import Conflict, InvalidTransition
 from workbench.models import (
     ALLOWED_TRANSITIONS,
@@ -177,9 +177,11 @@ def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> None:
     """
     # Not type(user): a session-authenticated request.user is a SimpleLazyObject.
     user_model = get_user_model()
-    # Evaluated for the lock they take (exists() would not lock on every backend).
-    list(user_model.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-    list(Task.objects.select_for_update().filter(pk=task.pk).values_list("pk"))
+    # Evaluated for the lock they take (exists() would not lock on every backend). SQLite
+    # has no row locks: its write transaction already excludes other writers (row_locks).
+    if row_locks():
+        list(user_model.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+        list(Task.objects.select_for_update().filter(pk=task.pk).values_list("pk"))
     open_on_task = WorkbenchTab.objects.filter(task=task, state__in=OPEN_STATES).count()
     if open_on_task >= settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK:
         raise Conflict(
@@ -377,6 +379,7 @@ def tab_provision(*, tab_id: UUID, attempt: int, owner: str) -> StepOutcome:
                     code=TabErrorCode.PROVISION_FAILED,
                     message=f"Provisioning failed at {result.message}",
                 )
+                _release_after_commit(result.sandbox.pk)
         return "stop"
     return "continue"
 
@@ -522,6 +525,13 @@ def tabs_fail_waiting(*, task_id: int, code: str, message: str) -> int:
     return failed
 
 
+def _release_after_commit(sandbox_id: int) -> None:
+    """A failed sandbox keeps its row (its error stays visible) but must hold nothing: a
+    server a crashed run started, or one that only looked gone, is stopped in the
+    background."""
+    workflows.dispatch_after_commit(workflows.start_sandbox_release, sandbox_id=sandbox_id)
+
+
 def sandbox_lost(*, sandbox_id: int, message: str) -> int:
     """A ready sandbox died: fail it and every tab on it with sandbox_lost, atomically."""
     failed = 0
@@ -529,9 +539,10 @@ def sandbox_lost(*, sandbox_id: int, message: str) -> int:
 
     workspace_id = Sandbox.objects.values_list("task__workspace_id", flat=True).get(pk=sandbox_id)
     with workspace_transaction(workspace_id):
-        sandbox_services.sandbox_fail(
+        if sandbox_services.sandbox_fail(
             sandbox_id=sandbox_id, code=TabErrorCode.SANDBOX_LOST, message=message
-        )
+        ):
+            _release_after_commit(sandbox_id)
         on_it = WorkbenchTab.objects.filter(
             sandbox_id=sandbox_id,
             state__in=[TabState.PENDING_SESSION_CREATE, TabState.READY],

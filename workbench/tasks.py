@@ -76,6 +76,14 @@ def destroy_sandbox(sandbox_id: int) -> None:
     services.sandbox_destroy(sandbox_id=sandbox_id)
 
 
+@shared_task(acks_late=True)
+def release_sandbox(sandbox_id: int) -> None:
+    """Free what a failed sandbox still holds (its row and error stay)."""
+    from sandboxes import services
+
+    services.sandbox_release_failed(sandbox_id=sandbox_id)
+
+
 @shared_task
 def reconcile() -> dict[str, int]:
     """Re-drive stalled pending tabs; fail them once they were re-driven too often."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from drf_spectacular.extensions import OpenApiViewExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -48,6 +49,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 INCLUDE_ARCHIVED = OpenApiParameter("include_archived", OpenApiTypes.BOOL, required=False)
 INCLUDE_CLOSED = OpenApiParameter("include_closed", OpenApiTypes.BOOL, required=False)
+CURSOR = OpenApiParameter("cursor", OpenApiTypes.STR, required=False)
+PAGE_SIZE = OpenApiParameter("page_size", OpenApiTypes.INT, required=False)
 
 ErrorSerializer = inline_serializer(
     "Error",
@@ -60,6 +63,14 @@ ErrorSerializer = inline_serializer(
                 "fields": serializers.DictField(),
             },
         )
+    },
+)
+MessagePageSerializer = inline_serializer(
+    "MessagePage",
+    {
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": MessageOutputSerializer(many=True),
     },
 )
 SnapshotSerializer = inline_serializer(
@@ -179,6 +190,7 @@ class TaskTabListView(APIView):
             400: ErrorSerializer,
             404: ErrorSerializer,
             409: ErrorSerializer,
+            429: ErrorSerializer,
         },
         description="Returns at once with a placeholder tab (pending_provision or "
         "pending_session_create); the sandbox and session come in the background.",
@@ -250,7 +262,10 @@ class TabMessageListView(APIView):
     throttle_classes = [CreateRateThrottle]
     throttle_scope = "message_send"
 
-    @extend_schema(responses={200: MessageOutputSerializer(many=True), 404: ErrorSerializer})
+    @extend_schema(
+        parameters=[CURSOR, PAGE_SIZE],
+        responses={200: MessagePageSerializer, 404: ErrorSerializer},
+    )
     def get(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
         paginator = TranscriptPagination()
@@ -266,6 +281,7 @@ class TabMessageListView(APIView):
             400: ErrorSerializer,
             404: ErrorSerializer,
             409: ErrorSerializer,
+            429: ErrorSerializer,
         },
         description="Queues the prompt and returns at once; the reply arrives as message "
         "events. 409 unless the tab is ready (the reason names its state).",
@@ -287,3 +303,26 @@ class TabCancelView(APIView):
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
         message = messages.message_cancel_turn(tab_id=tab.pk)
         return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ObtainAuthTokenSchema(OpenApiViewExtension):
+    """Documents DRF's `obtain_auth_token` (POST /api/auth/token/): no authentication needed,
+    and a 400 in the API's error shape when the credentials are wrong or missing."""
+
+    target_class = "rest_framework.authtoken.views.ObtainAuthToken"
+    match_subclasses = True
+    priority = 1  # over drf-spectacular's own extension for this view
+
+    def view_replacement(self) -> type[APIView]:
+        class DocumentedObtainAuthToken(self.target):
+            @extend_schema(
+                auth=[],
+                responses={
+                    200: inline_serializer("AuthToken", {"token": serializers.CharField()}),
+                    400: ErrorSerializer,
+                },
+            )
+            def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+                return super().post(request, *args, **kwargs)
+
+        return DocumentedObtainAuthToken

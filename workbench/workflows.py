@@ -65,3 +65,9 @@ def start_message_delivery(*, tab_id: UUID) -> None:
     from workbench import tasks
 
     tasks.deliver_messages.delay(str(tab_id))
+
+
+def start_sandbox_release(*, sandbox_id: int) -> None:
+    from workbench import tasks
+
+    tasks.release_sandbox.delay(sandbox_id)

@@ -306,6 +306,8 @@ function render() {
   show(els.noTask, !task);
   show(els.taskView, Boolean(task));
   if (task) renderTask(model, task);
+  const unread = [...model.tabs.values()].filter((tab) => tab.unread).length;
+  document.title = unread ? `(${unread}) Workbench` : "Workbench";
   writeHash();
 }
 
@@ -583,13 +585,15 @@ function newKey() {
 }
 
 async function loadTranscript(tabId) {
+  const stream = app.stream;
   app.transcripts.set(tabId, "loading");
   try {
     const messages = await apiAll(`/api/tabs/${tabId}/messages/`);
-    const model = app.stream.model;
-    for (const message of messages) model.upsertMessage(message);
+    if (stream !== app.stream) return; // another workspace is shown now
+    for (const message of messages) stream.model.upsertMessage(message);
     app.transcripts.set(tabId, "loaded");
   } catch (error) {
+    if (stream !== app.stream) return;
     app.transcripts.set(tabId, "failed");
     if (error.status !== 404) notify(`Could not load the transcript: ${error.message}`);
   }
@@ -598,9 +602,10 @@ async function loadTranscript(tabId) {
 
 async function markRead(tab) {
   if (app.markingRead.has(tab.id)) return;
+  const model = app.stream.model;
   app.markingRead.add(tab.id);
   try {
-    app.stream.model.upsertTab(await api("PATCH", `/api/tabs/${tab.id}/`, { unread: false }));
+    model.upsertTab(await api("PATCH", `/api/tabs/${tab.id}/`, { unread: false }));
   } catch {
     // Closed meanwhile, or offline: the dot stays until the next view.
   } finally {

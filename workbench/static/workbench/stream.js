@@ -1,6 +1,7 @@
 // The workbench websocket (docs/websocket.md): a snapshot, then events applied strictly in
 // `seq` order; a gap (or a pong ahead of us) asks for a resume; a dropped connection is
-// reconnected with exponential backoff and jitter. Mirrors workbench_client.WorkbenchClient.
+// reconnected with exponential backoff and jitter, asking with `?seq=` for only the events
+// it missed (or a snapshot when they are too old). Mirrors workbench_client.WorkbenchClient.
 
 import { WorkbenchModel } from "./model.js";
 
@@ -59,13 +60,18 @@ export class WorkbenchStream {
   connect() {
     this.retryTimer = null;
     if (this.snapshots === 0 && this.failures === 0) this.setStatus("connecting");
-    const ws = new WebSocket(this.url);
+    // Reconnecting: the server replays what we missed instead of sending a whole snapshot.
+    const resuming = this.snapshots > 0;
+    const url = resuming ? `${this.url}?seq=${this.model.seq}` : this.url;
+    const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
       this.lastFrameAt = Date.now();
-      this.resumingFrom = null;
+      this.resumingFrom = resuming ? this.model.seq : null; // that replay fills the gap
       clearInterval(this.heartbeat);
       this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs);
+      // Nothing missed means nothing replayed: a pong shows the connection is up.
+      if (resuming) this.send({ type: "ping" });
     };
     ws.onmessage = (message) => {
       this.lastFrameAt = Date.now();
@@ -136,6 +142,10 @@ export class WorkbenchStream {
 
   handle(frame) {
     const model = this.model;
+    if (frame.type !== "snapshot" && this.snapshots > 0 && this.status !== "connected") {
+      this.failures = 0;
+      this.setStatus("connected"); // back, and caught up by the replay that comes first
+    }
     switch (frame.type) {
       case "snapshot": {
         model.loadSnapshot(frame);

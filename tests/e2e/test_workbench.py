@@ -1,0 +1,246 @@
+"""Issue 4: the browser workbench, live, in real headless Chromium against the real service."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from tests.e2e.helpers import (
+    create_task,
+    get_tab,
+    make_repository,
+    open_tab,
+    screenshot,
+    wait_for_tab,
+)
+from tests.helpers import wait_until
+
+
+def test_a_new_tab_shows_its_provisioning_then_becomes_ready_without_a_reload(team, open_page):
+    wb = open_page(team.owner)
+    wb.mark_document()
+    wb.create_task("Fix the flaky login test")
+    expect(wb.task("Fix the flaky login test")).to_contain_text("Not started")
+
+    tab_id = wb.open_tab()
+    # Shown at once, pending, with the provisioning step it waits on and the time it took.
+    expect(wb.tab(tab_id)).to_have_attribute("data-state", "pending_provision")
+    expect(wb.status).to_contain_text("Preparing environment")
+    expect(wb.status.locator(".current-step")).to_have_text("simulated delay")
+    expect(wb.status.locator(".elapsed")).to_have_text(re.compile(r"^[1-9]\d* s$"))
+    expect(wb.task("Fix the flaky login test")).to_contain_text("Provisioning")
+    expect(wb.send_button).to_be_disabled()
+    expect(wb.composer_reason).to_contain_text("once the environment is ready")
+    expect(wb.composer).to_be_editable()  # a draft can be typed meanwhile
+    screenshot(wb.page, "pending")
+
+    wb.expect_state(tab_id, "ready")
+    expect(wb.send_button).to_be_enabled()
+    expect(wb.status).to_contain_text("The agent is ready")
+    expect(wb.task("Fix the flaky login test")).to_contain_text("Ready")
+    expect(wb.steps).to_contain_text("install agent")
+
+    wb.composer.fill("Please run the test suite")
+    wb.send_button.click()
+    expect(wb.composer).to_have_value("")
+    expect(wb.transcript.locator(".message-user")).to_contain_text("Please run the test suite")
+    reply = wb.transcript.locator(".message-agent")
+    expect(reply).to_have_attribute("data-state", "complete", timeout=30_000)
+    expect(reply).to_contain_text("Please run the test suite")  # the mock agent echoes
+    screenshot(wb.page, "ready")
+    assert wb.still_same_document()
+
+
+def test_a_pending_tab_and_a_ready_tab_can_be_closed(team, open_page):
+    api = team.api()
+    create_task(api, team.workspace_id, "Close things")
+    wb = open_page(team.owner)
+    wb.select_task("Close things")
+
+    doomed = wb.open_tab()
+    kept = wb.open_tab()
+    expect(wb.tab(doomed)).to_have_attribute("data-state", "pending_provision")
+    wb.close_tab(doomed)
+    assert get_tab(api, doomed)["state"] == "closed"
+    expect(wb.active_tab).to_have_attribute("data-tab-id", kept)
+
+    wb.expect_state(kept, "ready")
+    assert get_tab(api, doomed)["state"] == "closed"  # closed while pending: never ready
+    wb.close_tab(kept)
+    expect(wb.page.locator("#no-tab")).to_be_visible()
+    assert get_tab(api, kept)["state"] == "closed"
+
+
+def test_an_error_tab_shows_the_reason_and_retry_recovers_it(team, open_page, tmp_path: Path):
+    repository = tmp_path / "missing-repo"
+    wb = open_page(team.owner)
+    wb.create_task("Work on a repository", repository=str(repository), branch="main")
+
+    tab_id = wb.open_tab()
+    wb.expect_state(tab_id, "error")
+    expect(wb.status).to_contain_text("This tab failed (provision failed)")
+    expect(wb.status).to_contain_text("does not exist")
+    expect(wb.send_button).to_be_disabled()
+    expect(wb.composer_reason).to_contain_text("retry it before sending")
+    expect(wb.task("Work on a repository")).to_contain_text("Failed")
+    screenshot(wb.page, "error")
+
+    # A second failed tab can be closed.
+    other = wb.open_tab()
+    wb.expect_state(other, "error")
+    wb.close_tab(other)
+    wb.select_tab(tab_id)
+
+    make_repository(repository, "main")
+    wb.status.get_by_role("button", name="Retry").click()
+    expect(wb.status).not_to_contain_text("This tab failed")
+    wb.expect_state(tab_id, "ready")
+    expect(wb.send_button).to_be_enabled()
+    tab = get_tab(team.api(), tab_id)
+    assert tab["attempt"] == 2 and tab["error_code"] == ""
+
+
+def test_two_pages_of_a_workspace_see_each_others_changes_live(team, open_page):
+    alice = open_page(team.owner)
+    bob = open_page(team.member)
+    bob.mark_document()
+
+    alice.create_task("Pair on the parser")
+    expect(bob.task("Pair on the parser")).to_be_visible()
+    bob.select_task("Pair on the parser")
+
+    tab_id = alice.open_tab()
+    expect(bob.tab(tab_id)).to_be_visible()
+    bob.select_tab(tab_id)
+    expect(bob.status).to_contain_text("Preparing environment")
+    bob.expect_state(tab_id, "ready")
+    alice.expect_state(tab_id, "ready")
+
+    second = bob.open_tab()
+    expect(alice.tab(second)).to_be_visible()
+    alice.close_tab(tab_id)
+    expect(bob.tab(tab_id)).to_have_count(0)
+    expect(bob.tabs()).to_have_count(1)
+    assert bob.still_same_document()
+
+
+def test_the_page_reconnects_after_the_server_goes_away_and_catches_up(
+    team, open_page, make_daphne_server, console
+):
+    # The page talks to a Daphne of its own, cut below; REST changes go to the usual one.
+    server = make_daphne_server()
+    api = team.api()
+    task = create_task(api, team.workspace_id, "Survive a restart")
+    wb = open_page(team.owner, base_url=server.url)
+    wb.mark_document()
+    wb.select_task("Survive a restart")
+
+    # The browser reports each refused reconnect attempt itself; those are expected here.
+    console.allow(r"WebSocket connection to '.*' failed")
+    console.allow(r"net::ERR_CONNECTION_REFUSED")
+    server.stop()
+    expect(wb.connection).to_have_attribute("data-state", "reconnecting")
+    expect(wb.connection).to_contain_text("Reconnecting")
+    screenshot(wb.page, "reconnecting")
+
+    # Changes the page cannot hear about while it is disconnected.
+    tab = open_tab(api, task["id"])
+    assert api.patch(f"/api/tasks/{task['id']}/", json={"title": "Survived"}).status_code == 200
+
+    server.start()
+    expect(wb.connection).to_have_text("Connected", timeout=30_000)
+    expect(wb.task_heading).to_have_text("Survived")
+    expect(wb.tab(tab["id"])).to_be_visible()
+    wb.expect_state(tab["id"], "ready")  # and live again afterwards
+    create_task(api, team.workspace_id, "After the restart")
+    expect(wb.task("After the restart")).to_be_visible()
+    assert wb.still_same_document()
+
+
+def test_drafts_survive_switching_tabs_and_reloading_the_page(team, open_page):
+    api = team.api()
+    create_task(api, team.workspace_id, "Write drafts")
+    wb = open_page(team.owner)
+    wb.select_task("Write drafts")
+    first = wb.open_tab()
+    second = wb.open_tab()
+
+    wb.select_tab(first)
+    wb.composer.fill("half a thought about the first tab")
+    wb.select_tab(second)
+    expect(wb.composer).to_have_value("")
+    wb.composer.fill("notes for the second")
+    wb.select_tab(first)
+    expect(wb.composer).to_have_value("half a thought about the first tab")
+
+    wb.page.reload()
+    expect(wb.connection).to_have_text("Connected")
+    expect(wb.active_tab).to_have_attribute("data-tab-id", first)
+    expect(wb.composer).to_have_value("half a thought about the first tab")
+    wb.select_tab(second)
+    expect(wb.composer).to_have_value("notes for the second")
+    # The server has them too (another browser would see them).
+    wait_until(
+        lambda: get_tab(api, first)["draft"] == "half a thought about the first tab",
+        message="the first tab's draft never reached the server",
+    )
+    assert get_tab(api, second)["draft"] == "notes for the second"
+
+
+def test_a_reply_in_a_tab_not_viewed_shows_an_unread_dot_until_it_is_opened(team, open_page):
+    api = team.api()
+    task = create_task(api, team.workspace_id, "Talk to the agent")
+    talked_to = open_tab(api, task["id"])
+    viewed = open_tab(api, task["id"])
+    wait_for_tab(api, talked_to["id"], "ready")
+    wait_for_tab(api, viewed["id"], "ready")
+
+    wb = open_page(team.owner)
+    wb.select_task("Talk to the agent")
+    wb.select_tab(viewed["id"])
+    expect(wb.unread_dot(talked_to["id"])).to_be_hidden()
+
+    sent = api.post(f"/api/tabs/{talked_to['id']}/messages/", json={"text": "anything new?"})
+    assert sent.status_code == 202, sent.text
+    expect(wb.unread_dot(talked_to["id"])).to_be_visible(timeout=30_000)
+    expect(wb.tab(talked_to["id"]).locator(".tab-select")).to_have_attribute(
+        "aria-label", re.compile("unread replies")
+    )
+    expect(wb.unread_dot(viewed["id"])).to_be_hidden()
+    screenshot(wb.page, "unread")
+
+    wb.select_tab(talked_to["id"])
+    expect(wb.unread_dot(talked_to["id"])).to_be_hidden()
+    expect(wb.transcript.locator(".message-agent")).to_contain_text("anything new?")
+    wait_until(
+        lambda: get_tab(api, talked_to["id"])["unread"] is False,
+        message="opening the tab did not mark it read",
+    )
+
+
+def test_a_narrow_window_keeps_everything_reachable_by_keyboard(team, open_page):
+    wb = open_page(team.owner, width=390, height=844)
+    page = wb.page
+    # Keyboard only: type a title, press Enter, then Tab to "+ New tab" and press Enter.
+    page.get_by_label("New task").focus()
+    page.keyboard.type("Small screen")
+    page.keyboard.press("Enter")
+    expect(wb.task_heading).to_have_text("Small screen")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "new-tab":
+            break
+    else:
+        raise AssertionError("Tab never reached the New tab button")
+    page.keyboard.press("Enter")
+    expect(wb.tabs()).to_have_count(1)
+    expect(wb.status).to_contain_text("Preparing environment")
+    tab_id = wb.active_tab.get_attribute("data-tab-id")
+    assert tab_id
+    wb.expect_state(tab_id, "ready")
+
+    # Nothing wider than the window: no sideways scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    screenshot(page, "narrow", full_page=True)
