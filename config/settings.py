@@ -140,7 +140,9 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's SQLite backend, with writers queued on a file lock rather than on
+            # SQLite's sleeping busy handler (config/sqlite_writelock/base.py).
+            "ENGINE": "config.sqlite_writelock",
             "NAME": _sqlite_path,
             # IMMEDIATE: take the write lock at BEGIN, so two writers queue on busy_timeout
             # instead of failing with "database is locked" when a reader upgrades.
@@ -216,7 +218,7 @@ SPECTACULAR_SETTINGS = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": env_str(
-            "WORKBENCH_CHANNEL_LAYER", "channels_redis.pubsub.RedisPubSubChannelLayer"
+            "WORKBENCH_CHANNEL_LAYER", "config.channel_layer.ReconnectingRedisPubSubChannelLayer"
         ),
         "CONFIG": {"hosts": [REDIS_URL]},
     }

@@ -179,3 +179,30 @@ def test_a_cross_origin_browser_is_refused(member):
             assert client.model.seq >= 0
 
     asyncio.run(scenario())
+
+
+def test_the_stream_survives_a_redis_restart(member, celery_worker, redis_server):
+    # A second workspace of the same user: its group is new to the Daphne process, so
+    # joining it after the restart needs a fresh SUBSCRIBE on the layer's connection.
+    user = Token.objects.get(key=member["token"]).user
+    other = WorkspaceFactory(name="After the restart")
+    MembershipFactory(workspace=other, user=user, role=Membership.Role.OWNER)
+    other_member = {
+        **member,
+        "workspace": other.pk,
+        "ws": member["ws"].replace(f"/{member['workspace']}/", f"/{other.pk}/"),
+    }
+
+    async def scenario() -> None:
+        # A long heartbeat: what reaches this client after the restart comes live.
+        async with (
+            WorkbenchClient(member["ws"], token=member["token"], heartbeat=60) as before,
+            rest(member) as api,
+        ):
+            await asyncio.to_thread(redis_server.restart)
+            async with WorkbenchClient(other_member["ws"], token=member["token"]) as after:
+                for client, who in ((before, member), (after, other_member)):
+                    [tab] = await open_tabs(api, who, 1)
+                    await client.wait_for(all_ready([tab["id"]]), timeout=60)
+
+    asyncio.run(scenario())
