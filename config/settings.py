@@ -140,9 +140,7 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            # Django's SQLite backend, with writers queued on a file lock rather than on
-            # SQLite's sleeping busy handler (config/sqlite_writelock/base.py).
-            "ENGINE": "config.sqlite_writelock",
+            "ENGINE": "django.db.backends.sqlite3",
             "NAME": _sqlite_path,
             # IMMEDIATE: take the write lock at BEGIN, so two writers queue on busy_timeout
             # instead of failing with "database is locked" when a reader upgrades.
