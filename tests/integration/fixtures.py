@@ -235,3 +235,28 @@ def make_daphne_server(
 
 def _hostname() -> str:
     return socket.gethostname()
+
+
+@pytest.fixture
+def member(daphne_server: DaphneServer, integration_run: IntegrationRun) -> Iterator[dict]:
+    """A workspace owner on the session's Daphne: workspace id, API token, HTTP and ws URLs.
+
+    Stops every sandbox-agent server the test started afterwards.
+    """
+    from rest_framework.authtoken.models import Token
+
+    from sandboxes.models import Sandbox
+    from sandboxes.providers.local import LocalProvider
+    from sandboxes.services import handle_of
+    from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
+    from workbench.models import Membership
+
+    user = UserFactory(username="member")
+    workspace = WorkspaceFactory(name="Integration")
+    MembershipFactory(workspace=workspace, user=user, role=Membership.Role.OWNER)
+    token = Token.objects.create(user=user).key
+    ws_url = daphne_server.url.replace("http://", "ws://") + f"/ws/workspaces/{workspace.pk}/"
+    yield {"workspace": workspace.pk, "token": token, "http": daphne_server.url, "ws": ws_url}
+    provider = LocalProvider(root=integration_run.sandbox_root)
+    for sandbox in Sandbox.objects.all():
+        provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)

@@ -10,29 +10,17 @@ from typing import Any
 
 import httpx
 import pytest
-from rest_framework.authtoken.models import Token
 
 from sandboxes.models import Sandbox
 from sandboxes.providers.local import LocalProvider
 from sandboxes.services import handle_of
-from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from tests.helpers import wait_until
-from workbench.models import Membership
 from workbench_client import WorkbenchClient
 
 
-@pytest.fixture
-def member(daphne_server, celery_worker, integration_run) -> dict[str, Any]:
-    """A workspace owner's token and the service URLs."""
-    user = UserFactory(username="talker")
-    workspace = WorkspaceFactory(name="Messages")
-    MembershipFactory(workspace=workspace, user=user, role=Membership.Role.OWNER)
-    token = Token.objects.create(user=user).key
-    ws_url = daphne_server.url.replace("http://", "ws://") + f"/ws/workspaces/{workspace.pk}/"
-    yield {"workspace": workspace.pk, "token": token, "http": daphne_server.url, "ws": ws_url}
-    provider = LocalProvider(root=integration_run.sandbox_root)
-    for sandbox in Sandbox.objects.all():
-        provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+@pytest.fixture(autouse=True)
+def _worker(celery_worker) -> None:
+    """Every test here needs the session's worker."""
 
 
 def client(member: dict[str, Any]) -> httpx.Client:

@@ -11,28 +11,11 @@ from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from sandboxes.models import Sandbox
-from sandboxes.providers.local import LocalProvider
-from sandboxes.services import handle_of
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from workbench.models import Membership
 from workbench_client import WorkbenchClient, WorkbenchModel
 
 LOSSY_LAYER = "tests.support.lossy_layer.LossyRedisPubSubChannelLayer"
-
-
-@pytest.fixture
-def member(daphne_server, integration_run) -> dict[str, Any]:
-    """A workspace with an owner; its ids, token and URLs."""
-    user = UserFactory(username="streamer")
-    workspace = WorkspaceFactory(name="Stream")
-    MembershipFactory(workspace=workspace, user=user, role=Membership.Role.OWNER)
-    token = Token.objects.create(user=user).key
-    ws_url = daphne_server.url.replace("http://", "ws://") + f"/ws/workspaces/{workspace.pk}/"
-    yield {"workspace": workspace.pk, "token": token, "http": daphne_server.url, "ws": ws_url}
-    provider = LocalProvider(root=integration_run.sandbox_root)
-    for sandbox in Sandbox.objects.all():
-        provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
 
 
 def rest(member: dict[str, Any]) -> httpx.AsyncClient:
