@@ -13,12 +13,12 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils.timezone import now
 
 from sandboxes.models import Sandbox, SandboxState
 from workbench import messages, metrics, services, workflows
+from workbench.events import row_locks, workspace_transaction
 from workbench.models import PENDING_STATES, TabErrorCode, TabState, WorkbenchTab
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,24 @@ def broker_backlog() -> int:
         return 0
 
 
+def _claim(tab: WorkbenchTab) -> int:
+    """Take a stalled tab for one re-drive; 0 if another reconciler has it or it moved.
+
+    Under the workspace lock (the one lock order), the row is locked with SKIP LOCKED on
+    PostgreSQL, so concurrent reconcilers (beat and `manage.py reconcile`, several hosts)
+    pass over each other's rows instead of queueing; the conditional update then checks
+    the tab is still as read.
+    """
+    rows = WorkbenchTab.objects.filter(
+        pk=tab.pk, state=tab.state, attempt=tab.attempt, redrives=tab.redrives
+    )
+    if row_locks() and not list(
+        rows.select_for_update(skip_locked=True).values_list("pk", flat=True)
+    ):
+        return 0
+    return rows.update(redrives=F("redrives") + 1, updated_at=now())
+
+
 def reconcile() -> dict[str, int]:
     """Re-drive or fail stalled tabs, and re-send stuck prompts.
 
@@ -73,10 +91,8 @@ def reconcile() -> dict[str, int]:
                 "retry to try again.",
             )
             continue
-        with transaction.atomic():
-            claimed = WorkbenchTab.objects.filter(
-                pk=tab.pk, state=tab.state, attempt=tab.attempt, redrives=tab.redrives
-            ).update(redrives=F("redrives") + 1, updated_at=now())
+        with workspace_transaction(tab.workspace_id):
+            claimed = _claim(tab)
             if claimed:
                 workflows.dispatch_after_commit(
                     workflows.start_tab_chain,

@@ -101,3 +101,37 @@ def test_a_session_step_that_keeps_dying_ends_in_error(settings):
     services.tab_open_session(tab_id=tab.pk, attempt=1)
     tab.refresh_from_db()
     assert (tab.state, tab.error_code) == (TabState.ERROR, "stalled")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tab_another_reconciler_holds_is_skipped_not_waited_for():
+    """PostgreSQL: SKIP LOCKED. (SQLite has no row locks; its writers are serialized.)"""
+    import threading
+
+    from django.db import connection, transaction
+
+    from workbench.events import row_locks
+
+    if not row_locks():
+        pytest.skip("row locks need PostgreSQL (make test-postgres)")
+    tab = TabFactory(state=TabState.PENDING_PROVISION)
+    locked, release = threading.Event(), threading.Event()
+
+    def other_reconciler() -> None:
+        with transaction.atomic():
+            list(WorkbenchTab.objects.select_for_update().filter(pk=tab.pk).values_list("pk"))
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=other_reconciler)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with transaction.atomic():
+            assert reconciler._claim(tab) == 0  # returns at once: the row is taken
+    finally:
+        release.set()
+        holder.join()
+    with transaction.atomic():
+        assert reconciler._claim(tab) == 1
