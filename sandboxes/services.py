@@ -274,7 +274,9 @@ def sandbox_fail(*, sandbox_id: int, code: str, message: str, fence: int | None 
     with workspace_transaction(_workspace_id(sandbox_id)):
         rows = Sandbox.objects.filter(pk=sandbox_id, state__in=LIVE_STATES)
         if fence is not None:
-            rows = rows.filter(fence=fence)
+            # A fenced failure is a provisioning run's: never fail a sandbox that run (or
+            # its successor) made ready in the meantime.
+            rows = rows.filter(fence=fence, state=SandboxState.PROVISIONING)
         updated = rows.update(
             state=SandboxState.FAILED,
             error_code=code,

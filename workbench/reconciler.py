@@ -101,6 +101,12 @@ def reconcile() -> dict[str, int]:
                     provision=tab.state == TabState.PENDING_PROVISION,
                 )
         redriven += claimed
+    # An archive whose destroy message was lost: the sandbox sits in `destroying`.
+    cutoff = now() - timedelta(seconds=settings.WORKBENCH_STALL_SECONDS)
+    for sandbox_id in Sandbox.objects.filter(
+        state=SandboxState.DESTROYING, updated_at__lt=cutoff
+    ).values_list("pk", flat=True):
+        workflows.start_sandbox_destroy(sandbox_id=sandbox_id)
     prompts = messages.tabs_with_undelivered_messages(older_than_seconds=30)
     for tab_id in prompts:
         workflows.start_message_delivery(tab_id=tab_id)
