@@ -1,0 +1,504 @@
+"""Render bench/service.py's results as the `## Service` section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DB_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+# "Equal within noise" for saturated vs instant provisioning: medians within 20 % (or 1 ms),
+# p99s within 50 % (or 5 ms). A p99 over a few hundred requests is a handful of samples.
+NOISE_P50 = (0.20, 1.0)
+NOISE_P99 = (0.50, 5.0)
+# "Sustained": every request answered 201, the generator kept its schedule, and p99 stayed
+# under this (a server falling behind shows up as a latency that grows with the run).
+SUSTAINED_P99_MS = 1000.0
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{rev}{' + uncommitted changes' if dirty else ''}"
+
+
+def within(a: float, b: float, noise: tuple[float, float]) -> bool:
+    relative, absolute = noise
+    return abs(a - b) <= max(absolute, relative * max(a, b))
+
+
+def phase_at(db: dict, mode: str, rate: float) -> dict | None:
+    for phase in db.get("tab_latency", {}).get(mode, {}).get("phases", []):
+        if phase["rate"] == rate:
+            return phase
+    return None
+
+
+def sustained_rate(db: dict) -> float:
+    best = 0.0
+    for step in db.get("sustained", {}).get("steps", []):
+        ok = (
+            not step["errors"]
+            and step["ok"] == step["sent"]
+            and step["p99"] <= SUSTAINED_P99_MS
+            and step["lag_max_ms"] < 100
+        )
+        if not ok:
+            break
+        best = max(best, step["rate"])
+    return best
+
+
+def ws_size(db: dict, clients: int) -> dict | None:
+    for size in db.get("websocket", {}).get("sizes", []):
+        if size["clients"] == clients:
+            return size
+    return None
+
+
+def target_rows(dbs: dict[str, dict]) -> list[tuple[str, dict[str, str]]]:
+    """(target, {db: "value, met / missed by ..."}) for every target of the issue."""
+    rows: list[tuple[str, dict[str, str]]] = []
+
+    def limit(value: float | None, bound: float, unit: str, *, lower: bool = True) -> str:
+        if value is None or math.isnan(value):
+            return "not measured"
+        good = value <= bound if lower else value >= bound
+        if good:
+            return f"{fmt(value)} {unit}: **met**"
+        gap = value - bound if lower else bound - value
+        return f"{fmt(value)} {unit}: **missed** by {fmt(gap)} {unit}"
+
+    def row(name: str, cell: Any) -> None:
+        rows.append((name, {db: cell(data) for db, data in dbs.items()}))
+
+    def sat(field: str) -> Any:
+        return lambda d: (phase_at(d, "saturated", 20) or {}).get("tabs", {}).get(field)
+
+    row("Tab creation p50 ≤ 10 ms at 20/s, provisioning saturated",
+        lambda d: limit(sat("p50")(d), 10, "ms"))  # fmt: skip
+    row("Tab creation p99 ≤ 50 ms at 20/s, provisioning saturated",
+        lambda d: limit(sat("p99")(d), 50, "ms"))  # fmt: skip
+
+    def equal(d: dict) -> str:
+        a, b = phase_at(d, "saturated", 20), phase_at(d, "instant", 20)
+        if not a or not b:
+            return "not measured"
+        ta, tb = a["tabs"], b["tabs"]
+        same = within(ta["p50"], tb["p50"], NOISE_P50) and within(ta["p99"], tb["p99"], NOISE_P99)
+        verdict = "**met**" if same else "**missed**"
+        return (
+            f"p50 {fmt(ta['p50'])} vs {fmt(tb['p50'])} ms, p99 {fmt(ta['p99'])} vs "
+            f"{fmt(tb['p99'])} ms: {verdict}"
+        )
+
+    row("Saturated equals instant provisioning within noise (20/s)", equal)
+
+    def fanout(clients: int) -> Any:
+        return lambda d: (ws_size(d, clients) or {}).get("commit_to_client", {}).get("p99")
+
+    row("Commit-to-client p99 ≤ 50 ms, 10 clients", lambda d: limit(fanout(10)(d), 50, "ms"))
+    row("Commit-to-client p99 ≤ 250 ms, 1,000 clients",
+        lambda d: limit(fanout(1000)(d), 250, "ms"))  # fmt: skip
+
+    def overhead(d: dict) -> str:
+        orch = d.get("orchestration", {})
+        parts = []
+        for kind, label in (("fresh_task", "new task"), ("ready_task", "ready sandbox")):
+            value = orch.get(kind, {}).get("overhead", {}).get("p50")
+            parts.append(f"{label}: {limit(value, 20, 'ms')}")
+        return "; ".join(parts)
+
+    row("Orchestration overhead p50 ≤ 20 ms", overhead)
+
+    def sustained(d: dict) -> str:
+        steps = d.get("sustained", {}).get("steps", [])
+        if not steps:
+            return "not measured"
+        best = max(steps, key=lambda s: s["throughput"] if not s["errors"] else 0)
+        return (
+            f"{limit(sustained_rate(d), 100, 'tabs/s', lower=False)} (most answered: "
+            f"{fmt(best['throughput'], 0)}/s at {fmt(best['rate'], 0)}/s offered, p99 "
+            f"{fmt(best['p99'], 0)} ms)"
+        )
+
+    row("≥ 100 tabs/s sustained without errors", sustained)
+
+    def per_socket(d: dict) -> float | None:
+        return d.get("websocket", {}).get("memory", {}).get("per_socket_kib")
+
+    row("≤ 50 KiB per idle websocket", lambda d: limit(per_socket(d), 50, "KiB"))
+    row("One task, 100 concurrent tabs: 1 sandbox",
+        lambda d: (f"{d['burst']['sandboxes']} sandbox(es), {d['burst']['tabs']} tabs: "
+                   + ("**met**" if d["burst"]["sandboxes"] == 1 else "**missed**"))
+        if d.get("burst") else "not measured")  # fmt: skip
+    return rows
+
+
+def render(results: dict[str, Any], command: str) -> str:
+    machine = results["machine"]
+    config = results["config"]
+    dbs = {db: data for db, data in results["db"].items() if "error" not in data}
+    failed = {db: data["error"] for db, data in results["db"].items() if "error" in data}
+    names = [DB_NAMES[db] for db in dbs]
+    out: list[str] = ["## Service", ""]
+    add = out.append
+    add(
+        f"Measured with `{command}` (`make bench` runs `bench/service.py`; pass flags with "
+        f"`BENCH_ARGS`) on {machine['date']}, at {results.get('revision') or git_revision()}; "
+        f"{machine.get('wall_seconds', '?')} s in all."
+    )
+    add("")
+    add(
+        f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, "
+        f"{machine['platform']}. Python {machine['python']}, Django {machine.get('django')}, "
+        f"DRF {machine.get('djangorestframework')}, Celery {machine.get('celery')}, channels "
+        f"{machine.get('channels')}, channels-redis {machine.get('channels-redis')}, Daphne "
+        f"{machine.get('daphne')}, Twisted {machine.get('twisted')}, psycopg "
+        f"{machine.get('psycopg')}, Redis {machine.get('redis')}, SQLite {machine['sqlite']}, "
+        f"PostgreSQL {machine.get('postgresql', '-')}, sandbox-agent "
+        f"{machine.get('sandbox_agent', '-')}; load generator: httpx {machine.get('httpx')}, "
+        f"websockets {machine.get('websockets')}."
+    )
+    loads = ", ".join(
+        f"{DB_NAMES[db]} run {fmt(d['load_before'][0], 2)} → {fmt(d['load_after'][0], 2)}"
+        for db, d in dbs.items()
+    )
+    add(
+        f"Load average (1 min) before/after: {loads}. Everything (services, database, "
+        "sandbox-agent servers and the load generator) shares these cores."
+    )
+    if failed:
+        add("")
+        for db, error in failed.items():
+            add(f"**The {DB_NAMES[db]} run failed:** `{error}`")
+    add("")
+    add("Rerun: `make bench` (both databases), or `.venv/bin/python bench/service.py --db "
+        "sqlite` / `--db postgres`; `--smoke` runs every scenario at tiny sizes (CI does, "
+        "see `tests/integration/test_bench_service_smoke.py`); `--write ''` skips this file, "
+        "`--json out.json` keeps the raw numbers.")  # fmt: skip
+    add("")
+    add(
+        METHOD.format(
+            delay=config["slow_delay"],
+            users=config["users"],
+            ladder_pool=config["ladder_pool"],
+            pools=pools_text(results),
+        )
+    )
+    if config.get("worker_nice"):
+        add(f"- The Celery workers ran under `nice -n {config['worker_nice']}` (`--worker-nice`).")
+    if config.get("priority"):
+        add(
+            f"- The whole run (services and load generator) ran at niceness "
+            f"{config['priority']} (`--priority`), so that other jobs sharing this machine "
+            "took only what it left."
+        )
+    add("")
+    add("### Targets (2 cores)")
+    add("")
+    add("| target | " + " | ".join(names) + " |")
+    add("|---" * (len(names) + 1) + "|")
+    for name, cells in target_rows(dbs):
+        add(f"| {name} | " + " | ".join(cells[db] for db in dbs) + " |")
+    add("")
+    out += section_latency(dbs, config)
+    out += section_inline(dbs)
+    out += section_websocket(dbs, config)
+    out += section_orchestration(dbs)
+    out += section_sustained(dbs)
+    out += section_burst(dbs)
+    return "\n".join(out).rstrip() + "\n"
+
+
+METHOD = """\
+How it measures (all processes on 127.0.0.1; times across processes are wall-clock times of \
+this one machine):
+- **Load**: open loop (request *i* leaves at t0 + i/rate whatever earlier responses did; \
+latency runs from that scheduled time to the end of the response, so a stalled server is \
+not hidden); httpx.AsyncClient; every request counted, any status other than the expected \
+one is an error. Tabs are opened by {users} workspace members in turn (each stays under the \
+default per-user throttle, which stays on); in scenarios 1 and 2 every tab opens on a fresh \
+task (so each is a provisioning run of its own), in 5 round-robin over {ladder_pool} fresh \
+tasks per step.
+- **Services**: one Daphne (`bench.settings`: the production settings and routes plus \
+`/bench/noop/` and `/bench/inline/...`), the Procfile's Celery worker pools ({pools}; fresh \
+for each scenario, their queues purged and their sandboxes destroyed after), Redis, \
+sandbox-agent servers started by the local provider. SQLite: a temporary file (WAL). PostgreSQL: a \
+throwaway cluster (`initdb`, `fsync=off`, `synchronous_commit=off`).
+- **Saturated** provisioning: the worker's provider spends {delay:g} s in a recorded \
+`simulated_delay` step (`WORKBENCH_LOCAL_PROVISION_DELAY`), priming tabs occupy every \
+provisioning worker slot before the first request; "busy slots" is sampled every 0.25 s \
+from the running `simulated_delay` steps. \
+**Instant**: no delay; the worker provisions and opens sessions for real during the run.
+- **Trivial endpoint** (the floor): `GET /bench/noop/`, a DRF view with token \
+authentication and nothing else, at the same rate just before each tab phase.
+- **Inline variant**: `POST /bench/inline/tasks/{{id}}/tabs/` runs `tab_create`, then \
+`tab_provision` (which calls `tasks_app.services.task_provision`; requests that find \
+another request provisioning the task poll like the chain does) and `tab_open_session` \
+inside the request, with the same {delay:g} s provider, and answers with the ready tab. \
+No worker runs meanwhile.
+- **Commit-to-client**: N websocket clients (token auth, no compression) on one workspace; \
+each event is the placeholder `tab.updated` of a `POST /api/tasks/{{id}}/tabs/`. \
+"Commit" is the Event row's `created_at`, set inside the transaction a few hundred \
+microseconds before it commits, so the figure slightly overstates the true \
+commit-to-client time; POST-to-client (from the moment the request left) is shown too. \
+"Last subscriber" is, per event, the arrival at the last of the N clients. The clients run \
+in the load generator's single asyncio process, on the same 2 cores.
+- **Memory per idle websocket**: Daphne's VmRSS (`/proc/<pid>/status`) after opening the \
+largest number of sockets (each has received its snapshot), minus before, divided by the \
+number of sockets; measured on a freshly restarted Daphne.
+- **Orchestration overhead**: `ready_at` minus the moment the POST left, minus the \
+provider's own time: the recorded `ProvisioningStep` durations of the tab's sandbox (new \
+tasks) plus the local provider's `create_session` call (timed by a hook `bench.settings` \
+installs). **Celery enqueue-to-start**: each message carries its publish time (a \
+`before_task_publish` hook), the worker records when the task starts; first deliveries \
+only (a retry's countdown is a deliberate wait). The hooks add one Redis RPUSH per task \
+and per session."""
+
+
+def pools_text(results: dict[str, Any]) -> str:
+    for data in results["db"].values():
+        if data.get("pools"):
+            return ", ".join(
+                f"`{p['name']}`: `-Q {p['queues'] or '(all)'} -c {p['concurrency']}`"
+                for p in data["pools"]
+            )
+    return "as in the Procfile"
+
+
+def latency_table(dbs: dict, mode: str) -> list[str]:
+    out = []
+    for db, data in dbs.items():
+        for phase in data["tab_latency"][mode]["phases"]:
+            tab, floor, busy = phase["tabs"], phase["floor"], phase["busy_slots"]
+            busy_text = (
+                f"{busy['min']} / {fmt(busy['mean'])}" if busy.get("min") is not None else "-"
+            )
+            out.append(
+                f"| {DB_NAMES[db]} | {fmt(phase['rate'], 0)} | {tab['ok']}/{tab['sent']} | "
+                f"{fmt(tab['p50'])} | {fmt(tab['p99'])} | {fmt(tab['max'])} | "
+                f"{fmt(floor['p50'])} | {fmt(floor['p99'])} | {fmt(phase['ratio_p50'])}x | "
+                f"{fmt(phase['ratio_p99'])}x | {busy_text} | {phase['pending_at_end']} |"
+            )
+    return out
+
+
+def section_latency(dbs: dict, config: dict) -> list[str]:
+    out = ["### 1. Tab creation latency", ""]
+    header = (
+        "| database | rate /s | ok/sent | p50 ms | p99 ms | max ms | trivial p50 ms | "
+        "trivial p99 ms | ratio p50 | ratio p99 | busy provisioning slots min / mean | tabs "
+        "still pending at the end |"
+    )
+    for mode, title in (
+        ("saturated", f"Provisioning saturated and slow ({config['slow_delay']:g} s per run):"),
+        ("instant", "Provisioning instant (the worker provisions and opens sessions for real):"),
+    ):
+        out += [title, "", header, "|---" * 12 + "|"]
+        out += latency_table(dbs, mode)
+        out.append("")
+    return out
+
+
+def section_inline(dbs: dict) -> list[str]:
+    out = [
+        "### 2. Inline variant (provisioning inside the request)",
+        "",
+        "| database | rate /s | ok/sent | ready | p50 ms | p99 ms | max ms | async p50 ms "
+        "(saturated, same rate) | inline / async p50 |",
+        "|---" * 9 + "|",
+    ]
+    for db, data in dbs.items():
+        for phase in data["inline"]["phases"]:
+            tab = phase["tabs"]
+            async_phase = phase_at(data, "saturated", phase["rate"])
+            async_p50 = async_phase["tabs"]["p50"] if async_phase else math.nan
+            out.append(
+                f"| {DB_NAMES[db]} | {fmt(phase['rate'], 0)} | {tab['ok']}/{tab['sent']} | "
+                f"{tab['ready']} | {fmt(tab['p50'], 0)} | {fmt(tab['p99'], 0)} | "
+                f"{fmt(tab['max'], 0)} | {fmt(async_p50)} | {fmt(tab['p50'] / async_p50, 0)}x |"
+            )
+    out.append("")
+    return out
+
+
+def section_websocket(dbs: dict, config: dict) -> list[str]:
+    out = [
+        "### 3. Commit-to-client latency of a tab event",
+        "",
+        "| database | clients | events | delivered | commit→client p50 / p99 / max ms | last "
+        "subscriber p50 / p99 / max ms | POST→client p50 / p99 ms |",
+        "|---" * 7 + "|",
+    ]
+    for db, data in dbs.items():
+        for size in data["websocket"]["sizes"]:
+            c, last, post = (
+                size["commit_to_client"],
+                size["last_subscriber"],
+                size["post_to_client"],
+            )
+            out.append(
+                f"| {DB_NAMES[db]} | {size['clients']} | {size['events']} at "
+                f"{fmt(size['rate'], 0)}/s | {size['delivered']}/{size['expected']} | "
+                f"{fmt(c['p50'])} / {fmt(c['p99'])} / {fmt(c['max'])} | {fmt(last['p50'])} / "
+                f"{fmt(last['p99'])} / {fmt(last['max'])} | {fmt(post['p50'])} / "
+                f"{fmt(post['p99'])} |"
+            )
+    out += ["", "Memory per idle websocket (Daphne VmRSS):", ""]
+    out += [
+        "| database | sockets | RSS before MiB | RSS after MiB | per socket KiB | "
+        "time to open them s |",
+        "|---" * 6 + "|",
+    ]
+    for db, data in dbs.items():
+        m = data["websocket"]["memory"]
+        out.append(
+            f"| {DB_NAMES[db]} | {m['sockets']} | {fmt(m['rss_before_kib'] / 1024)} | "
+            f"{fmt(m['rss_after_kib'] / 1024)} | {fmt(m['per_socket_kib'])} | "
+            f"{fmt(m['connect_seconds'])} |"
+        )
+    out.append("")
+    return out
+
+
+def section_orchestration(dbs: dict) -> list[str]:
+    out = [
+        "### 4. Orchestration overhead and Celery wait",
+        "",
+        "POST-to-ready minus the provider's own time, on an idle worker with the instant "
+        "provider, tabs alternating between a new task and a task whose sandbox is ready:",
+        "",
+        "| database | tab on | n | POST→ready p50 ms | provider p50 ms | overhead p50 / p99 / "
+        "max ms |",
+        "|---" * 6 + "|",
+    ]
+    for db, data in dbs.items():
+        orch = data["orchestration"]
+        for kind, label in (("fresh_task", "new task"), ("ready_task", "ready sandbox")):
+            row = orch.get(kind, {})
+            if not row:
+                continue
+            o = row["overhead"]
+            out.append(
+                f"| {DB_NAMES[db]} | {label} | {o['n']} | {fmt(row['post_to_ready']['p50'])} | "
+                f"{fmt(row['provider']['p50'])} | {fmt(o['p50'])} / {fmt(o['p99'])} / "
+                f"{fmt(o['max'])} |"
+            )
+    out += ["", "Where the overhead goes (medians, ms):", ""]
+    parts = [
+        ("post_to_row", "POST sent → tab row inserted"),
+        ("row_to_first_task", "row → first Celery task starts"),
+        ("task_start_to_first_step", "task start → first provider step"),
+        ("between_steps", "between provider steps (recording them)"),
+        ("last_step_to_session_task", "last step → session task starts"),
+        ("session_task_to_call", "session task → provider call"),
+        ("call_to_ready", "provider call returns → ready_at"),
+    ]
+    heads = [f"{DB_NAMES[db]} {label}" for db in dbs for label in ("new task", "ready sandbox")]
+    out += ["| step | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    for key, label in parts:
+        cells = []
+        for data in dbs.values():
+            for kind in ("fresh_task", "ready_task"):
+                cells.append(fmt(data["orchestration"].get(kind, {}).get(key, {}).get("p50")))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out += ["", "Celery enqueue-to-start (first deliveries):", ""]
+    out += ["| database | scenario | task | n | p50 ms | p99 ms | max ms |", "|---" * 7 + "|"]
+    for db, data in dbs.items():
+        sources = [
+            ("idle worker (above)", data["orchestration"]["celery"]),
+            ("provisioning saturated (1.)", data["tab_latency"]["saturated"]["celery"]),
+            ("provisioning instant (1.)", data["tab_latency"]["instant"]["celery"]),
+        ]
+        for label, waits in sources:
+            for task, s in waits.items():
+                out.append(
+                    f"| {DB_NAMES[db]} | {label} | `{task}` | {s['n']} | {fmt(s['p50'])} | "
+                    f"{fmt(s['p99'])} | {fmt(s['max'])} |"
+                )
+    out += ["", "A worker's `ready` event to one websocket client (commit→client):", ""]
+    for db, data in dbs.items():
+        s = data["orchestration"]["worker_event_to_client"]
+        out.append(
+            f"- {DB_NAMES[db]}: p50 {fmt(s['p50'])} ms, p99 {fmt(s['p99'])} ms (n = {s['n']})"
+        )
+    out.append("")
+    return out
+
+
+def section_burst(dbs: dict) -> list[str]:
+    out = [
+        "### 6. One task opened with many concurrent tabs",
+        "",
+        "| database | tabs | sandboxes | `start_server` steps | POST p50 / p99 ms | sandbox "
+        "ready s | first tab ready s | all ready s | chain step-1 runs (incl. polls) |",
+        "|---" * 9 + "|",
+    ]
+    for db, data in dbs.items():
+        b = data["burst"]
+        out.append(
+            f"| {DB_NAMES[db]} | {b['tabs']} | {b['sandboxes']} | {b['start_server_steps']} | "
+            f"{fmt(b['post']['p50'])} / {fmt(b['post']['p99'])} | {fmt(b['sandbox_ready_s'], 2)}"
+            f" | {fmt(b['first_ready_s'], 2)} | {fmt(b['all_ready_s'], 2)} | "
+            f"{b['provision_task_runs']} |"
+        )
+    out.append("")
+    return out
+
+
+def section_sustained(dbs: dict) -> list[str]:
+    out = [
+        "### 5. Sustained tab creations",
+        "",
+        "A rising ladder of open-loop rates, the worker provisioning and opening sessions for "
+        f"real meanwhile. Sustained = every request 201, p99 ≤ {SUSTAINED_P99_MS:.0f} ms, the "
+        "generator on schedule.",
+        "",
+        "| database | offered /s | ok/sent | errors | achieved /s | p50 ms | p99 ms | max ms |",
+        "|---" * 8 + "|",
+    ]
+    for db, data in dbs.items():
+        for step in data["sustained"]["steps"]:
+            errors = ", ".join(f"{k}: {v}" for k, v in step["errors"].items()) or "0"
+            out.append(
+                f"| {DB_NAMES[db]} | {fmt(step['rate'], 0)} | {step['ok']}/{step['sent']} | "
+                f"{errors} | {fmt(step['throughput'], 0)} | {fmt(step['p50'])} | "
+                f"{fmt(step['p99'])} | {fmt(step['max'])} |"
+            )
+    out.append("")
+    for db, data in dbs.items():
+        s = data["sustained"]
+        out.append(
+            f"- {DB_NAMES[db]}: **{fmt(sustained_rate(data), 0)} tabs/s sustained**; "
+            f"meanwhile the worker made {s['ready_during_ladder']} of the "
+            f"{s['created_during_ladder']} tabs ready in {fmt(s['ladder_seconds'], 0)} s."
+        )
+    out.append("")
+    return out

@@ -1,0 +1,346 @@
+"""Benchmark the whole service: real Daphne, Celery worker, Redis, sandbox-agent, on SQLite
+and PostgreSQL, driven by an open-loop asyncio load generator (httpx + websockets).
+
+    .venv/bin/python bench/service.py                      # both databases, ~10 minutes
+    .venv/bin/python bench/service.py --db sqlite --smoke --write /tmp/bench.md
+
+Each database runs in its own child process (Django can be set up once per process): it
+starts a throwaway PostgreSQL cluster (or a temporary SQLite file), Redis, `manage.py
+migrate`, one Daphne (DJANGO_SETTINGS_MODULE=bench.settings: the production routes plus a
+trivial endpoint and the inline variant), and a `celery -A config worker -c 2` per scenario,
+all on loopback ports; everything is stopped at the end, also on Ctrl-C or an error.
+The parent writes the `## Service` section of docs/benchmarks.md (see `--write`).
+
+Scenarios, in order (each starts from a drained queue and destroys its sandboxes after):
+1. tab creation latency at 1, 20 and 50 requests/s, workers saturated by slow provisioning,
+   then with instant provisioning; each next to a trivial endpoint at the same rate;
+2. the same request against the inline variant (provisioning inside the request);
+3. commit-to-client latency of a tab event for 1,000, 100, 10 and 1 websocket clients, and
+   memory per idle websocket;
+4. POST-to-ready minus the provider's own time, and Celery enqueue-to-start;
+5. one task opened by 100 concurrent tabs: sandboxes created and time to all ready;
+6. sustained tab creations per second (a rising ladder of rates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+SECTION = "## Service"
+DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks.md"
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    """Sizes of every scenario; `smoke()` shrinks them to seconds for CI."""
+
+    smoke: bool = False
+    users: int = 40  # load spread over members, each under the default per-user throttle
+    slow_delay: float = 5.0  # seconds of simulated provider latency when "slow"
+    rates: list[tuple[float, float]] = field(
+        default_factory=lambda: [(1, 10.0), (20, 10.0), (50, 8.0)]
+    )  # (requests/s, seconds) for tab creation; the trivial endpoint runs half as long
+    inline_rates: list[tuple[float, float]] = field(
+        default_factory=lambda: [(1, 5.0), (20, 3.0), (50, 2.0)]
+    )
+    ws_sizes: list[int] = field(default_factory=lambda: [1000, 100, 10, 1])
+    ws_events: int = 20
+    ws_rate: float = 4.0  # tab events per second while clients listen
+    ws_rate_large: float = 2.0  # for 1,000 clients
+    orch_count: int = 20
+    orch_rate: float = 2.0
+    burst_tabs: int = 100
+    ladder: list[tuple[float, float]] = field(
+        default_factory=lambda: [(50, 6.0), (100, 6.0), (150, 6.0), (200, 6.0)]
+    )
+    ladder_pool: int = 16
+    ready_timeout: float = 120.0
+    worker_nice: int = 0  # run the Celery workers under `nice -n N` (0: as `make run` does)
+    priority: int = 0  # niceness of the whole run (see --priority)
+
+    @classmethod
+    def for_smoke(cls) -> Config:
+        """Every scenario, a few requests each (CI checks the harness, not the numbers)."""
+        return cls(
+            smoke=True,
+            users=4,
+            slow_delay=1.0,
+            rates=[(1, 1.0), (20, 0.15), (50, 0.06)],
+            inline_rates=[(1, 1.0), (20, 0.05), (50, 0.02)],
+            ws_sizes=[2, 1],
+            ws_events=2,
+            ws_rate=10.0,
+            orch_count=2,
+            orch_rate=4.0,
+            burst_tabs=5,
+            ladder=[(20, 0.5)],
+            ladder_pool=2,
+            ready_timeout=60.0,
+        )
+
+
+# -- the parent: one child per database, then the report ------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI): under a minute")
+    parser.add_argument(
+        "--write",
+        default=str(DEFAULT_OUTPUT),
+        help="Markdown file whose '## Service' section is replaced ('' to skip)",
+    )
+    parser.add_argument("--json", default="", help="also write the raw results here")
+    parser.add_argument(
+        "--worker-nice", type=int, default=0, help="run the Celery workers under nice -n N"
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="niceness of the whole run (services and load generator); negative values need "
+        "root and favour the run over other jobs on a shared machine",
+    )
+    parser.add_argument(
+        "--only", default="", help="a comma-separated subset of scenarios (no report is written)"
+    )
+    parser.add_argument(
+        "--render", default="", help="only rewrite --write's section from a saved --json file"
+    )
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--result", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    config = Config.for_smoke() if args.smoke else Config()
+    config.worker_nice = args.worker_nice
+    config.priority = args.priority
+    only = tuple(name for name in args.only.split(",") if name)
+    if args.child:
+        raise SystemExit(child_main(args.child, Path(args.result), config, only))
+
+    if args.render:
+        from bench.report import render
+
+        saved = json.loads(Path(args.render).read_text())
+        replace_section(Path(args.write), SECTION, render(saved, saved["command"]))
+        print(f"wrote the '{SECTION}' section of {args.write} from {args.render}")
+        return
+    dbs = [db.strip() for db in args.db.split(",") if db.strip()]
+    unknown = set(dbs) - {"sqlite", "postgres"}
+    if unknown:
+        parser.error(f"unknown --db {sorted(unknown)}")
+    results: dict[str, Any] = {"machine": machine_info(dbs), "config": asdict(config), "db": {}}
+    started = time.time()
+    for db in dbs:
+        results["db"][db] = run_child(db, config, only)
+    results["machine"]["wall_seconds"] = round(time.time() - started)
+    results["command"] = command_line(args)
+    from bench.report import git_revision
+
+    results["revision"] = git_revision()
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    failed = [db for db, r in results["db"].items() if "error" in r]
+    if args.write and not only:
+        from bench.report import render
+
+        replace_section(Path(args.write), SECTION, render(results, results["command"]))
+        print(f"wrote the '{SECTION}' section of {args.write}")
+    if failed:
+        raise SystemExit(f"benchmark failed for {failed}")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    parts = [".venv/bin/python bench/service.py"]
+    if args.db != "sqlite,postgres":
+        parts.append(f"--db {args.db}")
+    if args.smoke:
+        parts.append("--smoke")
+    if args.worker_nice:
+        parts.append(f"--worker-nice {args.worker_nice}")
+    if args.priority:
+        parts.append(f"--priority {args.priority}")
+    return " ".join(parts)
+
+
+def run_child(db: str, config: Config, only: tuple[str, ...]) -> dict[str, Any]:
+    """Run one database's scenarios in a child process; its results, or the error."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        result_path = Path(handle.name)
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child", db, "--result",
+            str(result_path), "--worker-nice", str(config.worker_nice),
+            "--priority", str(config.priority)]  # fmt: skip
+    if config.smoke:
+        argv.append("--smoke")
+    if only:
+        argv += ["--only", ",".join(only)]
+    print(f"== {db}: starting services", flush=True)
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT)
+
+    interrupted = []
+
+    def forward(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached the child too (same process group): let it clean up.
+        proc.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if interrupted:
+        result_path.unlink(missing_ok=True)
+        raise SystemExit(f"interrupted by signal {interrupted[0]}; {db} run stopped")
+    try:
+        data = json.loads(result_path.read_text()) if result_path.stat().st_size else {}
+    finally:
+        result_path.unlink(missing_ok=True)
+    if code != 0 and "error" not in data:
+        data["error"] = f"the {db} run exited with code {code}"
+    return data
+
+
+def machine_info(dbs: list[str]) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    info: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "load_before": os.getloadavg(),
+    }
+    for package in ("django", "djangorestframework", "celery", "channels", "channels-redis",
+                    "daphne", "twisted", "psycopg", "httpx", "websockets"):  # fmt: skip
+        with contextlib.suppress(Exception):
+            info[package] = version(package)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+        info["redis"] = out.stdout.split("v=")[1].split()[0]
+    if "postgres" in dbs:
+        from bench.stack import postgres_bin_dir
+
+        bindir = postgres_bin_dir()
+        if bindir is not None:
+            out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True,
+                                 text=True, check=False)  # fmt: skip
+            found = re.search(r"\d+(\.\d+)+", out.stdout)
+            info["postgresql"] = found.group(0) if found else out.stdout.strip()
+    with contextlib.suppress(Exception):
+        packages = REPO_ROOT / "node_modules" / "@sandbox-agent"
+        agent = next(packages.glob("cli-*/bin/sandbox-agent"))
+        out = subprocess.run([str(agent), "--version"], capture_output=True, text=True, timeout=10)
+        info["sandbox_agent"] = out.stdout.strip().split()[-1]
+    return info
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    # Imported late: bench/channel_layers.py sets Django up when imported.
+    from bench.channel_layers import replace_section as replace
+
+    replace(path, heading, body)
+
+
+# -- the child: one database ----------------------------------------------------------------
+
+
+def child_main(db: str, result_path: Path, config: Config, only: tuple[str, ...]) -> int:
+    from bench.stack import Stack, raise_open_files_limit
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    if config.priority:
+        os.setpriority(os.PRIO_PROCESS, 0, config.priority)  # inherited by every service
+    raise_open_files_limit()
+    stack = Stack(db, daphne_delay=config.slow_delay, worker_nice=config.worker_nice)
+    results: dict[str, Any] = {"db": db, "load_before": os.getloadavg()}
+    code = 0
+    try:
+        stack.start()
+        # This process's Django talks to the same database and Redis as the services.
+        env = stack.env()
+        for key in ("DATABASE_URL", "WORKBENCH_SQLITE_PATH", "REDIS_URL", "DJANGO_SETTINGS_MODULE",
+                    "WORKBENCH_VAR_DIR", "WORKBENCH_SANDBOX_ROOT"):  # fmt: skip
+            if key in env:
+                os.environ[key] = env[key]
+        import django
+
+        django.setup()
+        import logging
+
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+        from bench import scenarios
+
+        results["pools"] = [asdict(pool) for pool in stack.pools]
+        results.update(scenarios.run_all(stack, config, log=log, only=only or scenarios.SCENARIOS))
+    except KeyboardInterrupt:
+        results["error"] = "interrupted"
+        code = 130
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        results["logs"] = stack_logs(stack)
+        code = 1
+    finally:
+        results["load_after"] = os.getloadavg()
+        stack.shutdown()
+        result_path.write_text(json.dumps(results, default=str))
+    return code
+
+
+def stack_logs(stack: Any) -> str:
+    tails = []
+    for process in (stack.redis, stack.daphne, *stack.workers):
+        if process is not None:
+            with contextlib.suppress(Exception):
+                tails.append(f"--- {process.label}\n{process.log_tail(30)}")
+    return "\n".join(tails)
+
+
+def log(message: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
