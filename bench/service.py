@@ -72,7 +72,15 @@ class Config:
     orch_rate: float = 2.0
     burst_tabs: int = 100
     ladder: list[tuple[float, float]] = field(
-        default_factory=lambda: [(50, 6.0), (100, 6.0), (150, 6.0), (200, 6.0)]
+        default_factory=lambda: [
+            (20, 4.0),
+            (35, 4.0),
+            (50, 4.0),
+            (75, 4.0),
+            (100, 4.0),
+            (150, 4.0),
+            (200, 4.0),
+        ]
     )
     ladder_pool: int = 16
     ready_timeout: float = 120.0

@@ -215,7 +215,7 @@ class Stack:
         self.redis = RedisServer(log_dir=self.log_dir, data_dir=self.root / "redis", env=self.env())
         self.redis.start()
         subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            [sys.executable, "manage.py", "migrate", "--noinput", "--skip-checks", "-v", "0"],
             cwd=REPO_ROOT,
             env=self.env(),
             check=True,
