@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from workbench.models import WorkbenchTab, Workspace
@@ -23,11 +25,44 @@ class WorkspaceCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
 
 
+# DRF's own formatting of datetimes (ISO 8601 in the current time zone, "Z" for UTC).
+_DATETIME = serializers.DateTimeField()
+_TAB_DATETIMES = ("created_at", "updated_at", "state_changed_at", "ready_at", "closed_at")
+_TAB_PLAIN = ("title", "agent", "state", "error_code", "error_message", "session_id", "draft",
+              "unread", "attempt", "version")  # fmt: skip
+
+
 class TabOutputSerializer(serializers.ModelSerializer):
+    """A tab as REST answers it and events carry it.
+
+    The fields below are the schema; `to_representation` builds the same dict directly.
+    Every tab write serializes the tab once for its event and once for its response, and
+    DRF's generic path (deep-copying the fields for each instance) cost ~0.8 ms of each
+    request, more than any query in it (docs/benchmarks.md). A test holds the two equal.
+    """
+
     workspace = serializers.IntegerField(source="workspace_id", read_only=True)
     task = serializers.IntegerField(source="task_id", read_only=True)
     sandbox = serializers.IntegerField(source="sandbox_id", read_only=True, allow_null=True)
     id = serializers.UUIDField(read_only=True)
+
+    def to_representation(self, tab: WorkbenchTab) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": str(tab.pk),
+            "workspace": tab.workspace_id,
+            "task": tab.task_id,
+            "sandbox": tab.sandbox_id,
+        }
+        for name in _TAB_PLAIN:
+            data[name] = getattr(tab, name)
+        for name in _TAB_DATETIMES:
+            value = getattr(tab, name)
+            data[name] = None if value is None else _DATETIME.to_representation(value)
+        return data
+
+    def generic_representation(self, tab: WorkbenchTab) -> dict[str, Any]:
+        """DRF's field-by-field representation (what to_representation must equal)."""
+        return dict(super().to_representation(tab))
 
     class Meta:
         model = WorkbenchTab

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.utils.timezone import now
 
 from sandboxes import services as sandbox_services
@@ -143,10 +143,9 @@ def tab_create(
             return existing, False
     try:
         with workspace_transaction(task.workspace_id):
-            _enforce_open_tab_quotas(user=user, task=task)
+            number = _enforce_open_tab_quotas(user=user, task=task) + 1
             sandbox = sandbox_live_for_task(task_id=task.pk)
             ready = sandbox is not None and sandbox.state == SandboxState.READY
-            number = WorkbenchTab.objects.filter(task=task).count() + 1
             tab = WorkbenchTab.objects.create(
                 workspace_id=task.workspace_id,
                 task=task,
@@ -168,8 +167,9 @@ def tab_create(
     return tab, True
 
 
-def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> None:
-    """Refuse a tab over the per-task or per-user limit of open tabs.
+def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> int:
+    """Refuse a tab over the per-task or per-user limit of open tabs; returns how many tabs
+    (open or not) the task has, which numbers the new tab's default title.
 
     The user's row, then the task's, are locked first (always in that order, so two
     requests cannot deadlock): concurrent creations count one after another, and a burst
@@ -182,7 +182,10 @@ def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> None:
     if row_locks():
         list(user_model.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
         list(Task.objects.select_for_update().filter(pk=task.pk).values_list("pk"))
-    open_on_task = WorkbenchTab.objects.filter(task=task, state__in=OPEN_STATES).count()
+    on_task = WorkbenchTab.objects.filter(task=task).aggregate(
+        total=Count("pk"), open=Count("pk", filter=Q(state__in=OPEN_STATES))
+    )
+    open_on_task = on_task["open"]
     if open_on_task >= settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK:
         raise Conflict(
             f"this task already has {open_on_task} open tabs (the limit); close some first",
@@ -194,6 +197,7 @@ def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> None:
             f"you already have {open_by_user} open tabs (the limit); close some first",
             code="too_many_tabs_for_user",
         )
+    return on_task["total"]
 
 
 def _tab_for_key(

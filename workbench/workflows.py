@@ -5,17 +5,28 @@ Called after commit by services; it only publishes messages, it never writes row
 
 from __future__ import annotations
 
+import atexit
+import contextvars
 import logging
+import os
+import queue
+import threading
+from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from celery import chain
 from django.db import transaction
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from uuid import UUID
 
 logger = logging.getLogger(__name__)
+
+# Set while an HTTP request is handled (config.handlers): its dispatches are published by
+# the process's dispatcher thread, after the response, instead of inside the request.
+_in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("in_request", default=False)
 
 
 def dispatch_after_commit(start: Callable[..., None], **kwargs: Any) -> None:
@@ -23,19 +34,98 @@ def dispatch_after_commit(start: Callable[..., None], **kwargs: Any) -> None:
 
     Publish after commit: a worker could otherwise read a row that does not exist yet.
     A publish that fails is logged and left to the reconciler (the row is the truth).
+    Inside an HTTP request the publish is handed to the process's dispatcher thread, so the
+    response does not wait for the broker (a Celery publish costs ~1-2 ms of the request,
+    docs/benchmarks.md); elsewhere (workers, commands, tests) it runs inline.
+    """
+    job = partial(_dispatch, start, kwargs)
+    if _in_request.get():
+        transaction.on_commit(lambda: _dispatcher().submit(job))
+    else:
+        transaction.on_commit(job)
+
+
+@contextmanager
+def publishing_in_background() -> Iterator[None]:
+    """Within this block (one HTTP request), dispatches go to the dispatcher thread."""
+    token = _in_request.set(True)
+    try:
+        yield
+    finally:
+        _in_request.reset(token)
+
+
+def _dispatch(start: Callable[..., None], kwargs: dict[str, Any]) -> None:
+    try:
+        start(**kwargs)
+    except Exception:
+        logger.exception(
+            "dispatching %s%s failed; the reconciler will re-drive it",
+            getattr(start, "__name__", start),
+            kwargs,
+        )
+
+
+class _Dispatcher:
+    """One thread per process that runs dispatches in the order they were submitted.
+
+    A dispatch only lives in this queue for the time of one broker round trip; one lost
+    to a crash in that window is a tab that stalls until the reconciler re-drives it, as a
+    crash between commit and an inline publish would. A normal exit drains the queue.
     """
 
-    def dispatch() -> None:
-        try:
-            start(**kwargs)
-        except Exception:
-            logger.exception(
-                "dispatching %s%s failed; the reconciler will re-drive it",
-                getattr(start, "__name__", start),
-                kwargs,
-            )
+    DRAIN_SECONDS = 5.0
 
-    transaction.on_commit(dispatch)
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.pending = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, name="dispatcher", daemon=True).start()
+        atexit.register(self.drain, self.DRAIN_SECONDS)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self.lock:
+            self.pending += 1
+            self.idle.clear()
+        self.jobs.put(job)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every submitted dispatch ran (at exit, and in tests)."""
+        return self.idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                job()  # _dispatch logs its own failures; this guards the thread
+            except Exception:
+                logger.exception("a dispatch raised past its handler")
+            with self.lock:
+                self.pending -= 1
+                if self.pending == 0:
+                    self.idle.set()
+
+
+_lock = threading.Lock()
+_current: _Dispatcher | None = None
+
+
+def _dispatcher() -> _Dispatcher:
+    global _current
+    with _lock:
+        # A forked child inherits the object but not its thread: make anew.
+        if _current is None or _current.pid != os.getpid():
+            _current = _Dispatcher()
+        return _current
+
+
+def drain_dispatches(timeout: float = 5.0) -> bool:
+    """Wait for this process's background dispatches; True once none is left."""
+    current = _current
+    return current is None or current.drain(timeout)
 
 
 def start_tab_chain(*, tab_id: UUID, attempt: int, provision: bool) -> None:
