@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -14,6 +15,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from workbench.exceptions import DomainError
 
 logger = logging.getLogger(__name__)
+
+# The database refused or timed out (its pool exhausted under overload, a restart, a lock
+# held past SQLite's busy timeout): nothing was written, and a retry may well succeed.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 2
+UNAVAILABLE_MESSAGE = "The database is busy or unreachable; nothing was changed. Retry shortly."
 
 
 def _first_message(detail: Any) -> str:
@@ -46,6 +53,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         detail = exc.detail
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         return error_response(400, "invalid", _first_message(detail), fields)
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        logger.warning("database unavailable: %s", exc, exc_info=exc)
+        response = error_response(503, "unavailable", UNAVAILABLE_MESSAGE)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     if isinstance(exc, exceptions.APIException):
         response = drf_exception_handler(exc, context)
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code

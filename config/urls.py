@@ -3,6 +3,8 @@ and the admin."""
 
 from __future__ import annotations
 
+import sys
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
@@ -10,6 +12,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from config.api import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE
 from config.health import healthz, readyz
 from workbench import pages, views
 from workbench.metrics import metrics_view
@@ -62,6 +65,15 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Json
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
+    # Django calls this while handling the exception: a database that is unavailable (outside
+    # DRF's views, e.g. a session lookup) is a 503 to retry, as the API's handler answers.
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        response = JsonResponse(
+            {"error": {"code": "unavailable", "message": UNAVAILABLE_MESSAGE, "fields": {}}},
+            status=503,
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return JsonResponse(
         {"error": {"code": "server_error", "message": "Internal error.", "fields": {}}},
         status=500,

@@ -30,8 +30,15 @@ def test_a_ready_errored_and_closed_tab_match_too():
     sandbox = SandboxFactory()
     stamp = timezone.now() - timedelta(minutes=3, microseconds=17)
     tabs = [
-        TabFactory(state=TabState.READY, sandbox=sandbox, session_id="s-1", ready_at=stamp,
-                   draft="half a thought\n", unread=True, title="Ünïcode ✓"),  # fmt: skip
+        TabFactory(
+            state=TabState.READY,
+            sandbox=sandbox,
+            session_id="s-1",
+            ready_at=stamp,
+            draft="half a thought\n",
+            unread=True,
+            title="Ünïcode ✓",
+        ),
         TabFactory(state=TabState.ERROR, error_code="provision_failed", error_message="boom"),
         TabFactory(state=TabState.CLOSED, closed_at=stamp),
     ]
