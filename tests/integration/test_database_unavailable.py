@@ -23,9 +23,7 @@ UNREACHABLE = {
 
 
 @pytest.mark.parametrize("engine", sorted(UNREACHABLE))
-def test_an_unreachable_database_answers_503_with_retry_after(
-    engine, make_daphne_server, tmp_path
-):
+def test_an_unreachable_database_answers_503_with_retry_after(engine, make_daphne_server, tmp_path):
     server = make_daphne_server(env=UNREACHABLE[engine](tmp_path))
     with httpx.Client(base_url=server.url, timeout=30) as http:
         api = http.post(
