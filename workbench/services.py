@@ -171,17 +171,17 @@ def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> int:
     """Refuse a tab over the per-task or per-user limit of open tabs; returns how many tabs
     (open or not) the task has, which numbers the new tab's default title.
 
-    The user's row, then the task's, are locked first (always in that order, so two
-    requests cannot deadlock): concurrent creations count one after another, and a burst
-    cannot overshoot the limit between count and insert.
+    Runs under the workspace lock (workspace_transaction), which already serializes every
+    tab write of the task's workspace; the user's row is locked too, because a user's
+    tabs span workspaces. Concurrent creations then count one after another, and a burst
+    cannot overshoot either limit between count and insert.
     """
     # Not type(user): a session-authenticated request.user is a SimpleLazyObject.
     user_model = get_user_model()
-    # Evaluated for the lock they take (exists() would not lock on every backend). SQLite
+    # Evaluated for the lock it takes (exists() would not lock on every backend). SQLite
     # has no row locks: its write transaction already excludes other writers (row_locks).
     if row_locks():
         list(user_model.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-        list(Task.objects.select_for_update().filter(pk=task.pk).values_list("pk"))
     on_task = WorkbenchTab.objects.filter(task=task).aggregate(
         total=Count("pk"), open=Count("pk", filter=Q(state__in=OPEN_STATES))
     )
