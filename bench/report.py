@@ -216,7 +216,7 @@ def render(results: dict[str, Any], command: str) -> str:
             pools=pools_text(results),
         )
     )
-    if config.get("worker_nice"):
+    if config.get("worker_nice") is not None:
         add(f"- The Celery workers ran under `nice -n {config['worker_nice']}` (`--worker-nice`).")
     if config.get("priority"):
         add(
@@ -287,11 +287,16 @@ only (a retry's countdown is a deliberate wait). The hooks add one Redis RPUSH p
 and per session."""
 
 
+def nice_prefix(pool: dict[str, Any]) -> str:
+    return f"nice -n {pool['niceness']} … " if pool.get("niceness") else ""
+
+
 def pools_text(results: dict[str, Any]) -> str:
     for data in results["db"].values():
         if data.get("pools"):
             return ", ".join(
-                f"`{p['name']}`: `-Q {p['queues'] or '(all)'} -c {p['concurrency']}`"
+                f"`{p['name']}`: `{nice_prefix(p)}-Q {p['queues'] or '(all)'} "
+                f"-c {p['concurrency']}`"
                 for p in data["pools"]
             )
     return "as in the Procfile"

@@ -84,7 +84,7 @@ class Config:
     )
     ladder_pool: int = 16
     ready_timeout: float = 120.0
-    worker_nice: int = 0  # run the Celery workers under `nice -n N` (0: as `make run` does)
+    worker_nice: int | None = None  # run the workers under `nice -n N` (None: as the Procfile)
     priority: int = 0  # niceness of the whole run (see --priority)
 
     @classmethod
@@ -122,7 +122,10 @@ def main() -> None:
     )
     parser.add_argument("--json", default="", help="also write the raw results here")
     parser.add_argument(
-        "--worker-nice", type=int, default=0, help="run the Celery workers under nice -n N"
+        "--worker-nice",
+        type=int,
+        default=None,
+        help="run the Celery workers under nice -n N (default: as the Procfile says)",
     )
     parser.add_argument(
         "--priority",
@@ -185,7 +188,7 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--db {args.db}")
     if args.smoke:
         parts.append("--smoke")
-    if args.worker_nice:
+    if args.worker_nice is not None:
         parts.append(f"--worker-nice {args.worker_nice}")
     if args.priority:
         parts.append(f"--priority {args.priority}")
@@ -197,8 +200,9 @@ def run_child(db: str, config: Config, only: tuple[str, ...]) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_path = Path(handle.name)
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", db, "--result",
-            str(result_path), "--worker-nice", str(config.worker_nice),
-            "--priority", str(config.priority)]  # fmt: skip
+            str(result_path), "--priority", str(config.priority)]  # fmt: skip
+    if config.worker_nice is not None:
+        argv += ["--worker-nice", str(config.worker_nice)]
     if config.smoke:
         argv.append("--smoke")
     if only:

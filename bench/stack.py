@@ -45,11 +45,12 @@ PRIORITY_STEPS = (3, 6, 9)
 
 @dataclass(frozen=True)
 class WorkerPool:
-    """One `celery worker` line of the Procfile: its name, queues and concurrency."""
+    """One `celery worker` line of the Procfile: its name, queues, concurrency, niceness."""
 
     name: str
     queues: str  # comma-separated, as for -Q ("" = every queue)
     concurrency: int
+    niceness: int = 0  # a leading `nice -n N`
 
 
 def procfile_pools(path: Path = REPO_ROOT / "Procfile") -> list[WorkerPool]:
@@ -59,11 +60,14 @@ def procfile_pools(path: Path = REPO_ROOT / "Procfile") -> list[WorkerPool]:
         for line in path.read_text().splitlines():
             name, _, command = line.partition(":")
             argv = shlex.split(command)
+            niceness = 0
+            if argv[:2] == ["nice", "-n"]:
+                niceness, argv = int(argv[2]), argv[3:]
             if "celery" not in " ".join(argv[:1]) or "worker" not in argv:
                 continue
             queues = argv[argv.index("-Q") + 1] if "-Q" in argv else ""
             concurrency = int(argv[argv.index("-c") + 1]) if "-c" in argv else 2
-            pools.append(WorkerPool(name.strip(), queues, concurrency))
+            pools.append(WorkerPool(name.strip(), queues, concurrency, niceness))
     return pools or [WorkerPool("worker", "", 2)]
 
 
@@ -161,7 +165,7 @@ class NicedCeleryWorker(CeleryWorker):
 class Stack:
     """Redis, the database, one Daphne and (per scenario) the Procfile's Celery workers."""
 
-    def __init__(self, db: str, *, daphne_delay: float, worker_nice: int = 0) -> None:
+    def __init__(self, db: str, *, daphne_delay: float, worker_nice: int | None = None) -> None:
         self.db = db
         self.root = Path(tempfile.mkdtemp(prefix=f"workbench-bench-{db}-"))
         self.marker = uuid.uuid4().hex
@@ -244,7 +248,7 @@ class Stack:
         for pool in self.pools:
             label = f"{pool.name}-{self._workers}"
             worker = NicedCeleryWorker(
-                niceness=self.worker_nice,
+                niceness=pool.niceness if self.worker_nice is None else self.worker_nice,
                 log_dir=self.log_dir,
                 env=self.env(WORKBENCH_LOCAL_PROVISION_DELAY=delay),
                 nodename=f"{label}-{os.getpid()}@{socket.gethostname()}",
