@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import django
@@ -31,3 +32,12 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application(URLRouter),
     }
 )
+
+# Daphne keeps every open socket's objects alive for hours, and Python's full collections
+# scan all of them: with 1,000 sockets each one paused the event loop for 100-200 ms, the
+# whole tail of event delivery (docs/benchmarks.md). What startup made is never garbage:
+# freeze it out of every collection. Collect the young generation every 50,000 allocations
+# instead of 700, so objects that live past a request are rarely promoted and full
+# collections (which still run) become rare.
+gc.freeze()
+gc.set_threshold(50_000, 20, 100)

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from workbench import metrics, selectors
-from workbench.events import event_frame, group_name
+from workbench import fanout, metrics, selectors
+from workbench.events import event_frame
 from workbench.models import Workspace
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -44,16 +44,11 @@ def _seq_param(scope: dict) -> int | None:
 
 
 class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
-    async def dispatch(self, message: dict) -> None:
-        # Channels runs close_old_connections in a worker thread before handling *every*
-        # message, a thread hop each. Forwarded events never touch the database (and every
-        # handler that does goes through database_sync_to_async, which closes them itself):
-        # with 1,000 sockets those hops were ~60% of Daphne's CPU per event
-        # (docs/benchmarks.md).
-        if message["type"] == "workbench.event":
-            await self.workbench_event(message)
-        else:
-            await super().dispatch(message)
+    """One member's socket on one workspace. Events reach it through the process's fan-out
+    hub (workbench.fanout), not through a group membership of its own."""
+
+    # Frames the hub delivered before the snapshot was sent; None once live.
+    held: list[str] | None = None
 
     async def connect(self) -> None:
         self.workspace_id = int(self.scope["url_route"]["kwargs"]["workspace_id"])
@@ -66,24 +61,41 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.group = group_name(self.workspace_id)
+        self.hub = fanout.hub_for(self.channel_layer)
+        self.held = []
         metrics.websocket_opened()
         # Join before the snapshot: nothing committed after it can be missed.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.hub.join(self.workspace_id, self)
         await self.accept()
         since = _seq_param(self.scope)
         if since is None:
             await self.send_json(await _snapshot(self.workspace_id))
         else:  # a reconnecting client: only what it missed (a snapshot if that is too old)
             await self._resume({"seq": since})
+        await self._go_live()
+
+    async def deliver(self, text: str) -> None:
+        """An event frame from the hub (JSON encoded once for every socket)."""
+        if self.held is not None:
+            self.held.append(text)
+            return
+        await self.base_send({"type": "websocket.send", "text": text})
+
+    async def _go_live(self) -> None:
+        # Send what arrived during the snapshot, in order; events the hub delivers while
+        # these go out are held too, so the loop ends only with nothing left.
+        while self.held:
+            text = self.held.pop(0)
+            await self.base_send({"type": "websocket.send", "text": text})
+        self.held = None
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
+        if hasattr(self, "hub"):
             metrics.websocket_closed()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.hub.leave(self.workspace_id, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not hasattr(self, "group"):
+        if not hasattr(self, "hub"):
             return
         raw = text_data.encode("utf-8") if text_data is not None else (bytes_data or b"")
         if len(raw) > MAX_FRAME_BYTES:
@@ -110,6 +122,17 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "pong", "seq": await _current_seq(self.workspace_id)})
 
     async def _resume(self, content: dict) -> None:
+        # Hold the hub's events while the answer goes out, so none overtakes it.
+        holding = self.held is None
+        if holding:
+            self.held = []
+        try:
+            await self._answer_resume(content)
+        finally:
+            if holding:
+                await self._go_live()
+
+    async def _answer_resume(self, content: dict) -> None:
         seq = content.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
             await self._error("invalid_seq", "resume needs a non-negative integer seq")
@@ -125,11 +148,6 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "code": code, "message": message})
 
     async def workbench_event(self, message: dict) -> None:
-        await self.send_json(
-            {
-                "type": "event",
-                "seq": message["seq"],
-                "event": message["event"],
-                "data": message["data"],
-            }
-        )
+        # The frame's JSON was encoded once by the publisher: with 1,000 sockets, encoding
+        # it per socket was a sizeable share of the fan-out.
+        await self.base_send({"type": "websocket.send", "text": message["text"]})

@@ -53,9 +53,11 @@ class GroupMessage(TypedDict):
     """What travels over the channel layer to each consumer."""
 
     type: Literal["workbench.event"]
+    workspace: int
     seq: int
     event: EventName
     data: dict[str, Any]
+    text: str  # the event frame as JSON, encoded once here rather than once per socket
 
 
 def group_name(workspace_id: int) -> str:
@@ -129,7 +131,15 @@ def _next_seq(workspace_id: int) -> int:
 
 def publish(workspace_id: int, seq: int, name: EventName, data: dict[str, Any]) -> None:
     """Send one committed event to the workspace's group; failures are logged, not raised."""
-    message: GroupMessage = {"type": "workbench.event", "seq": seq, "event": name, "data": data}
+    frame: EventFrame = {"type": "event", "seq": seq, "event": name, "data": data}
+    message: GroupMessage = {
+        "type": "workbench.event",
+        "workspace": workspace_id,
+        "seq": seq,
+        "event": name,
+        "data": data,
+        "text": json.dumps(frame),
+    }
     try:
         _publisher().send(group_name(workspace_id), dict(message))
     except Exception:
