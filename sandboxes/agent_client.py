@@ -6,6 +6,7 @@ Shared by every provider whose sandboxes run a sandbox-agent server, local or re
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 import uuid
@@ -17,6 +18,7 @@ import httpx
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
 
 ACP_PROTOCOL_VERSION = 1
@@ -78,6 +80,14 @@ def _request_id() -> str:
     return uuid.uuid4().hex
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context per process. httpx builds a new one, loading the whole CA bundle
+    (~10 ms of CPU), for every Client; provisioning makes a client per health poll and per
+    call, and that was a quarter of a provisioning worker's CPU (docs/benchmarks.md)."""
+    return httpx.create_ssl_context()
+
+
 class AgentServerClient:
     """Talks to one sandbox-agent server with its bearer token."""
 
@@ -87,6 +97,7 @@ class AgentServerClient:
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
+            verify=tls_context(),
         )
 
     def __enter__(self) -> AgentServerClient:

@@ -40,13 +40,14 @@ class AgentServerProvider:
         """Poll the health endpoint with backoff until it answers or the deadline passes."""
         deadline = time.monotonic() + settings.WORKBENCH_HEALTH_TIMEOUT
         interval = 0.01
-        while time.monotonic() < deadline:
-            if not self._alive(handle):
-                raise ProviderError(self._dead_reason(handle), code="server_exited")
-            if self.health(handle):
-                return
-            time.sleep(interval)
-            interval = min(interval * 2, 0.2)
+        with self._client(handle, timeout=2.0) as client:  # one client for every poll
+            while time.monotonic() < deadline:
+                if not self._alive(handle):
+                    raise ProviderError(self._dead_reason(handle), code="server_exited")
+                if client.health():
+                    return
+                time.sleep(interval)
+                interval = min(interval * 2, 0.2)
         raise ProviderError(
             f"the sandbox-agent server at {handle.base_url} did not answer its health check "
             f"within {settings.WORKBENCH_HEALTH_TIMEOUT:.0f}s",
