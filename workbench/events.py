@@ -78,9 +78,29 @@ def workspace_transaction(workspace_id: int) -> Iterator[None]:
     writers can never deadlock (tab then counter in one, counter then tab in another).
     It costs nothing extra: writes of one workspace were already serialized on that row.
     """
-    with transaction.atomic():
+    with _writer_turn(), transaction.atomic():
         if row_locks():
             list(Workspace.objects.select_for_update().filter(pk=workspace_id).values_list("pk"))
+        yield
+
+
+# SQLite admits one writer at a time, and a writer that finds the database locked sleeps in
+# SQLite's busy handler (1, 2, 5 ... 100 ms) rather than being woken when the lock frees: under
+# overload the request threads of one process slept while the lock sat idle, and throughput
+# fell to half (docs/benchmarks.md). Within a process they queue here instead and are handed
+# the turn at once; only writers of other processes still meet the busy handler.
+_sqlite_writers = threading.Lock()
+
+
+@contextmanager
+def _writer_turn() -> Iterator[None]:
+    connection = transaction.get_connection()
+    # Inside a transaction already, this thread holds SQLite's write lock (BEGIN IMMEDIATE):
+    # waiting here then could deadlock with a thread that has our turn and waits for SQLite.
+    if row_locks() or connection.in_atomic_block:
+        yield
+        return
+    with _sqlite_writers:
         yield
 
 
