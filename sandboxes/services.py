@@ -7,7 +7,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
@@ -145,34 +145,56 @@ def _owner_of(sandbox_id: int) -> _Owner:
     return _Owner(task_id=task_id, workspace_id=workspace_id)
 
 
-@contextmanager
-def _recorded_step(sandbox_id: int, fence: int, name: str, owner: _Owner) -> Iterator[None]:
-    """Record one provider step; renew the lease first, and stop if it was taken over."""
-    with workspace_transaction(owner.workspace_id):
-        renewed = Sandbox.objects.filter(
-            pk=sandbox_id, state=SandboxState.PROVISIONING, fence=fence
-        ).update(lease_expires_at=_lease_until())
-        if not renewed:
-            raise LeaseLost(f"sandbox {sandbox_id} fence {fence}")
-        step = ProvisioningStep.objects.create(
-            sandbox_id=sandbox_id, name=name, fence=fence, started_at=now()
-        )
-        _record_step(step, owner)
-    keeper = _LeaseKeeper(sandbox_id, fence)
-    try:
-        with keeper:
-            yield
-        if keeper.lost:
-            raise LeaseLost(f"sandbox {sandbox_id} fence {fence} was taken over during {name}")
-    except Exception as exc:
-        if isinstance(exc, ProviderError):
-            exc.step = name  # type: ignore[attr-defined] - names the step in the tab's error
-            detail = exc.message
-        else:
-            detail = f"{type(exc).__name__}: {exc}"
-        _finish_step(step, StepOutcome.FAILED, detail, owner)
-        raise
-    _finish_step(step, StepOutcome.SUCCEEDED, "", owner)
+class _StepRecorder:
+    """Records a provisioning run's steps as they happen, for operators and live clients.
+
+    A step's start is written (renewing the lease, stopping the run if it was taken over)
+    before it runs. Its success is written with the next step's start, or with the
+    sandbox's ready mark: one transaction per step boundary instead of two, since each
+    locks the workspace (docs/benchmarks.md). A failure is written at once.
+    """
+
+    def __init__(self, sandbox_id: int, fence: int, owner: _Owner) -> None:
+        self.sandbox_id, self.fence, self.owner = sandbox_id, fence, owner
+        self.succeeded: ProvisioningStep | None = None  # finished, not yet written
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        with workspace_transaction(self.owner.workspace_id):
+            renewed = Sandbox.objects.filter(
+                pk=self.sandbox_id, state=SandboxState.PROVISIONING, fence=self.fence
+            ).update(lease_expires_at=_lease_until())
+            if not renewed:
+                raise LeaseLost(f"sandbox {self.sandbox_id} fence {self.fence}")
+            self.flush()
+            step = ProvisioningStep.objects.create(
+                sandbox_id=self.sandbox_id, name=name, fence=self.fence, started_at=now()
+            )
+            _record_step(step, self.owner)
+        keeper = _LeaseKeeper(self.sandbox_id, self.fence)
+        try:
+            with keeper:
+                yield
+            if keeper.lost:
+                raise LeaseLost(
+                    f"sandbox {self.sandbox_id} fence {self.fence} was taken over during {name}"
+                )
+        except Exception as exc:
+            if isinstance(exc, ProviderError):
+                exc.step = name  # type: ignore[attr-defined] - names the step in the tab's error
+                detail = exc.message
+            else:
+                detail = f"{type(exc).__name__}: {exc}"
+            _finish_step(step, StepOutcome.FAILED, detail, self.owner)
+            raise
+        step.outcome, step.finished_at = StepOutcome.SUCCEEDED, now()
+        self.succeeded = step
+
+    def flush(self) -> None:
+        """Write the last step's success (in the caller's transaction, if any)."""
+        step, self.succeeded = self.succeeded, None
+        if step is not None:
+            _finish_step(step, step.outcome, "", self.owner, finished_at=step.finished_at)
 
 
 class _LeaseKeeper:
@@ -213,9 +235,16 @@ def _record_step(step: ProvisioningStep, owner: _Owner) -> None:
     record_event(owner.workspace_id, "provisioning.step", data)
 
 
-def _finish_step(step: ProvisioningStep, outcome: str, detail: str, owner: _Owner) -> None:
+def _finish_step(
+    step: ProvisioningStep,
+    outcome: str,
+    detail: str,
+    owner: _Owner,
+    finished_at: datetime | None = None,
+) -> None:
     with workspace_transaction(owner.workspace_id):
-        step.outcome, step.detail, step.finished_at = outcome, detail[:2000], now()
+        step.outcome, step.detail = outcome, detail[:2000]
+        step.finished_at = finished_at or now()
         step.save(update_fields=["outcome", "detail", "finished_at"])
         _record_step(step, owner)
 
@@ -230,12 +259,19 @@ def sandbox_provision(*, sandbox_id: int, fence: int, spec: SandboxSpec) -> bool
     provider = get_provider(sandbox.provider)
 
     owner = _owner_of(sandbox_id)
-
-    def step(name: str):
-        return _recorded_step(sandbox_id, fence, name, owner)
-
-    handle = provider.create(spec, step=step)
-    if sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle):
+    steps = _StepRecorder(sandbox_id, fence, owner)
+    try:
+        handle = provider.create(spec, step=steps.step)
+    except BaseException:
+        try:
+            steps.flush()  # a step that succeeded before the provider failed
+        except Exception:
+            logger.exception("recording sandbox %s's last step failed", sandbox_id)
+        raise
+    with workspace_transaction(owner.workspace_id):
+        steps.flush()
+        made_ready = sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle)
+    if made_ready:
         return True
     logger.info(
         "sandbox %s was taken over while provisioning; leaving it to the new run", sandbox_id
