@@ -70,6 +70,22 @@ def sustained_ok(step: dict) -> bool:
     )
 
 
+def why_not(steps: list[dict]) -> str:
+    """Why the first step not sustained was not, for the targets table."""
+    for step in steps:
+        if sustained_ok(step):
+            continue
+        reasons = []
+        if step["errors"] or step["ok"] != step["sent"]:
+            reasons.append(f"{step['sent'] - step['ok']} of {step['sent']} failed")
+        if step["p99"] > SUSTAINED_P99_MS:
+            reasons.append(f"p99 {fmt(step['p99'], 0)} ms")
+        if step["lag_max_ms"] >= 100:
+            reasons.append(f"the load generator fell {fmt(step['lag_max_ms'], 0)} ms behind")
+        return f" (at {fmt(step['rate'], 0)}/s: {', '.join(reasons)})"
+    return ""
+
+
 def sustained_rate(db: dict, key: str = "steps") -> float:
     best = 0.0
     for step in db.get("sustained", {}).get(key, []):
@@ -142,15 +158,17 @@ def target_rows(dbs: dict[str, dict]) -> list[tuple[str, dict[str, str]]]:
     row("Orchestration overhead p50 ≤ 20 ms", overhead)
 
     def sustained(d: dict) -> str:
-        steps = d.get("sustained", {}).get("steps", [])
-        if not steps:
+        data = d.get("sustained", {})
+        if not data.get("api_only") and not data.get("steps"):
             return "not measured"
-        best = max(steps, key=lambda s: s["throughput"] if not s["errors"] else 0)
-        return (
-            f"{limit(sustained_rate(d), 100, 'tabs/s', lower=False)} (most answered: "
-            f"{fmt(best['throughput'], 0)}/s at {fmt(best['rate'], 0)}/s offered, p99 "
-            f"{fmt(best['p99'], 0)} ms)"
-        )
+        text = f"the API: {limit(sustained_rate(d, 'api_only'), 100, 'tabs/s', lower=False)}"
+        steps = data.get("steps", [])
+        if steps:
+            text += (
+                f"; with the workers processing every tab on the same cores: "
+                f"{fmt(sustained_rate(d), 0)} tabs/s{why_not(steps)}"
+            )
+        return text
 
     row("≥ 100 tabs/s sustained without errors", sustained)
 
