@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -25,11 +25,13 @@ class SyncChainASGIHandler(ASGIHandler):
       (`MiddlewareMixin`) middleware crosses into the request's thread on its own: about a
       dozen `sync_to_async` hops per request, ~1 ms of Daphne's CPU. Our middleware and
       views are all sync, so the whole chain runs in one hop.
-    - The stock handler also starts a thread for every request (its ThreadSensitiveContext),
-      and with it a new database connection (SQLite: connect and two PRAGMAs). A fixed
-      pool of WORKBENCH_REQUEST_THREADS threads is reused instead, so connections persist
-      for CONN_MAX_AGE; requests beyond the pool wait in its queue (async, costing nothing)
-      rather than queueing for database connections, where they would time out as 500s.
+    - The stock handler runs the view on the thread of the request's ThreadSensitiveContext,
+      new for every request, and with it a new database connection (SQLite: connect and two
+      PRAGMAs). A fixed pool of WORKBENCH_REQUEST_THREADS threads is reused instead, so
+      connections persist for CONN_MAX_AGE; requests beyond the pool wait in its queue
+      (async, costing nothing) rather than queueing for database connections, where they
+      would time out as 500s. The context's own thread still runs Django's request signals:
+      without it they would share the one thread websocket consumers' queries run on.
     - Celery publishes a request commits are handed to a background thread
       (workflows.publishing_in_background): the response does not wait for the broker.
     """
@@ -39,15 +41,6 @@ class SyncChainASGIHandler(ASGIHandler):
         self.executor = ThreadPoolExecutor(
             max_workers=settings.WORKBENCH_REQUEST_THREADS, thread_name_prefix="request"
         )
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # As ASGIHandler.__call__, without its per-request ThreadSensitiveContext: that
-        # starts (and joins) a thread per request just to run the request_started and
-        # request_finished signals (~0.3 ms of CPU); the view runs on our pool anyway. The
-        # signals' few receivers now run on the process's shared sync thread.
-        if scope["type"] != "http":
-            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        await self.handle(scope, receive, send)
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
