@@ -102,4 +102,3 @@ def hub_for(layer: Any) -> WorkspaceHub:
             hub.task.cancel()
         hub = _hubs[loop] = WorkspaceHub(layer)
     return hub
-
