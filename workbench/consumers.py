@@ -146,8 +146,3 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
 
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"type": "error", "code": code, "message": message})
-
-    async def workbench_event(self, message: dict) -> None:
-        # The frame's JSON was encoded once by the publisher: with 1,000 sockets, encoding
-        # it per socket was a sizeable share of the fan-out.
-        await self.base_send({"type": "websocket.send", "text": message["text"]})
