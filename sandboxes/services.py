@@ -159,14 +159,26 @@ class _StepRecorder:
         self.succeeded: ProvisioningStep | None = None  # finished, not yet written
 
     @contextmanager
+    def boundary(self) -> Iterator[None]:
+        """A workspace transaction that also writes the last step's success; if it rolls
+        back, that success is still to be written."""
+        pending = self.succeeded
+        try:
+            with workspace_transaction(self.owner.workspace_id):
+                self.flush()
+                yield
+        except BaseException:
+            self.succeeded = pending
+            raise
+
+    @contextmanager
     def step(self, name: str) -> Iterator[None]:
-        with workspace_transaction(self.owner.workspace_id):
+        with self.boundary():
             renewed = Sandbox.objects.filter(
                 pk=self.sandbox_id, state=SandboxState.PROVISIONING, fence=self.fence
             ).update(lease_expires_at=_lease_until())
             if not renewed:
                 raise LeaseLost(f"sandbox {self.sandbox_id} fence {self.fence}")
-            self.flush()
             step = ProvisioningStep.objects.create(
                 sandbox_id=self.sandbox_id, name=name, fence=self.fence, started_at=now()
             )
@@ -192,9 +204,10 @@ class _StepRecorder:
 
     def flush(self) -> None:
         """Write the last step's success (in the caller's transaction, if any)."""
-        step, self.succeeded = self.succeeded, None
+        step = self.succeeded
         if step is not None:
             _finish_step(step, step.outcome, "", self.owner, finished_at=step.finished_at)
+            self.succeeded = None
 
 
 class _LeaseKeeper:
@@ -262,15 +275,14 @@ def sandbox_provision(*, sandbox_id: int, fence: int, spec: SandboxSpec) -> bool
     steps = _StepRecorder(sandbox_id, fence, owner)
     try:
         handle = provider.create(spec, step=steps.step)
+        with steps.boundary():
+            made_ready = sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle)
     except BaseException:
         try:
-            steps.flush()  # a step that succeeded before the provider failed
+            steps.flush()  # a step that succeeded before the run failed
         except Exception:
             logger.exception("recording sandbox %s's last step failed", sandbox_id)
         raise
-    with workspace_transaction(owner.workspace_id):
-        steps.flush()
-        made_ready = sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle)
     if made_ready:
         return True
     logger.info(

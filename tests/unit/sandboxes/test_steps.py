@@ -89,3 +89,11 @@ def test_a_success_is_recorded_even_when_the_provider_fails_between_steps():
     assert isinstance(outcome, ProviderError)
     [step] = ProvisioningStep.objects.filter(sandbox=sandbox)
     assert (step.name, step.outcome) == ("a", StepOutcome.SUCCEEDED)
+
+
+def test_a_success_is_recorded_even_when_marking_the_sandbox_ready_fails():
+    broken = mock.patch.object(services, "sandbox_mark_ready", side_effect=RuntimeError("gone"))
+    with broken, pytest.raises(RuntimeError):
+        provision(StepsProvider(["a"]))
+    [step] = ProvisioningStep.objects.all()
+    assert (step.name, step.outcome) == ("a", StepOutcome.SUCCEEDED)
