@@ -50,13 +50,11 @@ class EventFrame(TypedDict):
 
 
 class GroupMessage(TypedDict):
-    """What travels over the channel layer to each consumer."""
+    """What travels over the channel layer to each process's fan-out hub."""
 
     type: Literal["workbench.event"]
     workspace: int
-    seq: int
-    event: EventName
-    data: dict[str, Any]
+    seq: int  # for logs
     text: str  # the event frame as JSON, encoded once here rather than once per socket
 
 
@@ -66,7 +64,11 @@ def group_name(workspace_id: int) -> str:
 
 
 def event_frame(event: Event) -> EventFrame:
-    return {"type": "event", "seq": event.seq, "event": event.name, "data": event.data}
+    return _frame(event.seq, event.name, event.data)
+
+
+def _frame(seq: int, name: EventName, data: dict[str, Any]) -> EventFrame:
+    return {"type": "event", "seq": seq, "event": name, "data": data}
 
 
 @contextmanager
@@ -151,14 +153,11 @@ def _next_seq(workspace_id: int) -> int:
 
 def publish(workspace_id: int, seq: int, name: EventName, data: dict[str, Any]) -> None:
     """Send one committed event to the workspace's group; failures are logged, not raised."""
-    frame: EventFrame = {"type": "event", "seq": seq, "event": name, "data": data}
     message: GroupMessage = {
         "type": "workbench.event",
         "workspace": workspace_id,
         "seq": seq,
-        "event": name,
-        "data": data,
-        "text": json.dumps(frame),
+        "text": json.dumps(_frame(seq, name, data)),
     }
     try:
         _publisher().send(group_name(workspace_id), dict(message))
