@@ -251,8 +251,7 @@ def render(results: dict[str, Any], command: str) -> str:
     add("")
     add("### Targets (2 cores)")
     add("")
-    add("| target | " + " | ".join(names) + " |")
-    add("|---" * (len(names) + 1) + "|")
+    out += table_head("target", *names)
     for name, cells in target_rows(dbs):
         add(f"| {name} | " + " | ".join(cells[db] for db in dbs) + " |")
     add("")
@@ -326,6 +325,11 @@ def pools_text(results: dict[str, Any]) -> str:
     return "as in the Procfile"
 
 
+def table_head(*columns: str) -> list[str]:
+    """A Markdown table's header row and its separator, one column per name."""
+    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+
+
 def latency_table(dbs: dict, mode: str) -> list[str]:
     out = []
     for db, data in dbs.items():
@@ -345,16 +349,25 @@ def latency_table(dbs: dict, mode: str) -> list[str]:
 
 def section_latency(dbs: dict, config: dict) -> list[str]:
     out = ["### 1. Tab creation latency", ""]
-    header = (
-        "| database | rate /s | ok/sent | p50 ms | p99 ms | max ms | trivial p50 ms | "
-        "trivial p99 ms | ratio p50 | ratio p99 | busy provisioning slots min / mean | tabs "
-        "still pending at the end |"
+    head = table_head(
+        "database",
+        "rate /s",
+        "ok/sent",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "trivial p50 ms",
+        "trivial p99 ms",
+        "ratio p50",
+        "ratio p99",
+        "busy provisioning slots min / mean",
+        "tabs still pending at the end",
     )
     for mode, title in (
         ("saturated", f"Provisioning saturated and slow ({config['slow_delay']:g} s per run):"),
         ("instant", "Provisioning instant (the worker provisions and opens sessions for real):"),
     ):
-        out += [title, "", header, "|---" * 12 + "|"]
+        out += [title, "", *head]
         out += latency_table(dbs, mode)
         out.append("")
     return out
@@ -364,9 +377,17 @@ def section_inline(dbs: dict) -> list[str]:
     out = [
         "### 2. Inline variant (provisioning inside the request)",
         "",
-        "| database | rate /s | ok/sent | ready | p50 ms | p99 ms | max ms | async p50 ms "
-        "(saturated, same rate) | inline / async p50 |",
-        "|---" * 9 + "|",
+        *table_head(
+            "database",
+            "rate /s",
+            "ok/sent",
+            "ready",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "async p50 ms (saturated, same rate)",
+            "inline / async p50",
+        ),
     ]
     for db, data in dbs.items():
         for phase in data["inline"]["phases"]:
@@ -386,9 +407,15 @@ def section_websocket(dbs: dict, config: dict) -> list[str]:
     out = [
         "### 3. Commit-to-client latency of a tab event",
         "",
-        "| database | clients | events | delivered | commit→client p50 / p99 / max ms | last "
-        "subscriber p50 / p99 / max ms | POST→client p50 / p99 ms |",
-        "|---" * 7 + "|",
+        *table_head(
+            "database",
+            "clients",
+            "events",
+            "delivered",
+            "commit→client p50 / p99 / max ms",
+            "last subscriber p50 / p99 / max ms",
+            "POST→client p50 / p99 ms",
+        ),
     ]
     for db, data in dbs.items():
         for size in data["websocket"]["sizes"]:
@@ -405,11 +432,14 @@ def section_websocket(dbs: dict, config: dict) -> list[str]:
                 f"{fmt(post['p99'])} |"
             )
     out += ["", "Memory per idle websocket (Daphne VmRSS):", ""]
-    out += [
-        "| database | sockets | RSS before MiB | RSS after MiB | per socket KiB | "
-        "time to open them s |",
-        "|---" * 6 + "|",
-    ]
+    out += table_head(
+        "database",
+        "sockets",
+        "RSS before MiB",
+        "RSS after MiB",
+        "per socket KiB",
+        "time to open them s",
+    )
     for db, data in dbs.items():
         m = data["websocket"]["memory"]
         out.append(
@@ -428,9 +458,14 @@ def section_orchestration(dbs: dict) -> list[str]:
         "POST-to-ready minus the provider's own time, on an idle worker with the instant "
         "provider, tabs alternating between a new task and a task whose sandbox is ready:",
         "",
-        "| database | tab on | n | POST→ready p50 ms | provider p50 ms | overhead p50 / p99 / "
-        "max ms |",
-        "|---" * 6 + "|",
+        *table_head(
+            "database",
+            "tab on",
+            "n",
+            "POST→ready p50 ms",
+            "provider p50 ms",
+            "overhead p50 / p99 / max ms",
+        ),
     ]
     for db, data in dbs.items():
         orch = data["orchestration"]
@@ -455,7 +490,7 @@ def section_orchestration(dbs: dict) -> list[str]:
         ("call_to_ready", "provider call returns → ready_at"),
     ]
     heads = [f"{DB_NAMES[db]} {label}" for db in dbs for label in ("new task", "ready sandbox")]
-    out += ["| step | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    out += table_head("step", *heads)
     for key, label in parts:
         cells = []
         for data in dbs.values():
@@ -463,7 +498,7 @@ def section_orchestration(dbs: dict) -> list[str]:
                 cells.append(fmt(data["orchestration"].get(kind, {}).get(key, {}).get("p50")))
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out += ["", "Celery enqueue-to-start (first deliveries):", ""]
-    out += ["| database | scenario | task | n | p50 ms | p99 ms | max ms |", "|---" * 7 + "|"]
+    out += table_head("database", "scenario", "task", "n", "p50 ms", "p99 ms", "max ms")
     for db, data in dbs.items():
         sources = [
             ("idle worker (above)", data["orchestration"]["celery"]),
@@ -490,9 +525,17 @@ def section_burst(dbs: dict) -> list[str]:
     out = [
         "### 6. One task opened with many concurrent tabs",
         "",
-        "| database | tabs | sandboxes | `start_server` steps | POST p50 / p99 ms | sandbox "
-        "ready s | first tab ready s | all ready s | chain step-1 runs (incl. polls) |",
-        "|---" * 9 + "|",
+        *table_head(
+            "database",
+            "tabs",
+            "sandboxes",
+            "`start_server` steps",
+            "POST p50 / p99 ms",
+            "sandbox ready s",
+            "first tab ready s",
+            "all ready s",
+            "chain step-1 runs (incl. polls)",
+        ),
     ]
     for db, data in dbs.items():
         b = data["burst"]
@@ -516,9 +559,17 @@ def section_sustained(dbs: dict) -> list[str]:
         f"request 201, p99 ≤ {SUSTAINED_P99_MS:.0f} ms, answers at ≥ {SUSTAINED_SHARE:.0%} of "
         "the offered rate, the generator on schedule.",
         "",
-        "| database | workers | offered /s | ok/sent | errors | achieved /s | p50 ms | p99 ms "
-        "| max ms |",
-        "|---" * 9 + "|",
+        *table_head(
+            "database",
+            "workers",
+            "offered /s",
+            "ok/sent",
+            "errors",
+            "achieved /s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+        ),
     ]
     for db, data in dbs.items():
         for key, label in (("api_only", "none"), ("steps", "processing")):
