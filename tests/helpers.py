@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 
@@ -39,3 +42,10 @@ def wait_until(
                 text = f"{text} (last error: {last_error!r})"
             raise AssertionError(f"timed out after {timeout:g}s: {text}")
         time.sleep(interval)
+
+
+def open_tab(api: httpx.Client, task_id: int) -> dict:
+    """POST a tab on a running service; the placeholder it answers with (201 asserted)."""
+    response = api.post(f"/api/tasks/{task_id}/tabs/", json={})
+    assert response.status_code == 201, response.text
+    return response.json()

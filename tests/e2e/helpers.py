@@ -126,12 +126,6 @@ def create_task(api: httpx.Client, workspace_id: int, title: str, **fields: str)
     return response.json()
 
 
-def open_tab(api: httpx.Client, task_id: int) -> dict:
-    response = api.post(f"/api/tasks/{task_id}/tabs/", json={})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def get_tab(api: httpx.Client, tab_id: str) -> dict:
     response = api.get(f"/api/tabs/{tab_id}/")
     assert response.status_code == 200, response.text

@@ -11,11 +11,10 @@ from tests.e2e.helpers import (
     create_task,
     get_tab,
     make_repository,
-    open_tab,
     screenshot,
     wait_for_tab,
 )
-from tests.helpers import wait_until
+from tests.helpers import open_tab, wait_until
 
 
 def test_a_new_tab_shows_its_provisioning_then_becomes_ready_without_a_reload(team, open_page):

@@ -16,7 +16,7 @@ from sandboxes.models import Sandbox, SandboxState
 from sandboxes.providers.local import LocalProvider
 from sandboxes.services import handle_of
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
-from tests.helpers import wait_until
+from tests.helpers import open_tab, wait_until
 from workbench.models import Event, Membership
 
 READY_TIMEOUT = 60.0
@@ -44,12 +44,6 @@ def create_task(api: httpx.Client, **fields: str) -> dict:
     response = api.post(
         f"/api/workspaces/{api.workspace_id}/tasks/", json={"title": "integration", **fields}
     )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def open_tab(api: httpx.Client, task_id: int) -> dict:
-    response = api.post(f"/api/tasks/{task_id}/tabs/", json={})
     assert response.status_code == 201, response.text
     return response.json()
 
