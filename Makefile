@@ -48,6 +48,8 @@ system-deps:
 	@missing=""; \
 	command -v $(REDIS_SERVER) >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v git >/dev/null 2>&1 || missing="$$missing git"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v socat >/dev/null 2>&1 || missing="$$missing socat"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \

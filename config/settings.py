@@ -263,6 +263,24 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Sandboxes and their provisioning.
 WORKBENCH_SANDBOX_ROOT = Path(env_str("WORKBENCH_SANDBOX_ROOT", str(VAR_DIR / "sandboxes")))
 WORKBENCH_SANDBOX_AGENT_BIN = env_str("WORKBENCH_SANDBOX_AGENT_BIN", "")
+# How the local provider confines each sandbox's processes (sandboxes/providers/confinement.py):
+# auto (bubblewrap when the host supports it, else unconfined with a warning), bwrap
+# (required), none.
+WORKBENCH_SANDBOX_ISOLATION = env_str("WORKBENCH_SANDBOX_ISOLATION", "auto")
+if WORKBENCH_SANDBOX_ISOLATION not in {"auto", "bwrap", "none"}:
+    raise ImproperlyConfigured("WORKBENCH_SANDBOX_ISOLATION must be auto, bwrap or none")
+# Which repositories a task may name (sandboxes/repositories.py): remote URLs of these
+# schemes on public hosts, and local paths under these roots (development: your home).
+WORKBENCH_REPOSITORY_SCHEMES = env_list("WORKBENCH_REPOSITORY_SCHEMES", ["https", "ssh"])
+WORKBENCH_REPOSITORY_ROOTS = env_list(
+    "WORKBENCH_REPOSITORY_ROOTS", [] if PRODUCTION else [str(Path.home())]
+)
+WORKBENCH_REPOSITORY_ALLOW_PRIVATE_HOSTS = env_bool(
+    "WORKBENCH_REPOSITORY_ALLOW_PRIVATE_HOSTS", False
+)
+# Provisioning runs one workspace may have going at once: the provisioning pool's slots are
+# shared by every tenant (Procfile: 4), so one workspace never holds all of them.
+WORKBENCH_MAX_PROVISIONING_PER_WORKSPACE = env_int("WORKBENCH_MAX_PROVISIONING_PER_WORKSPACE", 2)
 WORKBENCH_PROVIDERS = env_list("WORKBENCH_PROVIDERS", ["local"])
 # The remote provider: sandbox-agent servers elsewhere, as JSON [{"url": ..., "token": ...}],
 # chosen per sandbox by an allocator class (dotted path; see docs/providers.md).

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 ACP_PROTOCOL_VERSION = 1
+# A base URL `unix:/path/to.sock` means HTTP over that unix socket.
+UNIX_PREFIX = "unix:"
 
 
 @dataclass
@@ -93,11 +95,18 @@ class AgentServerClient:
 
     def __init__(self, base_url: str, token: str, *, timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
+        transport = None
+        url = self.base_url
+        if url.startswith(UNIX_PREFIX):
+            # A confined local sandbox: its server is reachable only through a unix socket.
+            transport = httpx.HTTPTransport(uds=url.removeprefix(UNIX_PREFIX))
+            url = "http://sandbox"
         self._client = httpx.Client(
-            base_url=self.base_url,
+            base_url=url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             verify=tls_context(),
+            transport=transport,
         )
 
     def __enter__(self) -> AgentServerClient:

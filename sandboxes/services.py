@@ -62,6 +62,19 @@ def _lease_until() -> object:
     return now() + timedelta(seconds=settings.WORKBENCH_PROVISION_LEASE_SECONDS)
 
 
+def _has_slot(workspace_id: int, *, besides: int | None = None) -> bool:
+    """Whether the workspace may start another provisioning run: fewer than its share are
+    running (a live lease). Asked under the workspace lock, so two claims never both pass."""
+    running = Sandbox.objects.filter(
+        task__workspace_id=workspace_id,
+        state=SandboxState.PROVISIONING,
+        lease_expires_at__gt=now(),
+    )
+    if besides is not None:
+        running = running.exclude(pk=besides)
+    return running.count() < settings.WORKBENCH_MAX_PROVISIONING_PER_WORKSPACE
+
+
 def sandbox_claim(
     *,
     workspace_id: int,
@@ -93,17 +106,19 @@ def sandbox_claim(
                     if needed is not None and not needed():
                         return Claim("unneeded", None)
                     attempt = Sandbox.objects.filter(task_id=task_id).count() + 1
+                    # Over its workspace's share the sandbox waits, leaseless, for a slot.
+                    leads = _has_slot(workspace_id)
                     sandbox = Sandbox.objects.create(
                         task_id=task_id,
                         provider=provider,
                         agent=agent,
                         key=f"t{task_id}-{attempt}",
-                        lease_owner=owner,
-                        lease_expires_at=_lease_until(),
-                        fence=1,
+                        lease_owner=owner if leads else "",
+                        lease_expires_at=_lease_until() if leads else None,
+                        fence=1 if leads else 0,
                     )
                     _record_sandbox(sandbox.pk)
-                    return Claim("lead", sandbox)
+                    return Claim("lead" if leads else "busy", sandbox)
                 if sandbox.state == SandboxState.READY:
                     return Claim("ready", sandbox)
                 # Only an expired lease may be taken, even by a redelivery of the same task
@@ -113,6 +128,8 @@ def sandbox_claim(
                 if sandbox.lease_expires_at is None or sandbox.lease_expires_at <= now():
                     if sandbox.fence >= settings.WORKBENCH_MAX_PROVISION_RUNS:
                         return Claim("exhausted", sandbox)  # runs keep dying: stop looping
+                    if not _has_slot(workspace_id, besides=sandbox.pk):
+                        return Claim("busy", sandbox)
                     taken = Sandbox.objects.filter(
                         pk=sandbox.pk, state=SandboxState.PROVISIONING, fence=sandbox.fence
                     ).update(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from sandboxes.providers import available_providers
+from sandboxes.repositories import RepositoryRefused, check_repository
 from sandboxes.serializers import SandboxOutputSerializer
 from tasks_app.models import Task
 
@@ -73,8 +74,10 @@ class TaskCreateInputSerializer(serializers.Serializer):
         return value
 
     def validate_repository(self, value: str) -> str:
-        if value.startswith("-"):
-            raise serializers.ValidationError("a repository may not start with '-'")
+        try:
+            check_repository(value)
+        except RepositoryRefused as exc:
+            raise serializers.ValidationError(str(exc)) from None
         return value
 
 

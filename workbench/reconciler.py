@@ -4,7 +4,8 @@ ready, error or closed within a bounded time (invariant 3).
 
 Bound: a tab is re-driven after WORKBENCH_STALL_SECONDS without progress, at most
 WORKBENCH_MAX_REDRIVES times, then failed with `timeout`. A tab waiting on a provisioning
-run that still holds a live lease is making progress, not stalled.
+run that still holds a live lease is making progress, not stalled; so is one whose sandbox
+waits for a slot while its workspace's other runs hold theirs.
 """
 
 from __future__ import annotations
@@ -31,10 +32,24 @@ def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[Workbenc
     provisioning_live = Sandbox.objects.filter(
         task_id=OuterRef("task_id"), state=SandboxState.PROVISIONING, lease_expires_at__gt=moment
     )
+    # A sandbox never started (fence 0) waits for a slot of its workspace's share
+    # (sandbox_claim); while that workspace's other runs hold live leases it is queued.
+    waiting_for_slot = Sandbox.objects.filter(
+        task_id=OuterRef("task_id"), state=SandboxState.PROVISIONING, fence=0
+    )
+    workspace_busy = Sandbox.objects.filter(
+        task__workspace_id=OuterRef("task__workspace_id"),
+        state=SandboxState.PROVISIONING,
+        lease_expires_at__gt=moment,
+    )
     rows = (
         WorkbenchTab.objects.filter(state__in=PENDING_STATES, updated_at__lt=cutoff)
-        .annotate(provisioning_live=Exists(provisioning_live))
+        .annotate(
+            provisioning_live=Exists(provisioning_live),
+            queued=Exists(waiting_for_slot) & Exists(workspace_busy),
+        )
         .exclude(state=TabState.PENDING_PROVISION, provisioning_live=True)
+        .exclude(state=TabState.PENDING_PROVISION, queued=True)
         .order_by("updated_at")
     )
     return list(rows[:limit])

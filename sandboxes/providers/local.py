@@ -19,6 +19,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from sandboxes.providers import confinement, git
 from sandboxes.providers.agent_server import AgentServerProvider
 from sandboxes.providers.base import (
     ProviderError,
@@ -72,28 +73,36 @@ def _tail(path: Path, limit: int = 600) -> str:
         return ""
 
 
-def _git(args: list[str], *, cwd: Path | None, timeout: float) -> None:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for credentials
+def _git(
+    args: list[str],
+    *,
+    base: Path,
+    env: dict[str, str],
+    timeout: float,
+    confined: bool,
+    read_only: list[Path],
+) -> subprocess.CompletedProcess[str]:
+    """Run git, confined to the sandbox's directory when the host can confine it."""
+    argv = (
+        confinement.git_command(
+            args, base=base, home=Path(env["HOME"]), env=env, read_only=read_only
+        )
+        if confined
+        else ["git", *args]
+    )
     try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
+        return subprocess.run(
+            argv,
+            cwd=base,
             env=env,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise ProviderError(
-            f"git {args[0]} timed out after {timeout:.0f}s", code="clone_timeout"
-        ) from None
-    if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip().splitlines()
-        raise ProviderError(
-            f"git {args[0]} failed: {message[-1] if message else 'exit ' + str(result.returncode)}",
-            code="clone_failed",
-        )
+        raise ProviderError(f"git timed out after {timeout:.0f}s", code="clone_timeout") from None
 
 
 class LocalProvider(AgentServerProvider):
@@ -115,13 +124,16 @@ class LocalProvider(AgentServerProvider):
         handle = self._running_handle(base)
         try:
             if handle is None:
+                isolation = confinement.mode()
+                if not isolation.confined:
+                    confinement.warn_unconfined(spec.key, isolation.reason)
                 if settings.WORKBENCH_LOCAL_PROVISION_DELAY > 0:
                     with step("simulated_delay"):
                         time.sleep(settings.WORKBENCH_LOCAL_PROVISION_DELAY)
                 with step("prepare_workspace"):
-                    self._prepare_workspace(spec, base, workdir, home)
+                    self._prepare_workspace(spec, base, workdir, home, isolation.confined)
                 with step("start_server"):
-                    handle = self._start_server(base, workdir, home)
+                    handle = self._start_server(base, workdir, home, isolation.confined)
             with step("wait_healthy"):
                 self._wait_healthy(handle)
             with step("install_agent"):
@@ -132,34 +144,70 @@ class LocalProvider(AgentServerProvider):
             raise
         return handle
 
-    def _prepare_workspace(self, spec: SandboxSpec, base: Path, workdir: Path, home: Path) -> None:
+    def _prepare_workspace(
+        self, spec: SandboxSpec, base: Path, workdir: Path, home: Path, confined: bool
+    ) -> None:
+        repository = git.admitted(spec.repository)  # again: the row may predate the policy
         if base.exists():
             shutil.rmtree(base)
         home.mkdir(parents=True)
+        env = git.git_env(repository, home=str(home))
         timeout = settings.WORKBENCH_CLONE_TIMEOUT
-        if spec.repository:
-            branch = ["--branch", spec.branch] if spec.branch else []
-            _git(
-                ["clone", "--quiet", *branch, "--", spec.repository, str(workdir)],
-                cwd=None,
+        if repository is not None:
+            result = _git(
+                git.clone_args(repository, spec.branch, str(workdir)),
+                base=base,
+                env=env,
                 timeout=timeout,
+                confined=confined,
+                read_only=[repository.path] if repository.path else [],
             )
+            if result.returncode != 0:
+                raise git.clone_failed(result.stderr, branch=spec.branch, key=spec.key)
         else:
             workdir.mkdir()
-            _git(["init", "--quiet", "-b", spec.branch or "main"], cwd=workdir, timeout=timeout)
+            result = _git(
+                ["-C", str(workdir), "init", "--quiet", "-b", spec.branch or "main"],
+                base=base,
+                env=env,
+                timeout=timeout,
+                confined=confined,
+                read_only=[],
+            )
+            if result.returncode != 0:
+                raise ProviderError(
+                    f"git init failed: {result.stderr.strip()[-300:]}", code="clone_failed"
+                )
 
-    def _start_server(self, base: Path, workdir: Path, home: Path) -> SandboxHandle:
+    def _start_server(self, base: Path, workdir: Path, home: Path, confined: bool) -> SandboxHandle:
         binary = sandbox_agent_binary()
         # Hex: a urlsafe token may start with '-', which the CLI would read as an option.
         token = secrets.token_hex(32)
-        port = _free_port()
         pidfile, logfile = base / "server.pid", base / "server.log"
         pidfile.unlink(missing_ok=True)
-        env = {**os.environ, "HOME": str(home), "SANDBOX_AGENT_BIN": binary}
+        if confined:
+            # Its own namespaces: no other sandbox sees its command line (the token) or
+            # reaches its socket; it sees nothing of the host but /usr (confinement.py).
+            run = base / "run"
+            run.mkdir(exist_ok=True)
+            command, base_url = confinement.server_command(
+                agent_binary=binary, base=base, workdir=workdir, home=home, run=run, token=token
+            )
+            env = {"PATH": "/usr/bin:/bin"}
+        else:
+            port = _free_port()
+            base_url = f"http://127.0.0.1:{port}"
+            command = [binary, "server", "--no-telemetry", "--host", "127.0.0.1"]
+            command += ["--port", str(port), f"--token={token}"]
+            # Not the service's environment (its secrets): only what the server needs.
+            env = {
+                "HOME": str(home),
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "SANDBOX_AGENT_BIN": binary,
+            }
         # `setsid --fork` detaches the server into its own session so it outlives the Celery
-        # task and is never our zombie; the shell records the pid that `exec` keeps. The
-        # server takes its token only on argv (no env var), so local users could see it in
-        # `ps`: run the service under its own user on shared hosts (docs/deploy.md).
+        # task and is never our zombie; the shell records the pid that `exec` keeps.
         with logfile.open("ab") as log:
             subprocess.run(
                 [
@@ -169,14 +217,7 @@ class LocalProvider(AgentServerProvider):
                     "-c",
                     'echo $$ > "$0"; exec "$@"',
                     str(pidfile),
-                    binary,
-                    "server",
-                    "--no-telemetry",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    f"--token={token}",
+                    *command,
                 ],
                 cwd=workdir,
                 env=env,
@@ -194,12 +235,10 @@ class LocalProvider(AgentServerProvider):
                 )
             time.sleep(0.01)
         pid = int(pidfile.read_text().strip())
-        (base / "server.url").write_text(f"http://127.0.0.1:{port}")
+        (base / "server.url").write_text(base_url)
         (base / "server.token").write_text(token)
         (base / "server.token").chmod(0o600)
-        return SandboxHandle(
-            base_url=f"http://127.0.0.1:{port}", token=token, workdir=str(workdir), pid=pid
-        )
+        return SandboxHandle(base_url=base_url, token=token, workdir=str(workdir), pid=pid)
 
     def _running_handle(self, base: Path) -> SandboxHandle | None:
         """The handle of a server a previous run of this key left running, if it answers."""

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from sandboxes.providers import git
 from sandboxes.providers.agent_server import AgentServerProvider
 from sandboxes.providers.base import (
     ProviderError,
@@ -110,27 +111,35 @@ class RemoteProvider(AgentServerProvider):
 
     def _prepare_workspace(self, spec: SandboxSpec, handle: SandboxHandle) -> None:
         """Replace whatever a crashed run left, then clone (or init) on the remote host."""
+        repository = git.admitted(spec.repository)  # again: the row may predate the policy
         workdir = handle.workdir
+        home = f"{workdir}.home"  # git's own HOME: none of the host user's config or keys
         timeout = settings.WORKBENCH_CLONE_TIMEOUT
-        self._run(handle, "rm", ["-rf", "--", workdir], timeout=60)
-        self._run(handle, "mkdir", ["-p", "--", posixpath.dirname(workdir)], timeout=60)
-        if spec.repository:
-            branch = ["--branch", spec.branch] if spec.branch else []
-            self._run(
-                handle,
-                "git",
-                ["clone", "--quiet", *branch, "--", spec.repository, workdir],
-                timeout=timeout,
-                code="clone_failed",
-            )
+        self._run(handle, "rm", ["-rf", "--", workdir, home], timeout=60)
+        self._run(handle, "mkdir", ["-p", "--", home], timeout=60)
+        env = [f"{name}={value}" for name, value in git.git_env(repository, home=home).items()]
+        if repository is not None:
+            args = git.clone_args(repository, spec.branch, workdir)
+            result = self._call(handle, "env", ["-i", *env, "git", *args], timeout=timeout)
+            if result.get("timedOut"):
+                raise ProviderError(f"git timed out after {timeout:.0f}s", code="clone_timeout")
+            if result.get("exitCode") != 0:
+                stderr = result.get("stderr") or result.get("stdout") or ""
+                raise git.clone_failed(stderr, branch=spec.branch, key=spec.key)
         else:
             self._run(
                 handle,
-                "git",
-                ["init", "--quiet", "-b", spec.branch or "main", workdir],
+                "env",
+                ["-i", *env, "git", "init", "--quiet", "-b", spec.branch or "main", workdir],
                 timeout=timeout,
                 code="clone_failed",
             )
+
+    def _call(
+        self, handle: SandboxHandle, command: str, args: list[str], *, timeout: float
+    ) -> dict:
+        with self._client(handle, timeout=timeout + 10) as client:
+            return client.run_process(command, args, timeout=timeout)
 
     def _run(
         self,
@@ -141,8 +150,7 @@ class RemoteProvider(AgentServerProvider):
         timeout: float,
         code: str = "remote_command_failed",
     ) -> None:
-        with self._client(handle, timeout=timeout + 10) as client:
-            result = client.run_process(command, args, timeout=timeout)
+        result = self._call(handle, command, args, timeout=timeout)
         if result.get("timedOut"):
             raise ProviderError(f"{command} {args[0]} timed out after {timeout:.0f}s", code=code)
         if result.get("exitCode") != 0:
@@ -157,5 +165,6 @@ class RemoteProvider(AgentServerProvider):
             base_url=server.url, token=server.token, workdir=self._workdir(key)
         )
         with contextlib.suppress(ProviderError, ProviderUnavailable):
-            self._run(target, "rm", ["-rf", "--", self._workdir(key)], timeout=60)
+            workdir = self._workdir(key)
+            self._run(target, "rm", ["-rf", "--", workdir, f"{workdir}.home"], timeout=60)
         self.allocator.release(key)

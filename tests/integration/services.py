@@ -79,6 +79,8 @@ def build_child_env(
             "REDIS_URL": redis_url,
             "WORKBENCH_VAR_DIR": str(run_dir),
             "WORKBENCH_SANDBOX_ROOT": str(run_dir / "sandboxes"),
+            # Tests make their repositories in pytest's tmp_path, beside the run directory.
+            "WORKBENCH_REPOSITORY_ROOTS": str(run_dir.parent),
             "PYTHONUNBUFFERED": "1",  # logs reach the file as they happen
             RUN_MARKER_VAR: marker,
         }

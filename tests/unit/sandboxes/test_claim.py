@@ -68,3 +68,34 @@ def test_a_failed_attempt_is_followed_by_a_fresh_one():
     failed = SandboxFactory(state=SandboxState.FAILED, key="t-old")
     fresh = claim(failed.task)
     assert fresh.outcome == "lead" and fresh.sandbox.pk != failed.pk
+
+
+def test_a_workspace_over_its_share_waits_for_a_slot(settings):
+    settings.WORKBENCH_MAX_PROVISIONING_PER_WORKSPACE = 1
+    first, second = TaskFactory(), None
+    second = TaskFactory(workspace=first.workspace)
+    other_workspace = TaskFactory()
+    assert claim(first).outcome == "lead"
+    queued = claim(second, owner="run-2")
+    assert queued.outcome == "busy"
+    # Queued as a row, leaseless and never started: no run holds it.
+    assert (queued.sandbox.lease_expires_at, queued.sandbox.fence) == (None, 0)
+    assert claim(other_workspace, owner="run-3").outcome == "lead"  # its own share
+
+    assert claim(second, owner="run-2").outcome == "busy"  # still no slot
+    Sandbox.objects.filter(task=first).update(state=SandboxState.READY, lease_expires_at=None)
+    started = claim(second, owner="run-2")
+    assert (started.outcome, started.sandbox.pk, started.sandbox.fence) == (
+        "lead",
+        queued.sandbox.pk,
+        1,
+    )
+
+
+def test_an_expired_lease_counts_for_no_slot(settings):
+    settings.WORKBENCH_MAX_PROVISIONING_PER_WORKSPACE = 1
+    dead = SandboxFactory(
+        state=SandboxState.PROVISIONING, fence=1, lease_expires_at=now() - timedelta(seconds=1)
+    )
+    task = TaskFactory(workspace=dead.task.workspace)
+    assert claim(task).outcome == "lead"

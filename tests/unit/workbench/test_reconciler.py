@@ -59,6 +59,23 @@ def test_a_tab_waiting_on_a_live_provisioning_run_is_not_stalled(dispatched):
     assert reconciler.reconcile()["redriven"] == 1  # its run died: the lease lapsed
 
 
+def test_a_tab_queued_for_its_workspaces_share_is_not_stalled(dispatched):
+    running = SandboxFactory(
+        state=SandboxState.PROVISIONING, fence=1, lease_expires_at=now() + timedelta(seconds=60)
+    )
+    queued = SandboxFactory(
+        task__workspace=running.task.workspace,
+        state=SandboxState.PROVISIONING,
+        fence=0,
+        lease_expires_at=None,
+    )
+    tab = TabFactory(task=queued.task, state=TabState.PENDING_PROVISION)
+    stale(tab)
+    assert reconciler.reconcile()["redriven"] == 0
+    running.__class__.objects.filter(pk=running.pk).update(state=SandboxState.READY)
+    assert reconciler.reconcile()["redriven"] == 1  # a slot is free: its wait was lost
+
+
 def test_the_management_command_runs_it(capsys, dispatched):
     call_command("reconcile")
     assert "re-drove 0 tab(s)" in capsys.readouterr().out

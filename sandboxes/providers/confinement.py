@@ -1,0 +1,261 @@
+"""Confining a local sandbox's processes with bubblewrap (Debian's `bubblewrap` package).
+
+A confined process runs in its own user, pid, ipc, uts and mount namespaces, as an
+unprivileged uid, with every capability dropped. It sees the host's /usr read-only, a few
+files of /etc that programs need (no /etc/shadow, no host config), its own /proc (so no
+other process, and no other server's token on a command line), a private /tmp, and only the
+directories bound for it: its working copy and HOME. It cannot see other sandboxes, the
+service's tree, its database or its environment.
+
+The sandbox-agent server also gets a network namespace of its own, holding only a loopback
+interface: it cannot reach Redis, the database, Daphne, other sandboxes' servers or
+anything else. The service reaches it through a unix socket in the sandbox's `run/`
+directory, which socat inside the sandbox forwards to the server's loopback port. git
+clones run confined the same way but keep the host's network (they fetch the repository).
+
+WORKBENCH_SANDBOX_ISOLATION: `bwrap` (required: a sandbox fails to start without it),
+`none` (no confinement), or `auto` (bwrap when it works on this host, else none, with a
+warning at every sandbox start). docs/providers.md says what this does and does not isolate.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from sandboxes.providers.base import ProviderError
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_UID = 1000
+# Where the sandbox-agent binary appears inside a confined sandbox.
+AGENT_PATH = "/opt/sandbox-agent/sandbox-agent"
+# The port the server listens on inside its own network namespace (no other server there).
+INNER_PORT = 2468
+_ETC_FILES = (
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/alternatives",
+    "/etc/ssh/ssh_config",
+    "/etc/ssh/ssh_config.d",
+)
+
+
+class IsolationUnavailable(ProviderError):
+    code = "isolation_unavailable"
+
+
+@dataclass(frozen=True)
+class Mode:
+    confined: bool
+    reason: str = ""  # why not, when not
+
+
+@functools.cache
+def _probe() -> str:
+    """'' when bwrap can confine a process on this host, else why not (checked once)."""
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return "bubblewrap (bwrap) is not installed"
+    try:
+        result = subprocess.run(
+            [
+                binary,
+                *_namespace_args(share_net=False),
+                "--ro-bind",
+                "/usr",
+                "/usr",
+                *_usr_links(),
+                "/bin/true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap could not run: {exc}"
+    if result.returncode != 0:
+        return f"bwrap cannot create namespaces here: {result.stderr.strip()[:200]}"
+    if shutil.which("socat") is None:
+        return "socat is not installed (it carries the server's socket out of the sandbox)"
+    return ""
+
+
+def probe_problem() -> str:
+    """Why bwrap cannot confine sandboxes on this host ('' when it can)."""
+    return _probe()
+
+
+def mode() -> Mode:
+    """Whether this process confines its sandboxes; raises when confinement is required
+    but impossible."""
+    wanted = settings.WORKBENCH_SANDBOX_ISOLATION
+    if wanted == "none":
+        return Mode(False, "WORKBENCH_SANDBOX_ISOLATION=none")
+    problem = _probe()
+    if not problem:
+        return Mode(True)
+    if wanted == "bwrap":
+        raise IsolationUnavailable(
+            "sandbox isolation is required (WORKBENCH_SANDBOX_ISOLATION=bwrap) but unavailable"
+        )
+    return Mode(False, problem)
+
+
+def warn_unconfined(key: str, reason: str) -> None:
+    logger.warning(
+        "SANDBOX %s RUNS UNCONFINED (%s): its agent can read this host's files and reach "
+        "every other sandbox. Install bubblewrap and socat, or use a remote provider.",
+        key,
+        reason,
+    )
+
+
+def _namespace_args(*, share_net: bool) -> list[str]:
+    args = [
+        "--unshare-all",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--hostname",
+        "sandbox",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+    ]
+    return [*args, "--share-net"] if share_net else args
+
+
+def _usr_links() -> list[str]:
+    """/bin, /lib, ... as the host has them: symlinks into /usr (merged /usr) or binds."""
+    args: list[str] = []
+    for name in ("bin", "sbin", "lib", "lib64", "lib32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", str(path.readlink()), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _identity(base: Path, home: Path) -> list[str]:
+    """A passwd and group naming the sandbox user (ssh and some tools insist on one)."""
+    etc = base / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "passwd").write_text(
+        f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:{home}:/bin/sh\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    )
+    (etc / "group").write_text(f"sandbox:x:{SANDBOX_UID}:\nnogroup:x:65534:\n")
+    return [
+        "--ro-bind",
+        str(etc / "passwd"),
+        "/etc/passwd",
+        "--ro-bind",
+        str(etc / "group"),
+        "/etc/group",
+    ]
+
+
+def _root_filesystem(base: Path, home: Path) -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr", *_usr_links()]
+    for path in _ETC_FILES:
+        args += ["--ro-bind-try", path, path]
+    return [*args, *_identity(base, home)]
+
+
+def _env(env: dict[str, str]) -> list[str]:
+    args = ["--clearenv"]
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    return args
+
+
+def git_command(
+    git_args: list[str],
+    *,
+    base: Path,
+    home: Path,
+    env: dict[str, str],
+    read_only: list[Path],
+) -> list[str]:
+    """argv running git confined to `base` (writable) and `read_only` (a local source)."""
+    binds = ["--bind", str(base), str(base)]
+    for path in read_only:
+        binds += ["--ro-bind", str(path), str(path)]
+    return [
+        "bwrap",
+        *_namespace_args(share_net=True),
+        *_root_filesystem(base, home),
+        *binds,
+        "--chdir",
+        str(base),
+        *_env(env),
+        "--",
+        "git",
+        *git_args,
+    ]
+
+
+def server_command(
+    *, agent_binary: str, base: Path, workdir: Path, home: Path, run: Path, token: str
+) -> tuple[list[str], str]:
+    """argv starting a confined sandbox-agent server, and the base URL to reach it (its
+    unix socket, `unix:<path>`)."""
+    socket_path = run / "agent.sock"
+    inner = (
+        f'socat "UNIX-LISTEN:$0,fork,mode=600" TCP:127.0.0.1:{INNER_PORT} & '
+        f"exec {AGENT_PATH} server --no-telemetry --host 127.0.0.1 --port {INNER_PORT} "
+        '"--token=$1"'
+    )
+    env = {
+        "HOME": str(home),
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "SANDBOX_AGENT_BIN": AGENT_PATH,
+    }
+    argv = [
+        "bwrap",
+        *_namespace_args(share_net=False),
+        *_root_filesystem(base, home),
+        "--ro-bind",
+        agent_binary,
+        AGENT_PATH,
+        "--bind",
+        str(workdir),
+        str(workdir),
+        "--bind",
+        str(home),
+        str(home),
+        "--bind",
+        str(run),
+        str(run),
+        "--chdir",
+        str(workdir),
+        *_env(env),
+        "--",
+        "/bin/sh",
+        "-c",
+        inner,
+        str(socket_path),
+        token,
+    ]
+    return argv, f"unix:{socket_path}"

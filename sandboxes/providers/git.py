@@ -1,0 +1,88 @@
+"""How every provider runs git for a member's repository: the policy checked again, an
+environment that gives git nothing of the service's, and errors that name no host detail."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sandboxes.providers.base import ProviderError
+from sandboxes.repositories import Repository, RepositoryRefused, check_repository
+
+logger = logging.getLogger(__name__)
+
+# git must never ask (no terminal), never read the host's config or credentials, and give
+# up on a server that trickles: a stalled clone would otherwise hold a provisioning slot for
+# the whole clone timeout.
+_BASE_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "/bin/false",
+    "SSH_ASKPASS": "/bin/false",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+    "GIT_HTTP_LOW_SPEED_TIME": "30",
+    "GIT_SSH_COMMAND": (
+        "ssh -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=15 "
+        "-o ServerAliveCountMax=2 -o StrictHostKeyChecking=accept-new"
+    ),
+    "LANG": "C.UTF-8",
+}
+_BRANCH_MISSING = re.compile(r"Remote branch .* not found", re.IGNORECASE)
+
+
+def admitted(repository: str) -> Repository | None:
+    """The repository as the policy admits it now (hosts looked up), else a ProviderError."""
+    try:
+        return check_repository(repository, resolve_hosts=True)
+    except RepositoryRefused as exc:
+        raise ProviderError(f"repository refused: {exc}", code="repository_refused") from None
+
+
+def git_env(repository: Repository | None, *, home: str) -> dict[str, str]:
+    """The whole environment for git: nothing inherited from the service's processes."""
+    env = {**_BASE_ENV, "HOME": home, "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    # No protocol at all for `git init`; only the one the clone needs otherwise.
+    env["GIT_ALLOW_PROTOCOL"] = repository.protocols if repository else "none"
+    if repository is not None and repository.kind == "local":
+        # A local repository under an allowed root may belong to another user than the one
+        # git runs as in the sandbox; the root was chosen by the operator.
+        env.update(
+            {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "safe.directory",
+                "GIT_CONFIG_VALUE_0": "*",
+            }
+        )
+    return env
+
+
+def clone_args(repository: Repository, branch: str, target: str) -> list[str]:
+    branch_args = ["--branch", branch] if branch else []
+    return [
+        "-c",
+        "core.hooksPath=/dev/null",
+        "clone",
+        "--quiet",
+        "--no-recurse-submodules",
+        "--template=",
+        *branch_args,
+        "--",
+        repository.url,
+        target,
+    ]
+
+
+def clone_failed(stderr: str, *, branch: str, key: str) -> ProviderError:
+    """The member-facing error for a failed clone. git's own words say which host paths
+    exist and which ports answer (an oracle for probing the service's network), so they go
+    to the operators' log only."""
+    logger.info("clone for sandbox %s failed: %s", key, stderr.strip()[-2000:])
+    if branch and _BRANCH_MISSING.search(stderr):
+        return ProviderError(
+            f"git clone failed: branch {branch!r} not found in the repository", code="clone_failed"
+        )
+    return ProviderError(
+        "git clone failed: the repository does not exist, cannot be reached, or needs "
+        "credentials this service does not have",
+        code="clone_failed",
+    )
