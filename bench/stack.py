@@ -168,6 +168,7 @@ class Stack:
     def __init__(self, db: str, *, daphne_delay: float, worker_nice: int | None = None) -> None:
         self.db = db
         self.root = Path(tempfile.mkdtemp(prefix=f"workbench-bench-{db}-"))
+        self.root.chmod(0o711)  # confined sandboxes' own uids traverse it to their directories
         self.marker = uuid.uuid4().hex
         self.sandbox_root = self.root / "sandboxes"
         self.sandbox_root.mkdir()

@@ -269,12 +269,16 @@ WORKBENCH_SANDBOX_AGENT_BIN = env_str("WORKBENCH_SANDBOX_AGENT_BIN", "")
 WORKBENCH_SANDBOX_ISOLATION = env_str("WORKBENCH_SANDBOX_ISOLATION", "auto")
 if WORKBENCH_SANDBOX_ISOLATION not in {"auto", "bwrap", "none"}:
     raise ImproperlyConfigured("WORKBENCH_SANDBOX_ISOLATION must be auto, bwrap or none")
+# When the service runs as root, each confined sandbox runs as a host uid of its own from
+# this base (50,000 of them); keep the range free of real users.
+WORKBENCH_SANDBOX_UID_BASE = env_int("WORKBENCH_SANDBOX_UID_BASE", 200_000)
+# The size of a confined sandbox's private /tmp (it is memory).
+WORKBENCH_SANDBOX_TMP_BYTES = env_int("WORKBENCH_SANDBOX_TMP_BYTES", 256 * 1024 * 1024)
 # Which repositories a task may name (sandboxes/repositories.py): remote URLs of these
-# schemes on public hosts, and local paths under these roots (development: your home).
+# schemes on public hosts, and local paths under these roots (none unless configured: a
+# whole home directory holds repositories, keys and stores no team should clone).
 WORKBENCH_REPOSITORY_SCHEMES = env_list("WORKBENCH_REPOSITORY_SCHEMES", ["https", "ssh"])
-WORKBENCH_REPOSITORY_ROOTS = env_list(
-    "WORKBENCH_REPOSITORY_ROOTS", [] if PRODUCTION else [str(Path.home())]
-)
+WORKBENCH_REPOSITORY_ROOTS = env_list("WORKBENCH_REPOSITORY_ROOTS", [])
 WORKBENCH_REPOSITORY_ALLOW_PRIVATE_HOSTS = env_bool(
     "WORKBENCH_REPOSITORY_ALLOW_PRIVATE_HOSTS", False
 )

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import stat
 import threading
 import uuid
 from dataclasses import dataclass
@@ -82,6 +84,46 @@ def _request_id() -> str:
     return uuid.uuid4().hex
 
 
+class _SandboxSocketTransport(httpx.BaseTransport):
+    """HTTP over a sandbox's unix socket, without trusting what sits at its path.
+
+    The socket's directory is writable from inside the sandbox, which could put a symlink
+    there to aim the service at any other socket (another sandbox's, Docker's). So the
+    final component is opened without following links and must be a socket, and the
+    connections go through that descriptor (/proc/self/fd/N): nothing can be swapped in
+    between. Opened at the first request: the socket may not exist yet (health polls).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+        self._inner: httpx.HTTPTransport | None = None
+
+    def _transport(self, request: httpx.Request) -> httpx.HTTPTransport:
+        if self._inner is None:
+            try:
+                fd = os.open(self.path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                raise httpx.ConnectError(f"no socket: {exc.strerror}", request=request) from exc
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise httpx.ConnectError("the socket was replaced", request=request)
+            self._fd = fd
+            self._inner = httpx.HTTPTransport(uds=f"/proc/self/fd/{fd}")
+        return self._inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._transport(request).handle_request(request)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+            self._inner = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     """One TLS context per process. httpx builds a new one, loading the whole CA bundle
@@ -95,11 +137,11 @@ class AgentServerClient:
 
     def __init__(self, base_url: str, token: str, *, timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
-        transport = None
+        transport: httpx.BaseTransport | None = None
         url = self.base_url
         if url.startswith(UNIX_PREFIX):
             # A confined local sandbox: its server is reachable only through a unix socket.
-            transport = httpx.HTTPTransport(uds=url.removeprefix(UNIX_PREFIX))
+            transport = _SandboxSocketTransport(url.removeprefix(UNIX_PREFIX))
             url = "http://sandbox"
         self._client = httpx.Client(
             base_url=url,

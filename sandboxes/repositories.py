@@ -22,17 +22,25 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
 MAX_LENGTH = 1000
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 # git reads `<transport>::<address>` as "run git-remote-<transport>".
 _HELPER = re.compile(r"^[A-Za-z0-9+.-]+::")
 # git's scp-like syntax: `[user@]host:path`, a colon before any slash.
-_SCP = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]/]+\]|[^:/\[\]]+):(?P<path>.*)$")
+_SCP = re.compile(r"^(?:(?P<user>[^@/:]*)@)?(?P<host>\[[^\]/]*\]|[^:/\[\]]+):(?P<path>.*)$")
+# What a host may be, strictly: DNS labels (or an IP literal, checked apart). Anything else
+# (percent escapes, '@', a port inside brackets) is read differently by curl or ssh than by
+# this parser, so it is refused rather than interpreted.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
+_USER = re.compile(r"^[A-Za-z0-9._-]+$")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class RepositoryRefused(ValueError):
@@ -46,6 +54,10 @@ class Repository:
     kind: Literal["remote", "local"]
     url: str  # the argument for `git clone`
     host: str = ""  # remote only
+    port: int | None = None  # remote only, when the URL names one
+    # The addresses the host was checked at (when resolved): git is pinned to them, so a
+    # second lookup (DNS rebinding) cannot send the clone elsewhere.
+    addresses: tuple[str, ...] = ()
     path: Path | None = None  # local only: the resolved directory
 
     @property
@@ -80,12 +92,17 @@ def check_repository(value: str, *, resolve_hosts: bool = False) -> Repository |
         raise RepositoryRefused("git remote helpers ('transport::address') are not allowed")
     scp = _SCP.match(value)
     if scp and not value.startswith("/"):
-        host = scp.group("host").strip("[]")
         _require_scheme("ssh")
-        _check_host(host, resolve=resolve_hosts)
+        user, host = scp.group("user"), scp.group("host")
+        if user is not None and not _USER.match(user):
+            raise RepositoryRefused("the repository's user name is malformed")
+        if host.startswith("["):  # only an IPv6 literal; ssh would read [host:port]
+            host = host[1:-1]
+            _ip_literal(host, required=True)
         if scp.group("path").startswith("-"):
             raise RepositoryRefused("a repository path may not start with '-'")
-        return Repository("remote", value, host=host)
+        addresses = _check_host(host, resolve=resolve_hosts)
+        return Repository("remote", value, host=host, addresses=addresses)
     return _check_local(value)
 
 
@@ -108,38 +125,69 @@ def _check_url(value: str, scheme: str, *, resolve_hosts: bool) -> Repository:
     try:
         parts = urlsplit(value)
         host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises on a port that is not a number
+        port = parts.port
     except ValueError:
         raise RepositoryRefused("the repository URL is malformed") from None
     if not host:
         raise RepositoryRefused("a repository URL must name a host")
-    _check_host(host, resolve=resolve_hosts)
-    return Repository("remote", value, host=host)
+    userinfo, _, _ = parts.netloc.rpartition("@")
+    if "@" in userinfo or "%" in parts.netloc.rpartition("@")[2]:
+        raise RepositoryRefused("the repository URL's host part is malformed")
+    addresses = _check_host(host, resolve=resolve_hosts)
+    return Repository("remote", value, host=host, port=port, addresses=addresses)
 
 
-def _check_host(host: str, *, resolve: bool) -> None:
-    if settings.WORKBENCH_REPOSITORY_ALLOW_PRIVATE_HOSTS:
-        return
-    if host.lower().rstrip(".") in {"localhost", "localhost.localdomain"} or host.lower().endswith(
-        ".localhost"
-    ):
-        raise RepositoryRefused("repositories on this host's own network are not allowed")
+def _ip_literal(host: str, *, required: bool = False) -> IPAddress | None:
     try:
-        addresses = [ipaddress.ip_address(host)]
+        return ipaddress.ip_address(host)
     except ValueError:
-        if not resolve:
-            return
-        addresses = _resolved(host)
-    if any(not address.is_global for address in addresses):
+        if required:
+            raise RepositoryRefused("the repository's host is malformed") from None
+        return None
+
+
+def _check_host(host: str, *, resolve: bool) -> tuple[str, ...]:
+    """Refuse a malformed host, or one on this host's own network; the addresses it was
+    checked at (none when not resolved)."""
+    literal = _ip_literal(host)
+    if literal is None and not _HOSTNAME.match(host):
+        raise RepositoryRefused("the repository's host is malformed")
+    if settings.WORKBENCH_REPOSITORY_ALLOW_PRIVATE_HOSTS:
+        return (str(literal),) if literal else ()
+    name = host.lower().rstrip(".")
+    if name in {"localhost", "localhost.localdomain"} or name.endswith(".localhost"):
         raise RepositoryRefused("repositories on this host's own network are not allowed")
+    if literal is not None:
+        addresses = [literal]
+    elif resolve:
+        addresses = _resolved(host)
+        if not addresses:  # fail closed: a name that resolves nowhere is not checked
+            raise RepositoryRefused("the repository's host name does not resolve")
+    else:
+        return ()
+    if not all(_public(address) for address in addresses):
+        raise RepositoryRefused("repositories on this host's own network are not allowed")
+    return tuple(str(address) for address in addresses)
 
 
-def _resolved(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def _public(address: IPAddress) -> bool:
+    """A global address, including the IPv4 address an IPv6 one carries (mapped, 6to4,
+    NAT64), which Python's is_global does not look into."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and not embedded.is_global:
+            return False
+    return address.is_global
+
+
+def _resolved(host: str) -> list[IPAddress]:
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return []  # git will fail to reach it too, with the ordinary clone error
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        return []
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
 def _forbidden_trees() -> list[Path]:
@@ -163,3 +211,15 @@ def _check_local(value: str) -> Repository:
     if not any(path == root or root in path.parents for root in roots):
         raise RepositoryRefused("a local repository must be under an allowed root")
     return Repository("local", str(path), path=path)
+
+
+def check_local_contents(path: Path) -> None:
+    """Refuse a local repository that reads objects from elsewhere: a `.git` file
+    (gitdir: ...) or alternates can point outside the allowed roots, into a sandbox."""
+    gitdir = path / ".git"
+    if gitdir.is_file() or gitdir.is_symlink():
+        raise RepositoryRefused("a local repository may not be a link to another one")
+    for objects in (gitdir / "objects", path / "objects"):
+        info = objects / "info"
+        if (info / "alternates").exists() or (info / "http-alternates").exists():
+            raise RepositoryRefused("a local repository may not borrow another's objects")

@@ -1,11 +1,16 @@
 """Confining a local sandbox's processes with bubblewrap (Debian's `bubblewrap` package).
 
 A confined process runs in its own user, pid, ipc, uts and mount namespaces, as an
-unprivileged uid, with every capability dropped. It sees the host's /usr read-only, a few
-files of /etc that programs need (no /etc/shadow, no host config), its own /proc (so no
-other process, and no other server's token on a command line), a private /tmp, and only the
-directories bound for it: its working copy and HOME. It cannot see other sandboxes, the
-service's tree, its database or its environment.
+unprivileged uid, with every capability dropped and no further user namespaces. It sees the
+host's /usr read-only, a few files of /etc that programs need (no /etc/shadow, no host
+config), its own /proc (so no other process, and no other server's token on a command
+line), a bounded private /tmp, and only the directories bound for it: its working copy and
+HOME. It cannot see other sandboxes, the service's tree, its database or its environment.
+
+A user namespace maps the sandbox's uid onto the uid that started it, so when the service
+runs as root the server is first dropped to a host uid of its own (setpriv;
+WORKBENCH_SANDBOX_UID_BASE + a hash of its key): otherwise root's files and sysctls would be
+the sandbox's to write, and a setuid file it made would be root's.
 
 The sandbox-agent server also gets a network namespace of its own, holding only a loopback
 interface: it cannot reach Redis, the database, Daphne, other sandboxes' servers or
@@ -22,8 +27,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import subprocess
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +41,8 @@ from sandboxes.providers.base import ProviderError
 logger = logging.getLogger(__name__)
 
 SANDBOX_UID = 1000
+# Host uids for sandboxes when the service runs as root: one per key, in this many.
+_UID_RANGE = 50_000
 # Where the sandbox-agent binary appears inside a confined sandbox.
 AGENT_PATH = "/opt/sandbox-agent/sandbox-agent"
 # The port the server listens on inside its own network namespace (no other server there).
@@ -67,9 +76,11 @@ def _probe() -> str:
     binary = shutil.which("bwrap")
     if binary is None:
         return "bubblewrap (bwrap) is not installed"
+    probe_uid = settings.WORKBENCH_SANDBOX_UID_BASE if os.geteuid() == 0 else None
     try:
         result = subprocess.run(
             [
+                *_as_user(probe_uid),
                 binary,
                 *_namespace_args(share_net=False),
                 "--ro-bind",
@@ -122,9 +133,25 @@ def warn_unconfined(key: str, reason: str) -> None:
     )
 
 
+def host_uid(key: str) -> int | None:
+    """The host uid a sandbox's processes run as: its own when the service is root (None:
+    the service's own, which is then not root)."""
+    if os.geteuid() != 0:
+        return None
+    return settings.WORKBENCH_SANDBOX_UID_BASE + zlib.crc32(key.encode()) % _UID_RANGE
+
+
+def _as_user(uid: int | None) -> list[str]:
+    if uid is None:
+        return []
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+
+
 def _namespace_args(*, share_net: bool) -> list[str]:
     args = [
         "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
         "--die-with-parent",
         "--cap-drop",
         "ALL",
@@ -138,6 +165,8 @@ def _namespace_args(*, share_net: bool) -> list[str]:
         "/proc",
         "--dev",
         "/dev",
+        "--size",
+        str(settings.WORKBENCH_SANDBOX_TMP_BYTES),
         "--tmpfs",
         "/tmp",
     ]
@@ -215,8 +244,36 @@ def git_command(
     ]
 
 
+def give_to_sandbox(uid: int | None, *paths: Path) -> None:
+    """Hand the sandbox's own directories to its host uid (0700: no other sandbox's uid
+    may enter them, even outside the namespaces); everything else stays the service's."""
+    if uid is None:
+        return
+    for top in paths:
+        for path in (top, *top.rglob("*")):
+            os.lchown(path, uid, uid)
+        top.chmod(0o700)
+
+
+def check_reachable(base: Path) -> None:
+    """A server dropped to its own uid must be able to traverse to its directories."""
+    for parent in base.parents:
+        if not parent.stat().st_mode & 0o001:
+            raise IsolationUnavailable(
+                f"the sandbox root's parent {parent} is not traversable by sandbox users "
+                "(chmod o+x it, or move WORKBENCH_SANDBOX_ROOT)"
+            )
+
+
 def server_command(
-    *, agent_binary: str, base: Path, workdir: Path, home: Path, run: Path, token: str
+    *,
+    key: str,
+    agent_binary: str,
+    base: Path,
+    workdir: Path,
+    home: Path,
+    run: Path,
+    token: str,
 ) -> tuple[list[str], str]:
     """argv starting a confined sandbox-agent server, and the base URL to reach it (its
     unix socket, `unix:<path>`)."""
@@ -233,6 +290,7 @@ def server_command(
         "SANDBOX_AGENT_BIN": AGENT_PATH,
     }
     argv = [
+        *_as_user(host_uid(key)),
         "bwrap",
         *_namespace_args(share_net=False),
         *_root_filesystem(base, home),

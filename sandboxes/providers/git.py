@@ -7,7 +7,12 @@ import logging
 import re
 
 from sandboxes.providers.base import ProviderError
-from sandboxes.repositories import Repository, RepositoryRefused, check_repository
+from sandboxes.repositories import (
+    Repository,
+    RepositoryRefused,
+    check_local_contents,
+    check_repository,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +36,15 @@ _BRANCH_MISSING = re.compile(r"Remote branch .* not found", re.IGNORECASE)
 
 
 def admitted(repository: str) -> Repository | None:
-    """The repository as the policy admits it now (hosts looked up), else a ProviderError."""
+    """The repository as the policy admits it now (hosts looked up, a local one's contents
+    looked at), else a ProviderError."""
     try:
-        return check_repository(repository, resolve_hosts=True)
+        admitted = check_repository(repository, resolve_hosts=True)
+        if admitted is not None and admitted.path is not None:
+            check_local_contents(admitted.path)
     except RepositoryRefused as exc:
         raise ProviderError(f"repository refused: {exc}", code="repository_refused") from None
+    return admitted
 
 
 def git_env(repository: Repository | None, *, home: str) -> dict[str, str]:
@@ -43,6 +52,9 @@ def git_env(repository: Repository | None, *, home: str) -> dict[str, str]:
     env = {**_BASE_ENV, "HOME": home, "PATH": "/usr/local/bin:/usr/bin:/bin"}
     # No protocol at all for `git init`; only the one the clone needs otherwise.
     env["GIT_ALLOW_PROTOCOL"] = repository.protocols if repository else "none"
+    if repository is not None and repository.kind == "remote" and repository.addresses:
+        # ssh connects to the address the policy checked, not to a second lookup's.
+        env["GIT_SSH_COMMAND"] += f" -o HostName={repository.addresses[0]}"
     if repository is not None and repository.kind == "local":
         # A local repository under an allowed root may belong to another user than the one
         # git runs as in the sandbox; the root was chosen by the operator.
@@ -58,13 +70,21 @@ def git_env(repository: Repository | None, *, home: str) -> dict[str, str]:
 
 def clone_args(repository: Repository, branch: str, target: str) -> list[str]:
     branch_args = ["--branch", branch] if branch else []
+    # No redirects: a public host could answer with one into this host's own network.
+    config = ["-c", "core.hooksPath=/dev/null", "-c", "http.followRedirects=false"]
+    if repository.kind == "remote" and repository.addresses:
+        # curl connects to the addresses the policy checked (DNS rebinding gets nowhere).
+        port = repository.port or 443
+        pinned = ",".join(f"[{a}]" if ":" in a else a for a in repository.addresses)
+        config += ["-c", f"http.curloptResolve={repository.host}:{port}:{pinned}"]
+    local = ["--no-hardlinks"] if repository.kind == "local" else []
     return [
-        "-c",
-        "core.hooksPath=/dev/null",
+        *config,
         "clone",
         "--quiet",
         "--no-recurse-submodules",
         "--template=",
+        *local,
         *branch_args,
         "--",
         repository.url,

@@ -190,8 +190,20 @@ class LocalProvider(AgentServerProvider):
             # reaches its socket; it sees nothing of the host but /usr (confinement.py).
             run = base / "run"
             run.mkdir(exist_ok=True)
+            # The sandbox's host uid may traverse to its own directories, and enter only them.
+            for directory in (self.root, base):
+                directory.chmod(0o711)
+            confinement.check_reachable(base)
+            uid = confinement.host_uid(base.name)
+            confinement.give_to_sandbox(uid, workdir, home, run)
             command, base_url = confinement.server_command(
-                agent_binary=binary, base=base, workdir=workdir, home=home, run=run, token=token
+                key=base.name,
+                agent_binary=binary,
+                base=base,
+                workdir=workdir,
+                home=home,
+                run=run,
+                token=token,
             )
             env = {"PATH": "/usr/bin:/bin"}
         else:

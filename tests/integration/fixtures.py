@@ -32,6 +32,7 @@ import pytest
 from celery import Celery
 from django.conf import settings
 
+from tests.helpers import make_traversable
 from tests.integration.services import (
     RUN_MARKER_VAR,
     CeleryWorker,
@@ -87,6 +88,7 @@ def integration_run(
     """The session's scratch directory and process list; stops everything at the end."""
     run = IntegrationRun(root=tmp_path_factory.mktemp("integration"), marker=uuid.uuid4().hex)
     run.sandbox_root.mkdir(parents=True, exist_ok=True)
+    make_traversable(run.sandbox_root)
     request.config.stash[RUN_KEY] = run
     # A CI timeout sends SIGTERM, which would end pytest without teardown and leave every
     # service running (each has its own session); turn it into an interrupt pytest handles.

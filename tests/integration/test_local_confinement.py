@@ -17,6 +17,7 @@ from sandboxes.agent_client import AgentServerClient
 from sandboxes.providers import confinement
 from sandboxes.providers.base import SandboxSpec
 from sandboxes.providers.local import LocalProvider
+from tests.helpers import make_traversable
 
 
 def no_steps(name: str) -> contextlib.AbstractContextManager[None]:
@@ -27,6 +28,7 @@ def no_steps(name: str) -> contextlib.AbstractContextManager[None]:
 def provider(tmp_path: Path, settings) -> Iterator[LocalProvider]:
     settings.WORKBENCH_REPOSITORY_ROOTS = [str(tmp_path)]
     settings.WORKBENCH_SANDBOX_ROOT = tmp_path / "sandboxes"
+    make_traversable(tmp_path)
     made = LocalProvider(root=tmp_path / "sandboxes")
     yield made
     for base in made.root.iterdir() if made.root.exists() else []:

@@ -160,6 +160,59 @@ def test_an_agent_cannot_reach_another_sandbox_or_the_service(tenants, celery_wo
     assert run_in(mine, "echo hello > note && cat note")["stdout"] == "hello\n"
 
 
+def test_an_agent_is_not_root_on_the_host(tenants, celery_worker):
+    a, _ = tenants
+    _, mine = a.ready_sandbox()
+    # A user namespace maps the sandbox's uid onto whoever started it: were that root, the
+    # host's sysctls (core_pattern: a program run as root on a crash) would be writable.
+    wrote = run_in(
+        mine,
+        "python3 -c \"import os; os.open('/proc/sys/kernel/core_pattern', os.O_WRONLY)\" "
+        "2>/dev/null || (: > /proc/sys/kernel/core_pattern) 2>&1",
+    )
+    assert wrote["exitCode"] != 0, wrote
+    made = run_in(mine, "cp /usr/bin/id suid-id && chmod 4755 suid-id && echo made")
+    assert made["stdout"] == "made\n"
+    on_host = (Path(mine.workdir) / "suid-id").stat()
+    assert on_host.st_uid != 0  # a setuid file it makes is not a root shell for the host
+    assert run_in(mine, "unshare -Ur true")["exitCode"] != 0  # no nested user namespaces
+
+
+def test_a_sandbox_cannot_aim_the_service_at_another_socket(tenants, celery_worker, tmp_path):
+    a, _ = tenants
+    _, mine = a.ready_sandbox()
+    bait = socket.socket(socket.AF_UNIX)
+    bait_path = tmp_path / "host.sock"
+    bait.bind(str(bait_path))
+    bait.listen(4)
+    bait.settimeout(2)
+    try:
+        served = mine.base_url.removeprefix("unix:")
+        swapped = run_in(mine, f"rm {served} && ln -s {bait_path} {served} && echo swapped")
+        assert swapped["stdout"] == "swapped\n"
+        provider = LocalProvider(root=Path(mine.workdir).parents[1])
+        assert provider.health(handle_of(mine)) is False  # refused, not followed
+        with pytest.raises(TimeoutError):
+            bait.accept()  # the service never connected to the host's socket
+    finally:
+        bait.close()
+
+
+def test_repositories_read_differently_by_git_than_by_a_parser_are_refused(tenants):
+    a, _ = tenants
+    for repository in (
+        "https://%31%32%37.0.0.1:4443/x",
+        "git@[127.0.0.1:2222]:x",
+        "[127.0.0.1:2222]:x",
+        "a@b@127.0.0.1:x",
+        "https://github.com@127.0.0.1/x",
+        "https://[::ffff:127.0.0.1]/x",
+    ):
+        refused = a.create_task(repository=repository)
+        assert refused.status_code == 400, (repository, refused.text)
+    assert not Task.objects.filter(workspace=a.workspace).exists()
+
+
 class Tarpit:
     """A TCP server that accepts connections and never answers: a clone of it hangs."""
 

@@ -50,6 +50,18 @@ def test_public_remote_urls_of_allowed_schemes_are_admitted(value: str) -> None:
         ("https://github.com/x\n", "control characters"),
         ("https://github.com:notaport/x", "malformed"),
         ("https:///x", "name a host"),
+        # Read differently by curl or ssh than by a URL parser (a security review's finds).
+        ("https://%31%32%37.0.0.1:4443/x", "malformed"),
+        ("https://127%2e0%2e0%2e1:4443/x", "malformed"),
+        ("git@[127.0.0.1:2222]:x", "malformed"),
+        ("[127.0.0.1:2222]:x", "malformed"),
+        ("git@[localhost:22]:x", "malformed"),
+        ("a@b@127.0.0.1:x", "malformed"),
+        ("https://a@b@github.com/x", "malformed"),
+        ("https://github.com@127.0.0.1/x", "own network"),
+        ("https://[::ffff:127.0.0.1]/x", "own network"),
+        ("https://[64:ff9b::7f00:1]/x", "own network"),
+        ("https://[2002:7f00:1::]/x", "own network"),
     ],
 )
 def test_remote_urls_breaking_the_policy_are_refused_with_the_rule(value: str, rule: str) -> None:
@@ -64,6 +76,46 @@ def test_a_name_resolving_to_loopback_is_refused_when_hosts_are_resolved(monkeyp
     assert check_repository("https://rebind.example/x") is not None  # the API does not wait on DNS
     with pytest.raises(RepositoryRefused, match="own network"):
         check_repository("https://rebind.example/x", resolve_hosts=True)
+
+
+def test_a_name_that_does_not_resolve_is_refused_when_hosts_are_resolved(monkeypatch) -> None:
+    import socket
+
+    def nowhere(*args, **kwargs):
+        raise socket.gaierror("no such name")
+
+    monkeypatch.setattr(socket, "getaddrinfo", nowhere)
+    with pytest.raises(RepositoryRefused, match="does not resolve"):
+        check_repository("https://nowhere.example/x", resolve_hosts=True)
+
+
+def test_resolved_addresses_are_kept_for_pinning(monkeypatch) -> None:
+    import socket
+
+    monkeypatch.setattr(
+        socket, "getaddrinfo", lambda *a, **k: [(0, 0, 0, "", ("93.184.215.14", 0))]
+    )
+    repository = check_repository("https://example.org:8443/x.git", resolve_hosts=True)
+    assert repository is not None
+    assert (repository.addresses, repository.port) == (("93.184.215.14",), 8443)
+
+
+def test_a_local_repository_that_borrows_from_elsewhere_is_refused(roots: Path) -> None:
+    from sandboxes.repositories import check_local_contents
+
+    linked = roots / "linked"
+    linked.mkdir()
+    (linked / ".git").write_text("gitdir: /elsewhere/.git\n")
+    with pytest.raises(RepositoryRefused, match="link to another"):
+        check_local_contents(linked)
+    borrowing = roots / "borrowing"
+    (borrowing / ".git" / "objects" / "info").mkdir(parents=True)
+    (borrowing / ".git" / "objects" / "info" / "alternates").write_text("/elsewhere\n")
+    with pytest.raises(RepositoryRefused, match="borrow"):
+        check_local_contents(borrowing)
+    plain = roots / "plain"
+    (plain / ".git" / "objects" / "info").mkdir(parents=True)
+    check_local_contents(plain)
 
 
 def test_private_hosts_can_be_allowed_explicitly(settings) -> None:
