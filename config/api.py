@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -41,6 +42,13 @@ def error_response(
     )
 
 
+def too_large_error() -> dict[str, Any]:
+    """The 413 body: Daphne's request (config/server.py), the ASGI handler and DRF send it."""
+    limit = settings.WORKBENCH_MAX_BODY_BYTES
+    message = f"Request bodies are limited to {limit} bytes; nothing was changed."
+    return {"error": {"code": "too_large", "message": message, "fields": {}}}
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Map domain, DRF and Django exceptions to the error shape; anything else is a logged 500."""
     if isinstance(exc, DomainError):
@@ -53,6 +61,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         detail = exc.detail
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         return error_response(400, "invalid", _first_message(detail), fields)
+    if isinstance(exc, RequestDataTooBig):  # Django's own check (DATA_UPLOAD_MAX_MEMORY_SIZE)
+        return Response(too_large_error(), status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, DATABASE_UNAVAILABLE):
         logger.warning("database unavailable: %s", exc, exc_info=exc)
         response = error_response(503, "unavailable", UNAVAILABLE_MESSAGE)

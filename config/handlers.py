@@ -3,18 +3,51 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections
-from django.http import FileResponse
+from django.http import FileResponse, JsonResponse
 
+from config.api import too_large_error
 from workbench import workflows
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from django.http import HttpRequest, HttpResponseBase
+
+    Scope = dict[str, Any]
+    Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class BodyTooLarge(Exception):
+    """The request's body is over WORKBENCH_MAX_BODY_BYTES: answer 413, read no more of it."""
+
+
+def declared_length(scope: Scope) -> int:
+    """The request's Content-Length (0 when absent or malformed, as Django reads it)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def bounded(receive: Receive, limit: int) -> Receive:
+    """`receive`, raising BodyTooLarge once the body chunks received pass `limit` bytes."""
+    received = 0
+
+    async def receive_bounded() -> dict[str, Any]:
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise BodyTooLarge
+        return message
+
+    return receive_bounded
 
 
 class SyncChainASGIHandler(ASGIHandler):
@@ -44,6 +77,22 @@ class SyncChainASGIHandler(ASGIHandler):
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Any) -> None:
+        """ASGIHandler.handle, answering 413 for a body over WORKBENCH_MAX_BODY_BYTES: at once
+        when Content-Length says so, else as soon as the chunks read pass it.
+
+        Under config/server.py Daphne has refused such a body before the application sees it;
+        this holds under any other ASGI server (or plain `daphne`), where the stock handler
+        would spool all of it to a temporary file first.
+        """
+        limit = settings.WORKBENCH_MAX_BODY_BYTES
+        try:
+            if declared_length(scope) > limit:
+                raise BodyTooLarge
+            await super().handle(scope, bounded(receive, limit), send)
+        except BodyTooLarge:
+            await self.send_response(JsonResponse(too_large_error(), status=413), send)
 
     async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
         response = await sync_to_async(

@@ -60,9 +60,9 @@ VAR_DIR = Path(env_str("WORKBENCH_VAR_DIR", str(BASE_DIR / "var")))
 PRODUCTION = env_bool("WORKBENCH_PRODUCTION", False)
 DEBUG = env_bool("WORKBENCH_DEBUG", False)
 SECRET_KEY = env_str("WORKBENCH_SECRET_KEY", "")
-ALLOWED_HOSTS = env_list(
-    "WORKBENCH_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"]
-)
+# No `testserver`: Django's test setup adds it for its test client, and outside tests it
+# would be one more host a websocket Origin could claim (workbench/origins.py).
+ALLOWED_HOSTS = env_list("WORKBENCH_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("WORKBENCH_DEBUG must be off when WORKBENCH_PRODUCTION is on")
@@ -75,7 +75,8 @@ if PRODUCTION:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not SECRET_KEY:
     SECRET_KEY = "workbench-insecure-development-key"  # embedded default, never in production
-# Browsers' Origin header must match one of these for websockets and CSRF.
+# Browsers' Origin header must match one of these (scheme, host and port exactly), or the
+# request's own origin, for websockets and CSRF.
 CSRF_TRUSTED_ORIGINS = env_list("WORKBENCH_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -127,6 +128,14 @@ ASGI_APPLICATION = "config.asgi.application"
 # Threads that run HTTP requests in each Daphne process (config.handlers). Requests are
 # mostly CPU under one GIL: more threads only move the queue from the pool into the GIL.
 WORKBENCH_REQUEST_THREADS = env_int("WORKBENCH_REQUEST_THREADS", 8)
+# Request bodies over this many bytes get 413 before they are read (config/server.py,
+# config/handlers.py). Every input is a small JSON object; the largest, a 100,000-character
+# draft, fits even as \uXXXX escapes.
+WORKBENCH_MAX_BODY_BYTES = env_int("WORKBENCH_MAX_BODY_BYTES", 1024 * 1024)
+if WORKBENCH_MAX_BODY_BYTES < 1:
+    raise ImproperlyConfigured("WORKBENCH_MAX_BODY_BYTES must be a positive number of bytes")
+# Django's own bound on a body it reads into memory: the same, so there is one limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = WORKBENCH_MAX_BODY_BYTES
 
 # SQLite by default; DATABASE_URL (postgres://...) switches engines.
 _sqlite_path = Path(env_str("WORKBENCH_SQLITE_PATH", str(VAR_DIR / "db.sqlite3")))
@@ -193,13 +202,25 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser with the nesting depth bounded (a 400, not a RecursionError).
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # Scoped throttles (views set throttle_scope), counted in the shared Redis cache.
+    # Scoped throttles (views set throttle_scope), counted in the shared Redis cache
+    # (config/throttles.py). Creations are per user; logins per client IP and per username.
     "DEFAULT_THROTTLE_RATES": {
         "tab_create": env_str("WORKBENCH_TAB_CREATE_RATE", "600/min"),
         "message_send": env_str("WORKBENCH_MESSAGE_RATE", "120/min"),
+        "task_create": env_str("WORKBENCH_TASK_CREATE_RATE", "60/min"),
+        "workspace_create": env_str("WORKBENCH_WORKSPACE_CREATE_RATE", "10/min"),
+        "login": env_str("WORKBENCH_LOGIN_RATE", "30/min"),
+        "login_username": env_str("WORKBENCH_LOGIN_USERNAME_RATE", "10/min"),
+        # Websocket connects per user (workbench/socket_quota.py), refused with 4429.
+        "socket_connect": env_str("WORKBENCH_SOCKET_CONNECT_RATE", "60/min"),
     },
+    # The client IP the login throttle counts is the socket's peer (Daphne sets it; with
+    # --proxy-headers, from the proxy's X-Forwarded-For). Without this, DRF would trust an
+    # X-Forwarded-For sent by the client itself, so a new fake IP per try would pass.
+    "NUM_PROXIES": env_int("WORKBENCH_NUM_PROXIES", 0),
 }
 CACHES = {
     "default": {
@@ -333,8 +354,22 @@ CELERY_TASK_ROUTES = {
 WORKBENCH_WORK_QUEUES = ["provision", "sessions", "prompts", "celery"]
 WORKBENCH_EVENT_RETENTION_HOURS = env_float("WORKBENCH_EVENT_RETENTION_HOURS", 72.0)
 WORKBENCH_MAX_OPEN_TABS_PER_TASK = env_int("WORKBENCH_MAX_OPEN_TABS_PER_TASK", 200)
-# When set, /metrics answers only with `Authorization: Bearer <token>`.
+# /metrics answers only with `Authorization: Bearer <token>`; without a token it is not
+# served at all (404) unless WORKBENCH_METRICS_PUBLIC explicitly opens it to anyone (its
+# counts span every tenant).
 WORKBENCH_METRICS_TOKEN = env_str("WORKBENCH_METRICS_TOKEN", "")
+WORKBENCH_METRICS_PUBLIC = env_bool("WORKBENCH_METRICS_PUBLIC", False)
+# Websockets one user may hold open at once, counted in Redis across every Daphne process
+# (workbench/socket_quota.py); more are closed with 4429. A socket's entry is refreshed
+# while it lives and ignored once older than WORKBENCH_SOCKET_STALE_SECONDS, so a Daphne
+# that dies leaks nothing for longer than that.
+WORKBENCH_MAX_SOCKETS_PER_USER = env_int("WORKBENCH_MAX_SOCKETS_PER_USER", 20)
+WORKBENCH_SOCKET_STALE_SECONDS = env_float("WORKBENCH_SOCKET_STALE_SECONDS", 90.0)
+# Snapshots (and resumes) are built on their own threads, at most this many at once per user
+# and process, so one user's flood of connects queues behind itself, not in front of
+# everyone (workbench/snapshots.py, docs/benchmarks.md "Socket flood").
+WORKBENCH_SNAPSHOT_THREADS = env_int("WORKBENCH_SNAPSHOT_THREADS", 2)
+WORKBENCH_SNAPSHOTS_PER_USER = env_int("WORKBENCH_SNAPSHOTS_PER_USER", 1)
 WORKBENCH_MAX_OPEN_TABS_PER_USER = env_int("WORKBENCH_MAX_OPEN_TABS_PER_USER", 500)
 
 LOGGING = {

@@ -1,7 +1,8 @@
-"""Throttles."""
+"""Throttles: per-user rates on creations, per-IP and per-username rates on logins."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
@@ -52,3 +53,53 @@ class CreateRateThrottle(ScopedRateThrottle, _AtomicRedisWindow):
         if request.method != "POST":
             return True
         return super().allow_request(request, view)
+
+
+def submitted_username(request: Any) -> str | None:
+    """The username a login request names (a DRF request's data, or a Django form's POST)."""
+    from rest_framework.request import Request
+
+    data = request.data if isinstance(request, Request) else request.POST
+    username = data.get("username") if hasattr(data, "get") else None
+    return username.strip().casefold() if isinstance(username, str) and username.strip() else None
+
+
+class LoginRateThrottle(_AtomicRedisWindow):
+    """Login attempts per client IP (DRF's anonymous-style ident: the peer address)."""
+
+    scope = "login"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class LoginUsernameRateThrottle(_AtomicRedisWindow):
+    """Login attempts per username, wherever they come from: one account cannot be guessed
+    at from many addresses faster than from one."""
+
+    scope = "login_username"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        username = submitted_username(request)
+        if username is None:
+            return None
+        # Hashed: any text fits a key, and no username is stored in the cache.
+        ident = hashlib.sha256(username.encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+LOGIN_THROTTLES: tuple[type[SimpleRateThrottle], ...] = (
+    LoginRateThrottle,
+    LoginUsernameRateThrottle,
+)
+
+
+def login_refused_for(request: Any) -> float | None:
+    """Check (and count) a login attempt against every login throttle, for views that are
+    not DRF's (the browser's login form): None if allowed, else the seconds to wait."""
+    waits = []
+    for throttle_class in LOGIN_THROTTLES:
+        throttle = throttle_class()
+        if not throttle.allow_request(request, None):
+            waits.append(throttle.wait() or 1.0)
+    return max(waits) if waits else None

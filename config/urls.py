@@ -10,7 +10,6 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from config.api import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE
 from config.health import healthz, readyz
@@ -18,7 +17,7 @@ from workbench import pages, views
 from workbench.metrics import metrics_view
 
 api = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", views.AuthTokenView.as_view(), name="api-token"),
     path("workspaces/", views.WorkspaceListView.as_view(), name="workspace-list"),
     path(
         "workspaces/<int:workspace_id>/tasks/",
@@ -43,16 +42,13 @@ api = [
 
 urlpatterns = [
     path("", pages.workbench_shell, name="workbench"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", pages.LoginView.as_view(), name="login"),  # throttled
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),  # POST only
     path("api/", include(api)),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
+    path("admin/login/", pages.admin_login),  # before the admin's own: throttled the same
     path("admin/", admin.site.urls),
 ]
 

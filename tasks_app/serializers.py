@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config.serializers import StrictInputSerializer
 from sandboxes.providers import available_providers
 from sandboxes.repositories import RepositoryRefused, check_repository
 from sandboxes.serializers import SandboxOutputSerializer
@@ -42,7 +43,7 @@ class TaskOutputSerializer(serializers.ModelSerializer):
         return SandboxOutputSerializer(sandbox).data if sandbox else None
 
 
-class TaskCreateInputSerializer(serializers.Serializer):
+class TaskCreateInputSerializer(StrictInputSerializer):
     title = serializers.CharField(max_length=200)
     repository = serializers.CharField(
         max_length=1000, required=False, allow_blank=True, default=""
@@ -81,5 +82,5 @@ class TaskCreateInputSerializer(serializers.Serializer):
         return value
 
 
-class TaskUpdateInputSerializer(serializers.Serializer):
+class TaskUpdateInputSerializer(StrictInputSerializer):
     title = serializers.CharField(max_length=200)

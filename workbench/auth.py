@@ -8,8 +8,10 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.contrib.auth.models import AnonymousUser
+
+from workbench.origins import origin_allowed
 
 
 @database_sync_to_async
@@ -48,25 +50,57 @@ def TokenOrSessionAuthMiddleware(inner: Any) -> Any:
     return AuthMiddlewareStack(_TokenAuthMiddleware(inner))
 
 
-class BrowserOriginValidator(OriginValidator):
-    """Refuse browser connections from other sites; let non-browser clients in.
+class BrowserOriginValidator:
+    """Refuse browser connections from other origins (HTTP 403 at the handshake); let
+    non-browser clients in.
 
     Browsers always send Origin on websockets, so a missing Origin is a script or server
     (which must then authenticate with a token: it has no victim's cookie to ride on).
-    Channels' own validator refuses those too, which would lock out every API client.
+    Channels' own validator refuses those too, which would lock out every API client, and
+    ignores the port (see workbench/origins.py). Settings are read per connection, so a test
+    that changes them is seen at once.
     """
 
+    def __init__(self, application: Any):
+        self.application = application
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
-        if not any(name == b"origin" for name, _ in scope.get("headers", [])):
-            return await self.application(scope, receive, send)
-        return await super().__call__(scope, receive, send)
+        headers = dict(scope.get("headers", []))
+        origin = headers.get(b"origin")
+        if origin is not None and not _origin_allowed(origin, headers, scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
+
+
+def _origin_allowed(origin: bytes, headers: dict[bytes, bytes], scope: dict) -> bool:
+    from django.conf import settings
+
+    host = headers.get(b"host")
+    return origin_allowed(
+        origin.decode("latin-1"),
+        host_header=host.decode("latin-1") if host is not None else None,
+        secure=_is_secure(headers, scope),
+        trusted_origins=settings.CSRF_TRUSTED_ORIGINS,
+        allowed_hosts=settings.ALLOWED_HOSTS,
+    )
+
+
+def _is_secure(headers: dict[bytes, bytes], scope: dict) -> bool:
+    """wss://, or a TLS-terminating proxy's header (SECURE_PROXY_SSL_HEADER), as Django's
+    request.is_secure() reads it for the CSRF check."""
+    from django.conf import settings
+
+    if scope.get("scheme") == "wss":
+        return True
+    proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+    if not proxy_header:
+        return False
+    name, expected = proxy_header
+    header = name.removeprefix("HTTP_").replace("_", "-").lower().encode("latin-1")
+    value = headers.get(header, b"").decode("latin-1").split(",")[0].strip()
+    return value == expected
 
 
 def origin_validator(inner: Any) -> BrowserOriginValidator:
-    """Allowed: the ALLOWED_HOSTS, and the hosts of CSRF_TRUSTED_ORIGINS."""
-    from urllib.parse import urlparse
-
-    from django.conf import settings
-
-    trusted = [urlparse(origin).netloc for origin in settings.CSRF_TRUSTED_ORIGINS]
-    return BrowserOriginValidator(inner, [*settings.ALLOWED_HOSTS, *trusted])
+    """Allowed: CSRF_TRUSTED_ORIGINS, and the request's own origin on an ALLOWED_HOSTS host."""
+    return BrowserOriginValidator(inner)

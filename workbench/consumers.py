@@ -3,38 +3,26 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from workbench import fanout, metrics, selectors
-from workbench.events import event_frame
+from workbench import fanout, metrics, selectors, snapshots, socket_quota
 from workbench.models import Workspace
+from workbench.socket_quota import Admission
 
 MAX_FRAME_BYTES = 64 * 1024
 CLOSE_FORBIDDEN = 4403
-
-
-@database_sync_to_async
-def _snapshot(workspace_id: int) -> dict[str, Any]:
-    workspace = Workspace.objects.get(pk=workspace_id)
-    return selectors.workbench_snapshot(workspace=workspace)
+MAX_ID = 2**63 - 1  # BigAutoField's largest primary key
+CLOSE_TOO_MANY = socket_quota.CLOSE_TOO_MANY
 
 
 @database_sync_to_async
 def _current_seq(workspace_id: int) -> int:
     return Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
-
-
-@database_sync_to_async
-def _events_after(workspace_id: int, seq: int) -> list[dict] | None:
-    current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
-    if seq > current:  # never issued here (say, a restored database): the client starts over
-        return None
-    events = selectors.events_after(workspace_id=workspace_id, seq=seq)
-    return None if events is None else [dict(event_frame(event)) for event in events]
 
 
 def _seq_param(scope: dict) -> int | None:
@@ -53,13 +41,27 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.workspace_id = int(self.scope["url_route"]["kwargs"]["workspace_id"])
         user = self.scope.get("user")
-        allowed = user is not None and await database_sync_to_async(selectors.workspace_is_member)(
-            workspace_id=self.workspace_id, user=user
+        # An id past the database's integer range names no workspace (and its query would
+        # raise OverflowError): the ordinary refusal.
+        allowed = (
+            user is not None
+            and self.workspace_id <= MAX_ID
+            and await database_sync_to_async(selectors.workspace_is_member)(
+                workspace_id=self.workspace_id, user=user
+            )
         )
         if not allowed:
             # Accept, then close: a close code is only visible on an accepted socket.
             await self.accept()
             await self.close(code=CLOSE_FORBIDDEN)
+            return
+        # Counted across every Daphne before anything costly (the snapshot) is done for it.
+        self.user_id = user.pk
+        self.socket_id = uuid.uuid4().hex
+        admission = await socket_quota.ledger().admit(self.user_id, self.socket_id)
+        if admission is not Admission.ADMITTED:
+            await self.accept()
+            await self.close(code=CLOSE_TOO_MANY)
             return
         self.hub = fanout.hub_for(self.channel_layer)
         self.held = []
@@ -69,7 +71,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         since = _seq_param(self.scope)
         if since is None:
-            await self.send_json(await _snapshot(self.workspace_id))
+            await self._send_snapshot()
         else:  # a reconnecting client: only what it missed (a snapshot if that is too old)
             await self._resume({"seq": since})
         await self._go_live()
@@ -93,6 +95,8 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "hub"):
             metrics.websocket_closed()
             await self.hub.leave(self.workspace_id, self)
+        if hasattr(self, "socket_id"):
+            await socket_quota.ledger().release(self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "hub"):
@@ -137,12 +141,20 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
             await self._error("invalid_seq", "resume needs a non-negative integer seq")
             return
-        frames = await _events_after(self.workspace_id, seq)
+        frames = await snapshots.events_after_texts(
+            workspace_id=self.workspace_id, seq=seq, user_id=self.user_id
+        )
         if frames is None:  # too old (pruned) or too many: start over from a snapshot
-            await self.send_json(await _snapshot(self.workspace_id))
+            await self._send_snapshot()
             return
-        for frame in frames:
-            await self.send_json(frame)
+        for text in frames:
+            await self.send(text_data=text)
+
+    async def _send_snapshot(self) -> None:
+        # Built in the user's turn on the snapshot pool (workbench/snapshots.py): one user's
+        # many connects wait behind each other, not in front of other users'.
+        text = await snapshots.snapshot_text(workspace_id=self.workspace_id, user_id=self.user_id)
+        await self.send(text_data=text)
 
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"type": "error", "code": code, "message": message})

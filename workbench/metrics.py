@@ -8,13 +8,14 @@ are per Daphne process (each process serves its own scrape), labelled by host an
 
 from __future__ import annotations
 
+import hmac
 import os
 import socket
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
@@ -166,10 +167,24 @@ REGISTRY.register(WorkflowCollector())
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format; behind WORKBENCH_METRICS_TOKEN (Bearer) when it is set."""
+    """Prometheus text format, behind WORKBENCH_METRICS_TOKEN (Bearer).
+
+    The counts span every tenant, so with no token configured nothing is served (404, as
+    for any unknown route) unless WORKBENCH_METRICS_PUBLIC opens it on purpose.
+    """
     token = settings.WORKBENCH_METRICS_TOKEN
-    if token and request.headers.get("Authorization") != f"Bearer {token}":
-        return HttpResponse(
+    if not token and not settings.WORKBENCH_METRICS_PUBLIC:
+        raise Http404("metrics are not served without WORKBENCH_METRICS_TOKEN")
+    if token and not _bearer_matches(request, token):
+        response = HttpResponse(
             "metrics need the bearer token\n", status=401, content_type="text/plain"
         )
+        response["WWW-Authenticate"] = "Bearer"
+        return response
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def _bearer_matches(request: HttpRequest, token: str) -> bool:
+    # Constant time: a byte-by-byte comparison would leak how much of a guess was right.
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())

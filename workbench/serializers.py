@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 
+from config.serializers import StrictInputSerializer
 from workbench.models import WorkbenchTab, Workspace
 
 
@@ -21,8 +23,12 @@ class WorkspaceOutputSerializer(serializers.ModelSerializer):
         return getattr(workspace, "my_role", None)
 
 
-class WorkspaceCreateInputSerializer(serializers.Serializer):
+class WorkspaceCreateInputSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
+
+
+class AuthTokenInputSerializer(StrictInputSerializer, AuthTokenSerializer):
+    """POST /api/auth/token/: DRF's credentials check, on a strict body."""
 
 
 # DRF's own formatting of datetimes (ISO 8601 in the current time zone, "Z" for UTC).
@@ -90,11 +96,11 @@ class TabOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TabCreateInputSerializer(serializers.Serializer):
+class TabCreateInputSerializer(StrictInputSerializer):
     title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
-class TabUpdateInputSerializer(serializers.Serializer):
+class TabUpdateInputSerializer(StrictInputSerializer):
     """Only these are editable; state, session and error fields are the workflow's."""
 
     title = serializers.CharField(max_length=200, required=False, allow_blank=True)
@@ -104,11 +110,6 @@ class TabUpdateInputSerializer(serializers.Serializer):
     unread = serializers.BooleanField(required=False)
 
     def validate(self, attrs: dict) -> dict:
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: ["this field is read-only or unknown"] for name in sorted(unknown)}
-            )
         if not attrs:
             raise serializers.ValidationError("nothing to update: send title, draft or unread")
         return attrs
@@ -139,7 +140,7 @@ class MessageOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MessageCreateInputSerializer(serializers.Serializer):
+class MessageCreateInputSerializer(StrictInputSerializer):
     text = serializers.CharField(trim_whitespace=False)
 
     def validate_text(self, value: str) -> str:

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 from drf_spectacular.extensions import OpenApiViewExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import parsers, serializers, status
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.throttles import CreateRateThrottle
+from config.parsers import StrictJSONParser
+from config.serializers import NoInputSerializer
+from config.throttles import LOGIN_THROTTLES, CreateRateThrottle
 from tasks_app import services as task_services
 from tasks_app.serializers import (
     TaskCreateInputSerializer,
@@ -26,6 +29,7 @@ from tasks_app.serializers import (
 from workbench import messages, selectors, services
 from workbench.exceptions import InvalidInput
 from workbench.serializers import (
+    AuthTokenInputSerializer,
     MessageCreateInputSerializer,
     MessageOutputSerializer,
     TabCreateInputSerializer,
@@ -96,6 +100,9 @@ def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict:
 
 
 class WorkspaceListView(APIView):
+    throttle_classes = [CreateRateThrottle]
+    throttle_scope = "workspace_create"
+
     @extend_schema(responses={200: WorkspaceOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
         workspaces = selectors.workspace_list_for_user(user=request.user)
@@ -103,7 +110,12 @@ class WorkspaceListView(APIView):
 
     @extend_schema(
         request=WorkspaceCreateInputSerializer,
-        responses={201: WorkspaceOutputSerializer, 400: ErrorSerializer},
+        responses={
+            201: WorkspaceOutputSerializer,
+            400: ErrorSerializer,
+            413: ErrorSerializer,
+            429: ErrorSerializer,
+        },
     )
     def post(self, request: Request) -> Response:
         data = _valid(WorkspaceCreateInputSerializer, request.data)
@@ -113,6 +125,9 @@ class WorkspaceListView(APIView):
 
 
 class WorkspaceTaskListView(APIView):
+    throttle_classes = [CreateRateThrottle]
+    throttle_scope = "task_create"
+
     @extend_schema(
         parameters=[INCLUDE_ARCHIVED],
         responses={200: TaskOutputSerializer(many=True), 404: ErrorSerializer},
@@ -126,7 +141,13 @@ class WorkspaceTaskListView(APIView):
 
     @extend_schema(
         request=TaskCreateInputSerializer,
-        responses={201: TaskOutputSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={
+            201: TaskOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            413: ErrorSerializer,
+            429: ErrorSerializer,
+        },
     )
     def post(self, request: Request, workspace_id: int) -> Response:
         workspace = selectors.workspace_get_for_user(workspace_id=workspace_id, user=request.user)
@@ -150,7 +171,12 @@ class TaskDetailView(APIView):
 
     @extend_schema(
         request=TaskUpdateInputSerializer,
-        responses={200: TaskOutputSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={
+            200: TaskOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            413: ErrorSerializer,
+        },
     )
     def patch(self, request: Request, task_id: int) -> Response:
         task = selectors.task_get_for_user(task_id=task_id, user=request.user)
@@ -160,9 +186,18 @@ class TaskDetailView(APIView):
 
 
 class TaskArchiveView(APIView):
-    @extend_schema(request=None, responses={200: TaskOutputSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: TaskOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            413: ErrorSerializer,
+        },
+    )
     def post(self, request: Request, task_id: int) -> Response:
         task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        _valid(NoInputSerializer, request.data)
         task = services.task_archive(task_id=task.pk)
         return Response(TaskOutputSerializer(task).data)
 
@@ -190,6 +225,7 @@ class TaskTabListView(APIView):
             400: ErrorSerializer,
             404: ErrorSerializer,
             409: ErrorSerializer,
+            413: ErrorSerializer,
             429: ErrorSerializer,
         },
         description="Returns at once with a placeholder tab (pending_provision or "
@@ -197,7 +233,7 @@ class TaskTabListView(APIView):
     )
     def post(self, request: Request, task_id: int) -> Response:
         task = selectors.task_get_for_user(task_id=task_id, user=request.user)
-        data = _valid(TabCreateInputSerializer, request.data if request.data else {})
+        data = _valid(TabCreateInputSerializer, request.data)  # no body: {}
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 255):
             raise InvalidInput(
@@ -225,6 +261,7 @@ class TabDetailView(APIView):
             400: ErrorSerializer,
             404: ErrorSerializer,
             409: ErrorSerializer,
+            413: ErrorSerializer,
         },
     )
     def patch(self, request: Request, tab_id: UUID) -> Response:
@@ -243,10 +280,17 @@ class TabDetailView(APIView):
 class TabRetryView(APIView):
     @extend_schema(
         request=None,
-        responses={200: TabOutputSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        responses={
+            200: TabOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+            413: ErrorSerializer,
+        },
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        _valid(NoInputSerializer, request.data)
         tab = services.tab_retry(tab_id=tab.pk)
         return Response(TabOutputSerializer(tab).data)
 
@@ -281,6 +325,7 @@ class TabMessageListView(APIView):
             400: ErrorSerializer,
             404: ErrorSerializer,
             409: ErrorSerializer,
+            413: ErrorSerializer,
             429: ErrorSerializer,
         },
         description="Queues the prompt and returns at once; the reply arrives as message "
@@ -296,13 +341,30 @@ class TabMessageListView(APIView):
 class TabCancelView(APIView):
     @extend_schema(
         request=None,
-        responses={202: MessageOutputSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        responses={
+            202: MessageOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+            413: ErrorSerializer,
+        },
         description="Stop the agent's running turn; the session stays.",
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        _valid(NoInputSerializer, request.data)
         message = messages.message_cancel_turn(tab_id=tab.pk)
         return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)
+
+
+class AuthTokenView(ObtainAuthToken):
+    """POST /api/auth/token/: DRF's credentials-for-token view, with the API's strict input
+    (its own parsers would take JSON of any depth, its serializer unknown fields)."""
+
+    parser_classes = (parsers.FormParser, parsers.MultiPartParser, StrictJSONParser)
+    serializer_class = AuthTokenInputSerializer
+    # Password guessing: attempts per client IP and per username (config/throttles.py).
+    throttle_classes = LOGIN_THROTTLES
 
 
 class ObtainAuthTokenSchema(OpenApiViewExtension):
@@ -320,6 +382,8 @@ class ObtainAuthTokenSchema(OpenApiViewExtension):
                 responses={
                     200: inline_serializer("AuthToken", {"token": serializers.CharField()}),
                     400: ErrorSerializer,
+                    413: ErrorSerializer,
+                    429: ErrorSerializer,
                 },
             )
             def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:

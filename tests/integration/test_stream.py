@@ -156,8 +156,9 @@ def test_a_cross_origin_browser_is_refused(member):
             ):
                 pass
         assert refused.value.response.status_code == 403
+        # The service's own origin, port included (another port is refused: test_security_access).
         async with WorkbenchClient(
-            member["ws"], token=member["token"], origin="http://localhost"
+            member["ws"], token=member["token"], origin=member["http"]
         ) as client:
             assert client.model.seq >= 0
 

@@ -188,9 +188,45 @@ def test_a_browser_on_another_site_is_refused_by_the_origin_check(workspace, ali
     run(scenario)
 
 
-def test_a_browser_on_an_allowed_host_is_accepted(workspace, alice):
+def test_a_browser_on_the_service_own_origin_is_accepted(workspace, alice):
     assert "localhost" in settings.ALLOWED_HOSTS
-    headers = [*token_header(alice), (b"origin", b"http://localhost")]
+    headers = [*token_header(alice), (b"host", b"localhost:8000")]
+
+    async def scenario() -> None:
+        ws = await open_socket(url(workspace), [*headers, (b"origin", b"http://localhost:8000")])
+        assert (await receive(ws))["type"] == "snapshot"
+        await ws.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        b"http://localhost:3000",  # another port of the same host
+        b"http://localhost",  # port 80, not 8000
+        b"https://localhost:8000",  # another scheme
+        b"null",
+    ],
+)
+def test_a_browser_on_another_origin_of_the_same_host_is_refused(origin, workspace, alice):
+    headers = [*token_header(alice), (b"host", b"localhost:8000"), (b"origin", origin)]
+
+    async def scenario() -> None:
+        ws = WebsocketCommunicator(application, url(workspace), headers=headers)
+        connected, _ = await ws.connect(timeout=TIMEOUT)
+        assert not connected
+
+    run(scenario)
+
+
+def test_a_browser_on_a_trusted_origin_is_accepted(workspace, alice, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://workbench.example.com"]
+    headers = [
+        *token_header(alice),
+        (b"host", b"127.0.0.1:8000"),  # behind a proxy that rewrites Host
+        (b"origin", b"https://workbench.example.com"),
+    ]
 
     async def scenario() -> None:
         ws = await open_socket(url(workspace), headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -105,16 +106,17 @@ def test_a_live_event_never_overtakes_the_answer_to_a_resume(monkeypatch):
     async def scenario() -> None:
         consumer = WorkspaceConsumer()
         consumer.workspace_id = 1
+        consumer.user_id = 1
         sent: list[str] = []
 
         async def base_send(message: dict[str, Any]) -> None:
             sent.append(message["text"])
 
-        async def events_after(workspace_id: int, seq: int) -> list[dict[str, Any]]:
+        async def events_after(*, workspace_id: int, seq: int, user_id: int) -> list[str]:
             await consumer.deliver('"live 7"')  # published while the answer is read
-            return [{"type": "event", "seq": s} for s in (5, 6)]
+            return [json.dumps({"type": "event", "seq": s}) for s in (5, 6)]
 
-        monkeypatch.setattr("workbench.consumers._events_after", events_after)
+        monkeypatch.setattr("workbench.snapshots.events_after_texts", events_after)
         consumer.base_send = base_send
         await consumer._resume({"seq": 4})
         assert [text[:22] for text in sent] == [

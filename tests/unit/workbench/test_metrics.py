@@ -26,7 +26,8 @@ def scrape(**headers: str) -> dict[tuple, float]:
     return samples
 
 
-def test_it_reports_tabs_sandboxes_time_to_ready_and_step_durations():
+def test_it_reports_tabs_sandboxes_time_to_ready_and_step_durations(settings):
+    settings.WORKBENCH_METRICS_PUBLIC = True
     sandbox = SandboxFactory(state=SandboxState.READY)
     ready = TabFactory(task=sandbox.task, state=TabState.READY)
     WorkbenchTab.objects.filter(pk=ready.pk).update(
@@ -64,4 +65,15 @@ def test_it_reports_tabs_sandboxes_time_to_ready_and_step_durations():
 def test_it_requires_the_token_when_one_is_set(settings):
     settings.WORKBENCH_METRICS_TOKEN = "s3cret"
     assert Client().get("/metrics").status_code == 401
+    assert Client().get("/metrics", headers={"Authorization": "Bearer s3cre"}).status_code == 401
     assert "workbench_tabs" in scrape(Authorization="Bearer s3cret").__repr__()
+
+
+def test_without_a_token_it_is_not_served_unless_opened_explicitly(settings):
+    settings.WORKBENCH_METRICS_TOKEN = ""
+    settings.WORKBENCH_METRICS_PUBLIC = False
+    refused = Client().get("/metrics")
+    assert refused.status_code == 404
+    assert b"workbench_tabs" not in refused.content
+    settings.WORKBENCH_METRICS_PUBLIC = True
+    assert "workbench_tabs" in scrape().__repr__()

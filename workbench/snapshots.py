@@ -1,0 +1,123 @@
+"""The websocket's heavy reads (snapshots, resumes), built fairly between users.
+
+Why: Channels runs every consumer's `database_sync_to_async` call of a process on one
+thread, first come first served. One member opening 200 sockets on a 321 KiB workbench
+queued 200 snapshot builds (~0.4 s each) there, and every other user's connect, whose token
+and membership lookups run on that same thread, waited behind them; Daphne drops a
+handshake not accepted within 5 s, so 15 of 17 other connects failed during the 80 s flood
+(docs/benchmarks.md, "Socket flood": now 0 of 63, p50 44 ms, even without the socket cap).
+Here:
+
+1. snapshots and resumes run on their own pool of WORKBENCH_SNAPSHOT_THREADS threads, so the
+   shared thread only sees short queries (authentication, membership, pings);
+2. at most WORKBENCH_SNAPSHOTS_PER_USER builds of one user are on that pool (running or
+   queued) at once per process; the user's others wait in their own first-come line, so a
+   flood queues behind itself, not in front of everyone;
+3. frames are JSON-encoded on the pool too, not on the event loop every socket shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from workbench import selectors
+from workbench.events import event_frame
+from workbench.models import Workspace
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Line:
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
+class KeyedGate:
+    """At most `limit` holders per key at once; the others wait in arrival order."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.lines: dict[object, _Line] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: object) -> AsyncIterator[None]:
+        line = self.lines.get(key)
+        if line is None:
+            line = self.lines[key] = _Line(asyncio.Semaphore(self.limit))
+        line.users += 1
+        try:
+            async with line.semaphore:
+                yield
+        finally:
+            line.users -= 1
+            if line.users == 0:  # nobody holds or waits: forget the key
+                del self.lines[key]
+
+
+# One gate per event loop: Daphne has one; tests may run several in turn.
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, KeyedGate] = (
+    weakref.WeakKeyDictionary()
+)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _gate() -> KeyedGate:
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = KeyedGate(settings.WORKBENCH_SNAPSHOTS_PER_USER)
+    return gate
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = max(1, settings.WORKBENCH_SNAPSHOT_THREADS)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snapshot")
+        return _pool
+
+
+async def _in_turn(user_id: int, build: Callable[[], T]) -> T:
+    """Run `build` on the snapshot pool once it is `user_id`'s turn."""
+    async with _gate().hold(user_id):
+        run = database_sync_to_async(build, thread_sensitive=False, executor=_executor())
+        return await run()
+
+
+def _snapshot_text(workspace_id: int) -> str:
+    workspace = Workspace.objects.get(pk=workspace_id)
+    return json.dumps(selectors.workbench_snapshot(workspace=workspace))
+
+
+def _events_after_texts(workspace_id: int, seq: int) -> list[str] | None:
+    current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
+    if seq > current:  # never issued here (say, a restored database): the client starts over
+        return None
+    events = selectors.events_after(workspace_id=workspace_id, seq=seq)
+    return None if events is None else [json.dumps(event_frame(event)) for event in events]
+
+
+async def snapshot_text(*, workspace_id: int, user_id: int) -> str:
+    """The workspace's snapshot frame, as JSON text."""
+    return await _in_turn(user_id, lambda: _snapshot_text(workspace_id))
+
+
+async def events_after_texts(*, workspace_id: int, seq: int, user_id: int) -> list[str] | None:
+    """The event frames after `seq` as JSON texts; None when a snapshot is needed instead."""
+    return await _in_turn(user_id, lambda: _events_after_texts(workspace_id, seq))
