@@ -330,8 +330,6 @@ WORKBENCH_MAX_MESSAGE_CHARS = env_int("WORKBENCH_MAX_MESSAGE_CHARS", 32_000)
 # A provisioning run holds a lease on its sandbox; another worker may take over only after
 # it expires (the holder renews it between steps), so a killed worker never blocks forever.
 WORKBENCH_PROVISION_LEASE_SECONDS = env_float("WORKBENCH_PROVISION_LEASE_SECONDS", 60.0)
-# How often a tab's chain checks whether the sandbox another worker provisions is ready.
-WORKBENCH_PROVISION_POLL_SECONDS = env_float("WORKBENCH_PROVISION_POLL_SECONDS", 0.25)
 # A pending tab older than this is re-driven by the reconciler, at most _MAX_REDRIVES times.
 WORKBENCH_STALL_SECONDS = env_float("WORKBENCH_STALL_SECONDS", 120.0)
 WORKBENCH_MAX_REDRIVES = env_int("WORKBENCH_MAX_REDRIVES", 3)
@@ -344,7 +342,7 @@ WORKBENCH_MAX_SESSION_STARTS = env_int("WORKBENCH_MAX_SESSION_STARTS", 5)
 # message is not a stalled one.
 CELERY_TASK_DEFAULT_QUEUE = "celery"  # reconciler, pruning
 CELERY_TASK_ROUTES = {
-    "workbench.tasks.provision_for_tab": {"queue": "provision"},
+    "workbench.tasks.provision_sandbox": {"queue": "provision"},
     "workbench.tasks.destroy_sandbox": {"queue": "provision"},
     "workbench.tasks.release_sandbox": {"queue": "provision"},
     "workbench.tasks.open_tab_session": {"queue": "sessions"},

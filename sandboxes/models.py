@@ -46,6 +46,9 @@ class Sandbox(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     destroyed_at = models.DateTimeField(null=True, blank=True)
+    # When a failed sandbox's server and files were freed; the reconciler sweeps failed
+    # sandboxes without it, so a lost release message leaks no process.
+    released_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
-from django.db import IntegrityError, connection
+from django.db import connection
 from django.db.models import F
 from django.utils.timezone import now
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ClaimOutcome = Literal["ready", "lead", "busy", "exhausted", "unneeded"]
+ClaimOutcome = Literal["ready", "lead", "busy", "queued", "exhausted", "gone"]
 
 
 class LeaseLost(Exception):
@@ -64,7 +64,7 @@ def _lease_until() -> object:
 
 def _has_slot(workspace_id: int, *, besides: int | None = None) -> bool:
     """Whether the workspace may start another provisioning run: fewer than its share are
-    running (a live lease). Asked under the workspace lock, so two claims never both pass."""
+    running (a live lease). Asked under the workspace lock, so two leases never both pass."""
     running = Sandbox.objects.filter(
         task__workspace_id=workspace_id,
         state=SandboxState.PROVISIONING,
@@ -75,75 +75,76 @@ def _has_slot(workspace_id: int, *, besides: int | None = None) -> bool:
     return running.count() < settings.WORKBENCH_MAX_PROVISIONING_PER_WORKSPACE
 
 
-def sandbox_claim(
-    *,
-    workspace_id: int,
-    task_id: int,
-    provider: str,
-    agent: str,
-    owner: str,
-    needed: Callable[[], bool] | None = None,
-) -> Claim:
-    """Find or start the task's one live sandbox, and claim its provisioning if it is free.
+def sandbox_ensure(
+    *, workspace_id: int, task_id: int, provider: str, agent: str
+) -> tuple[Sandbox, bool]:
+    """The task's one live sandbox, created (provisioning, not yet started: fence 0) when
+    there is none; returns it and whether it was created. The caller starts its run.
 
-    ready: the sandbox is ready. lead: the caller now holds the lease (the returned row's
-    `fence` is its token) and must run `sandbox_provision`. busy: another run holds it.
-    exhausted: WORKBENCH_MAX_PROVISION_RUNS runs took the lease and died; give up.
-    unneeded: there is no live sandbox and `needed()` (asked under the workspace lock, so
-    no tab can change meanwhile) says nobody waits for one any more: start none.
-    `owner` (the Celery task id) is recorded for operators; a killed run's lease lapses
-    after WORKBENCH_PROVISION_LEASE_SECONDS and the next claim takes over.
+    Runs in the caller's workspace transaction (the tab that needs it commits with it); the
+    workspace lock serializes creations, and the partial unique constraint backs it up.
     """
-    for _ in range(5):
-        try:
-            with workspace_transaction(workspace_id):
-                sandbox = (
-                    Sandbox.objects.select_for_update()
-                    .filter(task_id=task_id, state__in=LIVE_STATES)
-                    .first()
-                )
-                if sandbox is None:
-                    if needed is not None and not needed():
-                        return Claim("unneeded", None)
-                    attempt = Sandbox.objects.filter(task_id=task_id).count() + 1
-                    # Over its workspace's share the sandbox waits, leaseless, for a slot.
-                    leads = _has_slot(workspace_id)
-                    sandbox = Sandbox.objects.create(
-                        task_id=task_id,
-                        provider=provider,
-                        agent=agent,
-                        key=f"t{task_id}-{attempt}",
-                        lease_owner=owner if leads else "",
-                        lease_expires_at=_lease_until() if leads else None,
-                        fence=1 if leads else 0,
-                    )
-                    _record_sandbox(sandbox.pk)
-                    return Claim("lead" if leads else "busy", sandbox)
-                if sandbox.state == SandboxState.READY:
-                    return Claim("ready", sandbox)
-                # Only an expired lease may be taken, even by a redelivery of the same task
-                # (same owner id): after a visibility timeout the original run may still be
-                # alive, and two runs must never work one sandbox at once. A live run keeps
-                # its lease fresh (_LeaseKeeper), so only a dead or hung one loses it.
-                if sandbox.lease_expires_at is None or sandbox.lease_expires_at <= now():
-                    if sandbox.fence >= settings.WORKBENCH_MAX_PROVISION_RUNS:
-                        return Claim("exhausted", sandbox)  # runs keep dying: stop looping
-                    if not _has_slot(workspace_id, besides=sandbox.pk):
-                        return Claim("busy", sandbox)
-                    taken = Sandbox.objects.filter(
-                        pk=sandbox.pk, state=SandboxState.PROVISIONING, fence=sandbox.fence
-                    ).update(
-                        lease_owner=owner, lease_expires_at=_lease_until(), fence=F("fence") + 1
-                    )
-                    if taken:
-                        sandbox.refresh_from_db()
-                        return Claim("lead", sandbox)
-                return Claim("busy", sandbox)
-        except IntegrityError:
-            # Another run created the live sandbox at the same moment (the partial unique
-            # constraint refused ours): go round and read theirs.
-            continue
-    return Claim("busy", None)
+    with workspace_transaction(workspace_id):
+        sandbox = Sandbox.objects.filter(task_id=task_id, state__in=LIVE_STATES).first()
+        if sandbox is not None:
+            return sandbox, False
+        attempt = Sandbox.objects.filter(task_id=task_id).count() + 1
+        sandbox = Sandbox.objects.create(
+            task_id=task_id, provider=provider, agent=agent, key=f"t{task_id}-{attempt}"
+        )
+        _record_sandbox(sandbox.pk)
+    return sandbox, True
+
+
+def sandbox_lease(*, sandbox_id: int, owner: str) -> Claim:
+    """Take the provisioning lease of a sandbox for one run.
+
+    lead: the caller holds the lease (the row's `fence` is its token) and must run
+    `sandbox_provision`. busy: a live run holds it. queued: its workspace already has its
+    share of runs going (it starts when one of them ends). exhausted:
+    WORKBENCH_MAX_PROVISION_RUNS runs took the lease and died. ready, gone: nothing to run.
+    `owner` (the Celery task id) is recorded for operators; a killed run's lease lapses
+    after WORKBENCH_PROVISION_LEASE_SECONDS and the next run takes over.
+    """
+    workspace_id = _workspace_id(sandbox_id)
+    with workspace_transaction(workspace_id):
+        sandbox = Sandbox.objects.filter(pk=sandbox_id).first()
+        if sandbox is None or sandbox.state not in LIVE_STATES:
+            return Claim("gone", sandbox)
+        if sandbox.state == SandboxState.READY:
+            return Claim("ready", sandbox)
+        # Only an expired lease may be taken, even by a redelivery of the same task (same
+        # owner id): after a visibility timeout the original run may still be alive, and
+        # two runs must never work one sandbox at once. A live run keeps its lease fresh
+        # (_LeaseKeeper), so only a dead or hung one loses it.
+        if sandbox.lease_expires_at is not None and sandbox.lease_expires_at > now():
+            return Claim("busy", sandbox)
+        if sandbox.fence >= settings.WORKBENCH_MAX_PROVISION_RUNS:
+            return Claim("exhausted", sandbox)  # runs keep dying: stop looping
+        if not _has_slot(workspace_id, besides=sandbox.pk):
+            return Claim("queued", sandbox)
+        taken = Sandbox.objects.filter(
+            pk=sandbox.pk, state=SandboxState.PROVISIONING, fence=sandbox.fence
+        ).update(lease_owner=owner, lease_expires_at=_lease_until(), fence=F("fence") + 1)
+        if not taken:
+            return Claim("busy", sandbox)
+        sandbox.refresh_from_db()
+    return Claim("lead", sandbox)
+
+
+def sandboxes_to_start(*, workspace_id: int) -> list[int]:
+    """Provisioning sandboxes of the workspace that no run holds (never started, or whose
+    run died), oldest first, as many as the workspace has free slots for."""
+    moment = now()
+    provisioning = Sandbox.objects.filter(
+        task__workspace_id=workspace_id, state=SandboxState.PROVISIONING
+    )
+    running = provisioning.filter(lease_expires_at__gt=moment).count()
+    free = settings.WORKBENCH_MAX_PROVISIONING_PER_WORKSPACE - running
+    if free <= 0:
+        return []
+    idle = provisioning.exclude(lease_expires_at__gt=moment).order_by("created_at", "pk")
+    return list(idle.values_list("pk", flat=True)[:free])
 
 
 @dataclass(frozen=True)
@@ -279,11 +280,19 @@ def _finish_step(
         _record_step(step, owner)
 
 
-def sandbox_provision(*, sandbox_id: int, fence: int, spec: SandboxSpec) -> bool:
+def sandbox_provision(
+    *,
+    sandbox_id: int,
+    fence: int,
+    spec: SandboxSpec,
+    on_ready: Callable[[], None] | None = None,
+) -> bool:
     """Run the provider's steps under the lease; True when this run made the sandbox ready.
 
-    Raises ProviderError when a step fails (the caller fails the sandbox and its waiting
-    tabs together) and LeaseLost when another run took over.
+    `on_ready` runs in the transaction that marks it ready (the hand-off to whatever waits
+    on it commits with the mark, or not at all). Raises ProviderError when a step fails
+    (the caller fails the sandbox and its waiting tabs together) and LeaseLost when another
+    run took over.
     """
     sandbox = Sandbox.objects.get(pk=sandbox_id)
     provider = get_provider(sandbox.provider)
@@ -294,6 +303,8 @@ def sandbox_provision(*, sandbox_id: int, fence: int, spec: SandboxSpec) -> bool
         handle = provider.create(spec, step=steps.step)
         with steps.boundary():
             made_ready = sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle)
+            if made_ready and on_ready is not None:
+                on_ready()
     except BaseException:
         try:
             steps.flush()  # a step that succeeded before the run failed
@@ -399,6 +410,7 @@ def sandbox_release_failed(*, sandbox_id: int) -> bool:
         return False
     provider = get_provider(sandbox.provider)
     provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+    Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.FAILED).update(released_at=now())
     return True
 
 

@@ -1,4 +1,4 @@
-"""Writes to tasks, and the task's provisioning workflow (claim, then run the steps)."""
+"""Writes to tasks, and one run of a task's provisioning (take the lease, run the steps)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def task_mark_archived(*, task_id: int) -> bool:
     return bool(updated)
 
 
-ProvisionOutcome = Literal["ready", "busy", "failed", "gone", "unneeded"]
+ProvisionOutcome = Literal["ready", "busy", "queued", "failed", "gone"]
 
 
 @dataclass(frozen=True)
@@ -91,46 +91,40 @@ class ProvisionResult:
     message: str = ""
 
 
-def task_provision(
-    *, task_id: int, owner: str, needed: Callable[[], bool] | None = None
+def task_provision_run(
+    *, sandbox_id: int, owner: str, on_ready: Callable[[], None] | None = None
 ) -> ProvisionResult:
-    """Make sure the task's sandbox is ready, running the provider's steps if this caller
-    wins the lease. One run per task however many tabs ask; the others get `busy`.
+    """One run of a task's provisioning: take the sandbox's lease and run the provider's
+    steps with the task's current repository, branch and agent.
 
-    A failure is returned, not recorded: the caller fails the sandbox together with the
-    tabs that waited on it, in one transaction. `owner` names the run in the lease (for
-    operators); it grants nothing: a lease is taken only once it has expired.
+    ready: the sandbox is ready (this run made it so, and `on_ready` ran in the same
+    commit; or it already was). busy: a live run holds the lease (its `lease_expires_at`
+    says when to look again). queued: the workspace has its share of runs going. gone:
+    the sandbox or its task is no longer live. A failure is returned, not recorded: the
+    caller fails the sandbox together with the tabs that waited on it, in one transaction.
     """
-    task = Task.objects.filter(pk=task_id, archived_at__isnull=True).first()
-    if task is None:
-        return ProvisionResult("gone")
-    claim = sandbox_services.sandbox_claim(
-        workspace_id=task.workspace_id,
-        task_id=task.pk,
-        provider=task.provider,
-        agent=task.agent,
-        owner=owner,
-        needed=needed,
-    )
-    if claim.outcome == "unneeded":
-        return ProvisionResult("unneeded")
-    if claim.outcome == "exhausted" and claim.sandbox is not None:
+    claim = sandbox_services.sandbox_lease(sandbox_id=sandbox_id, owner=owner)
+    sandbox = claim.sandbox
+    if claim.outcome in ("gone", "ready", "busy", "queued"):
+        return ProvisionResult(claim.outcome, sandbox)
+    assert sandbox is not None
+    if claim.outcome == "exhausted":
         return ProvisionResult(
             "failed",
-            claim.sandbox,
-            claim.sandbox.fence,
+            sandbox,
+            sandbox.fence,
             "stalled",
-            f"provisioning was interrupted {claim.sandbox.fence} times (a crashing worker?)",
+            f"provisioning was interrupted {sandbox.fence} times (a crashing worker?)",
         )
-    if claim.outcome != "lead" or claim.sandbox is None:
-        return ProvisionResult("busy" if claim.outcome == "busy" else "ready", claim.sandbox)
-    sandbox = claim.sandbox
+    task = Task.objects.filter(pk=sandbox.task_id, archived_at__isnull=True).first()
+    if task is None:
+        return ProvisionResult("gone", sandbox)
     spec = SandboxSpec(
         key=sandbox.key, repository=task.repository, branch=task.branch, agent=task.agent
     )
     try:
         made_ready = sandbox_services.sandbox_provision(
-            sandbox_id=sandbox.pk, fence=sandbox.fence, spec=spec
+            sandbox_id=sandbox.pk, fence=sandbox.fence, spec=spec, on_ready=on_ready
         )
     except sandbox_services.LeaseLost:
         return ProvisionResult("busy", sandbox)

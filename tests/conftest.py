@@ -68,11 +68,30 @@ def client_for():
     return build
 
 
+class Dispatched:
+    """What services dispatched instead of sending to a broker: `.runs` (provisioning runs,
+    start_sandbox_run) and `.sessions` (session steps, start_session_open)."""
+
+    def __init__(self, runs: mock.MagicMock, sessions: mock.MagicMock):
+        self.runs, self.sessions = runs, sessions
+
+    @property
+    def call_count(self) -> int:
+        return self.runs.call_count + self.sessions.call_count
+
+    def assert_not_called(self) -> None:
+        self.runs.assert_not_called()
+        self.sessions.assert_not_called()
+
+
 @pytest.fixture
-def dispatched() -> Iterator[mock.MagicMock]:
-    """Capture tab chains instead of sending them to a broker (unit tests only)."""
-    with mock.patch("workbench.workflows.start_tab_chain") as start:
-        yield start
+def dispatched() -> Iterator[Dispatched]:
+    """Capture provisioning runs and session steps instead of sending them (unit tests)."""
+    with (
+        mock.patch("workbench.workflows.start_sandbox_run") as runs,
+        mock.patch("workbench.workflows.start_session_open") as sessions,
+    ):
+        yield Dispatched(runs, sessions)
 
 
 @pytest.fixture(autouse=True)

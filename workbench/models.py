@@ -120,8 +120,11 @@ class WorkbenchTab(models.Model):
     unread = models.BooleanField(default=False)
     # Bumped by every retry; work dispatched for an older attempt finds it stale and stops.
     attempt = models.PositiveIntegerField(default=1)
-    # How many times the reconciler re-dispatched this attempt's work.
+    # How many times the reconciler re-dispatched this attempt's work, and when it last did:
+    # a stall is counted from the later of this and state_changed_at (a draft saved into a
+    # stuck tab is no progress).
     redrives = models.PositiveIntegerField(default=0)
+    redriven_at = models.DateTimeField(null=True, blank=True)
     # How many times this attempt's session step started (a crash loop is cut off).
     session_starts = models.PositiveIntegerField(default=0)
     # NULL, not "", when absent: the unique constraint below must ignore tabs without a key.
@@ -132,6 +135,9 @@ class WorkbenchTab(models.Model):
     state_changed_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # When a closed tab's session (acp_server_id) was torn down; the reconciler sweeps closed
+    # tabs without it, so a lost teardown message leaks no session.
+    session_closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]

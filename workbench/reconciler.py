@@ -14,7 +14,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils.timezone import now
 
 from sandboxes.models import Sandbox, SandboxState
@@ -42,15 +42,19 @@ def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[Workbenc
         state=SandboxState.PROVISIONING,
         lease_expires_at__gt=moment,
     )
+    # Progress is a state change or the last re-drive; not updated_at, which a draft saved
+    # into a stuck tab (every ~600 ms while the user types) would keep pushing back.
+    quiet = Q(redriven_at__isnull=True) | Q(redriven_at__lt=cutoff)
     rows = (
-        WorkbenchTab.objects.filter(state__in=PENDING_STATES, updated_at__lt=cutoff)
+        WorkbenchTab.objects.filter(state__in=PENDING_STATES, state_changed_at__lt=cutoff)
+        .filter(quiet)
         .annotate(
             provisioning_live=Exists(provisioning_live),
             queued=Exists(waiting_for_slot) & Exists(workspace_busy),
         )
         .exclude(state=TabState.PENDING_PROVISION, provisioning_live=True)
         .exclude(state=TabState.PENDING_PROVISION, queued=True)
-        .order_by("updated_at")
+        .order_by("state_changed_at")
     )
     return list(rows[:limit])
 
@@ -81,7 +85,7 @@ def _claim(tab: WorkbenchTab) -> int:
         rows.select_for_update(skip_locked=True).values_list("pk", flat=True)
     ):
         return 0
-    return rows.update(redrives=F("redrives") + 1, updated_at=now())
+    return rows.update(redrives=F("redrives") + 1, redriven_at=now())
 
 
 def reconcile() -> dict[str, int]:
@@ -94,7 +98,7 @@ def reconcile() -> dict[str, int]:
     backlog = broker_backlog()
     if backlog:
         logger.info("reconciler waits: %s messages queued", backlog)
-        return {"redriven": 0, "failed": 0, "prompts": 0, "backlog": backlog}
+        return {"redriven": 0, "failed": 0, "prompts": 0, "swept": 0, "backlog": backlog}
     redriven = failed = 0
     for tab in stalled_tabs():
         if tab.redrives >= settings.WORKBENCH_MAX_REDRIVES:
@@ -109,19 +113,9 @@ def reconcile() -> dict[str, int]:
         with workspace_transaction(tab.workspace_id):
             claimed = _claim(tab)
             if claimed:
-                workflows.dispatch_after_commit(
-                    workflows.start_tab_chain,
-                    tab_id=tab.pk,
-                    attempt=tab.attempt,
-                    provision=tab.state == TabState.PENDING_PROVISION,
-                )
+                services.tab_redrive(tab_id=tab.pk, attempt=tab.attempt)
         redriven += claimed
-    # An archive whose destroy message was lost: the sandbox sits in `destroying`.
-    cutoff = now() - timedelta(seconds=settings.WORKBENCH_STALL_SECONDS)
-    for sandbox_id in Sandbox.objects.filter(
-        state=SandboxState.DESTROYING, updated_at__lt=cutoff
-    ).values_list("pk", flat=True):
-        workflows.start_sandbox_destroy(sandbox_id=sandbox_id)
+    swept = sweep_teardowns()
     prompts = messages.tabs_with_undelivered_messages(older_than_seconds=30)
     for tab_id in prompts:
         workflows.start_message_delivery(tab_id=tab_id)
@@ -133,4 +127,37 @@ def reconcile() -> dict[str, int]:
             failed,
             len(prompts),
         )
-    return {"redriven": redriven, "failed": failed, "prompts": len(prompts), "backlog": 0}
+    return {
+        "redriven": redriven,
+        "failed": failed,
+        "prompts": len(prompts),
+        "swept": swept,
+        "backlog": 0,
+    }
+
+
+def sweep_teardowns(*, at: object | None = None) -> int:
+    """Re-send what frees provider resources, for every row that says it is still held
+    after WORKBENCH_STALL_SECONDS (its message was lost): destroys of archived tasks'
+    sandboxes, releases of failed sandboxes, teardowns of closed tabs' sessions (also a
+    session whose step died before the tab recorded it ready: its server id was recorded
+    first). Each is idempotent, so a duplicate costs one provider call."""
+    cutoff = (at or now()) - timedelta(seconds=settings.WORKBENCH_STALL_SECONDS)
+    destroying = Sandbox.objects.filter(state=SandboxState.DESTROYING, updated_at__lt=cutoff)
+    unreleased = Sandbox.objects.filter(
+        state=SandboxState.FAILED, released_at__isnull=True, updated_at__lt=cutoff
+    )
+    sessions = WorkbenchTab.objects.filter(
+        state=TabState.CLOSED, session_closed_at__isnull=True, closed_at__lt=cutoff
+    ).exclude(acp_server_id="")
+    swept = 0
+    for sandbox_id in destroying.values_list("pk", flat=True):
+        workflows.start_sandbox_destroy(sandbox_id=sandbox_id)
+        swept += 1
+    for sandbox_id in unreleased.values_list("pk", flat=True):
+        workflows.start_sandbox_release(sandbox_id=sandbox_id)
+        swept += 1
+    for tab_id in sessions.values_list("pk", flat=True):
+        workflows.start_session_teardown(tab_id=tab_id)
+        swept += 1
+    return swept

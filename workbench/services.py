@@ -8,8 +8,10 @@ InvalidTransition (409).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -114,15 +116,29 @@ def _transition(
     return tab
 
 
-def _dispatch_chain(tab: WorkbenchTab) -> None:
-    # Dispatch after commit: a worker could otherwise read the row before it exists, and a
-    # rolled-back request must dispatch nothing. A failed dispatch is left to the reconciler.
+def _dispatch_session(tab: WorkbenchTab) -> None:
+    """Open the session of a tab whose sandbox is ready, once this transaction commits.
+
+    After commit: a worker could otherwise read the row before it exists, and a rolled-back
+    request must dispatch nothing. A failed dispatch is left to the reconciler.
+    """
     workflows.dispatch_after_commit(
-        workflows.start_tab_chain,
-        tab_id=tab.pk,
-        attempt=tab.attempt,
-        provision=tab.state == TabState.PENDING_PROVISION,
+        workflows.start_session_open, tab_id=tab.pk, attempt=tab.attempt
     )
+
+
+def _ensure_provisioning(task: Task) -> None:
+    """A tab now waits for the task's sandbox: make sure its provisioning run exists.
+
+    One run per task and attempt, however many tabs ask: only the request that creates the
+    attempt's sandbox row starts a run; the others' tabs wait as rows, and the run hands
+    off to all of them when it ends (sandbox_run). In the caller's transaction.
+    """
+    sandbox, created = sandbox_services.sandbox_ensure(
+        workspace_id=task.workspace_id, task_id=task.pk, provider=task.provider, agent=task.agent
+    )
+    if created:
+        workflows.dispatch_after_commit(workflows.start_sandbox_run, sandbox_id=sandbox.pk)
 
 
 # -- user actions --------------------------------------------------------------------------
@@ -157,7 +173,10 @@ def tab_create(
                 idempotency_key=idempotency_key or None,
             )
             _record_tab(tab)
-            _dispatch_chain(tab)
+            if ready:
+                _dispatch_session(tab)
+            else:
+                _ensure_provisioning(task)
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the unique constraint kept one row.
         existing = _tab_for_key(task=task, user=user, key=idempotency_key or "", title=title)
@@ -286,6 +305,7 @@ def tab_retry(*, tab_id: UUID) -> WorkbenchTab:
             raise Conflict("the task is archived", code="task_archived")
         sandbox = sandbox_live_for_task(task_id=tab.task_id)
         ready = sandbox is not None and sandbox.state == SandboxState.READY
+        same_sandbox = ready and sandbox is not None and tab.sandbox_id == sandbox.pk
         moved = _transition(
             tab_id=tab_id,
             to=TabState.PENDING_SESSION_CREATE if ready else TabState.PENDING_PROVISION,
@@ -297,12 +317,18 @@ def tab_retry(*, tab_id: UUID) -> WorkbenchTab:
             error_code="",
             error_message="",
             session_id="",
-            acp_server_id="",
+            # On the same ready sandbox, the failed attempt's session (if its step made one)
+            # is closed by the new attempt's session step, or by the teardown if the tab
+            # closes first; any other sandbox took its sessions with it.
+            acp_server_id=tab.acp_server_id if same_sandbox else "",
             sandbox_id=sandbox.pk if ready and sandbox else None,
         )
         if moved is None:
             raise InvalidTransition("the tab changed meanwhile; reload it", code="conflict")
-        _dispatch_chain(moved)
+        if ready:
+            _dispatch_session(moved)
+        else:
+            _ensure_provisioning(tab.task)
     return moved
 
 
@@ -335,43 +361,43 @@ def task_sandboxes_to_destroy(*, task_id: int) -> list[int]:
 
 # -- workflow steps (called by Celery tasks) ----------------------------------------------
 
-StepOutcome = Literal["continue", "wait", "stop"]
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a provisioning run of a sandbox came to; `retry_in` (seconds) when another live
+    run holds the lease and this one should look again once that lease could lapse."""
+
+    outcome: str
+    retry_in: float | None = None
 
 
-def tab_provision(*, tab_id: UUID, attempt: int, owner: str) -> StepOutcome:
-    """Chain step 1: make the task's sandbox ready (once per task, however many tabs wait).
+def sandbox_run(*, sandbox_id: int, owner: str) -> RunOutcome:
+    """The task's provisioning run (one per task and attempt, whatever the number of tabs).
 
-    continue: go on to the session step. wait: another run is provisioning; ask again
-    soon. stop: nothing more to do for this attempt (closed, superseded, failed).
+    Ready: every tab still waiting on it moves to pending_session_create and its session
+    step starts, in the commit that marks the sandbox ready. Failed: every waiting tab
+    fails with the cause. Either way the end of a run frees a slot of its workspace's
+    share, so the workspace's next queued sandbox starts.
     """
-    tab = WorkbenchTab.objects.filter(pk=tab_id, attempt=attempt).first()
-    if tab is None or tab.state not in PENDING_STATES:
-        return "stop"
-    if tab.state == TabState.PENDING_SESSION_CREATE:
-        return "continue"
+    from sandboxes.models import Sandbox
 
-    def still_waiting() -> bool:
-        # Asked under the workspace lock: a failure that already failed this tab has
-        # committed, so a run that lost that race starts no orphan attempt.
-        return WorkbenchTab.objects.filter(
-            pk=tab_id, attempt=attempt, state=TabState.PENDING_PROVISION
-        ).exists()
-
-    result = task_services.task_provision(task_id=tab.task_id, owner=owner, needed=still_waiting)
-    if result.outcome == "unneeded":
-        return "stop"
-    if result.outcome == "gone":
-        tab_fail(
-            tab_id=tab_id,
-            attempt=attempt,
-            code=TabErrorCode.TASK_ARCHIVED,
-            message="The task was archived.",
-        )
-        return "stop"
-    if result.outcome == "busy":
-        return "wait"
+    task_id = Sandbox.objects.filter(pk=sandbox_id).values_list("task_id", flat=True).first()
+    if task_id is None:
+        return RunOutcome("gone")
+    workspace_id = Task.objects.values_list("workspace_id", flat=True).get(pk=task_id)
+    result = task_services.task_provision_run(
+        sandbox_id=sandbox_id, owner=owner, on_ready=lambda: _hand_off(task_id=task_id)
+    )
+    if result.outcome == "busy" and result.sandbox is not None:
+        expires = result.sandbox.lease_expires_at
+        wait = (expires - now()).total_seconds() if expires else 0.0
+        return RunOutcome("busy", retry_in=max(wait, 0.0) + 1.0)
+    if result.outcome == "ready":
+        # Made ready by another run that handed off already, or by this one (which handed
+        # off in its commit); tabs that slipped in between are handed off here.
+        _hand_off(task_id=task_id)
     if result.outcome == "failed" and result.sandbox is not None:
-        with workspace_transaction(tab.workspace_id):
+        with workspace_transaction(workspace_id):
             if sandbox_services.sandbox_fail(
                 sandbox_id=result.sandbox.pk,
                 fence=result.fence,
@@ -379,13 +405,63 @@ def tab_provision(*, tab_id: UUID, attempt: int, owner: str) -> StepOutcome:
                 message=result.message,
             ):
                 tabs_fail_waiting(
-                    task_id=tab.task_id,
+                    task_id=task_id,
                     code=TabErrorCode.PROVISION_FAILED,
                     message=f"Provisioning failed at {result.message}",
                 )
                 _release_after_commit(result.sandbox.pk)
-        return "stop"
-    return "continue"
+    if result.outcome in ("ready", "failed"):
+        sandboxes_start_queued(workspace_id=workspace_id)
+    return RunOutcome(result.outcome)
+
+
+def tab_redrive(*, tab_id: UUID, attempt: int) -> None:
+    """Start again whatever a pending tab waits on (its message was lost): its session
+    step, or its task's provisioning run (made anew if the task has no live sandbox)."""
+    tab = (
+        WorkbenchTab.objects.select_related("task")
+        .filter(pk=tab_id, attempt=attempt, state__in=PENDING_STATES)
+        .first()
+    )
+    if tab is None:
+        return
+    with workspace_transaction(tab.workspace_id):
+        if tab.state == TabState.PENDING_SESSION_CREATE:
+            _dispatch_session(tab)
+            return
+        sandbox = sandbox_live_for_task(task_id=tab.task_id)
+        if sandbox is None:
+            _ensure_provisioning(tab.task)
+        elif sandbox.state == SandboxState.READY:
+            _hand_off(task_id=tab.task_id)
+        else:
+            workflows.dispatch_after_commit(workflows.start_sandbox_run, sandbox_id=sandbox.pk)
+
+
+def _hand_off(*, task_id: int) -> int:
+    """Every tab of the task waiting for provisioning goes on to its session step, now that
+    the task's sandbox is ready; returns how many."""
+    sandbox = sandbox_live_for_task(task_id=task_id)
+    if sandbox is None or sandbox.state != SandboxState.READY:
+        return 0
+    moved = 0
+    workspace_id = Task.objects.values_list("workspace_id", flat=True).get(pk=task_id)
+    with workspace_transaction(workspace_id):
+        waiting = WorkbenchTab.objects.filter(task_id=task_id, state=TabState.PENDING_PROVISION)
+        for tab_id, attempt in waiting.values_list("pk", "attempt"):
+            tab = tab_mark_session_pending(tab_id=tab_id, attempt=attempt, sandbox_id=sandbox.pk)
+            if tab is not None:
+                _dispatch_session(tab)
+                moved += 1
+    return moved
+
+
+def sandboxes_start_queued(*, workspace_id: int) -> int:
+    """Start the runs of the workspace's queued sandboxes its share has room for."""
+    started = sandbox_services.sandboxes_to_start(workspace_id=workspace_id)
+    for sandbox_id in started:
+        workflows.dispatch_after_commit(workflows.start_sandbox_run, sandbox_id=sandbox_id)
+    return len(started)
 
 
 def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
@@ -413,8 +489,17 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
             message="The task's sandbox is no longer running; retry to re-provision it.",
         )
         return
-    starts = WorkbenchTab.objects.filter(pk=tab_id, attempt=attempt)
-    starts.update(session_starts=F("session_starts") + 1)
+    server_id = f"tab-{tab.pk.hex}-{attempt}"
+    if tab.acp_server_id and tab.acp_server_id != server_id:
+        # An earlier attempt's session (its step died, or it failed after making one):
+        # nothing else records it once this attempt's id replaces it.
+        with contextlib.suppress(SandboxGone):
+            sandbox_services.sandbox_session_close(sandbox=sandbox, server_id=tab.acp_server_id)
+    # The intent is recorded before the call: a step that dies after making the session
+    # leaves a row that says which server to tear down (at close, or by the reconciler).
+    starts = WorkbenchTab.objects.filter(pk=tab_id, attempt=attempt, state__in=PENDING_STATES)
+    if not starts.update(session_starts=F("session_starts") + 1, acp_server_id=server_id):
+        return  # closed or retried meanwhile
     if tab.session_starts + 1 > settings.WORKBENCH_MAX_SESSION_STARTS:
         tab_fail(
             tab_id=tab_id,
@@ -424,7 +509,6 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
             "retry to try again.",
         )
         return
-    server_id = f"tab-{tab.pk.hex}-{attempt}"
     try:
         session_id = sandbox_services.sandbox_session_open(
             sandbox=sandbox, server_id=server_id, agent=tab.agent
@@ -458,20 +542,20 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
 
 
 def tab_session_teardown(*, tab_id: UUID) -> None:
-    """Close the agent session of a closed tab."""
+    """Close the agent session of a closed tab, and note that it is gone."""
     tab = (
         WorkbenchTab.objects.select_related("sandbox")
-        .filter(pk=tab_id, state=TabState.CLOSED)
+        .filter(pk=tab_id, state=TabState.CLOSED, session_closed_at__isnull=True)
         .first()
     )
-    if tab is None or tab.sandbox is None or not tab.acp_server_id:
+    if tab is None or not tab.acp_server_id:
         return
-    if tab.sandbox.state != SandboxState.READY:
-        return  # the sandbox is gone or going, and its sessions with it
-    try:
-        sandbox_services.sandbox_session_close(sandbox=tab.sandbox, server_id=tab.acp_server_id)
-    except SandboxGone:
-        return
+    # A sandbox that is gone or going takes its sessions with it.
+    if tab.sandbox is not None and tab.sandbox.state == SandboxState.READY:
+        with contextlib.suppress(SandboxGone):
+            sandbox_services.sandbox_session_close(sandbox=tab.sandbox, server_id=tab.acp_server_id)
+    # Bookkeeping of a closed tab, not a change users see: no version, no event.
+    WorkbenchTab.objects.filter(pk=tab_id).update(session_closed_at=now())
 
 
 # -- workflow transitions ------------------------------------------------------------------

@@ -5,23 +5,22 @@ from __future__ import annotations
 from uuid import UUID
 
 from celery import shared_task
-from django.conf import settings
 
 from sandboxes.providers.base import ProviderUnavailable
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
-def provision_for_tab(self, tab_id: str, attempt: int) -> None:
-    """Chain step 1: make the task's sandbox ready, or wait for the run that is doing it."""
+def provision_sandbox(self, sandbox_id: int) -> str:
+    """The task's provisioning run: make the sandbox ready, then hand off to its tabs."""
     from workbench import services
 
-    owner = self.request.id or f"local-{tab_id}-{attempt}"
-    outcome = services.tab_provision(tab_id=UUID(tab_id), attempt=attempt, owner=owner)
-    if outcome == "wait":
-        # Waiting is a re-queued message with a countdown, not a blocked worker slot.
-        raise self.retry(countdown=settings.WORKBENCH_PROVISION_POLL_SECONDS)
-    if outcome == "stop":
-        self.request.chain = None  # nothing for the session step to do
+    owner = self.request.id or f"local-{sandbox_id}"
+    result = services.sandbox_run(sandbox_id=sandbox_id, owner=owner)
+    if result.retry_in is not None:
+        # A live run holds the lease (this is a duplicate, or a redelivery that came back
+        # before a killed run's lease lapsed): one look again when it could have lapsed.
+        raise self.retry(countdown=result.retry_in)
+    return result.outcome
 
 
 @shared_task(
@@ -34,7 +33,8 @@ def provision_for_tab(self, tab_id: str, attempt: int) -> None:
     max_retries=5,
 )
 def open_tab_session(self, tab_id: str, attempt: int) -> None:
-    """Chain step 2: open the tab's own agent session."""
+    """Open the tab's own agent session (started by its task's provisioning run, or at
+    once when the sandbox was ready)."""
     from workbench import services
 
     try:

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from celery import chain
 from django.db import transaction
 
 if TYPE_CHECKING:
@@ -128,15 +127,18 @@ def drain_dispatches(timeout: float = 5.0) -> bool:
     return current is None or current.drain(timeout)
 
 
-def start_tab_chain(*, tab_id: UUID, attempt: int, provision: bool) -> None:
-    """provision the task's sandbox (if the tab waits for it) -> open the tab's session."""
+def start_sandbox_run(*, sandbox_id: int) -> None:
+    """The task's provisioning run for this sandbox (it hands off to the waiting tabs)."""
     from workbench import tasks
 
-    session = tasks.open_tab_session.si(str(tab_id), attempt)
-    work = (
-        chain(tasks.provision_for_tab.si(str(tab_id), attempt), session) if provision else session
-    )
-    work.apply_async()
+    tasks.provision_sandbox.delay(sandbox_id)
+
+
+def start_session_open(*, tab_id: UUID, attempt: int) -> None:
+    """The tab's own agent session, in its task's ready sandbox."""
+    from workbench import tasks
+
+    tasks.open_tab_session.delay(str(tab_id), attempt)
 
 
 def start_session_teardown(*, tab_id: UUID) -> None:

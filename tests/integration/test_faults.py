@@ -114,13 +114,14 @@ def test_every_message_delivered_twice_gives_one_sandbox_one_session_one_transit
     owner, celery_worker
 ):
     task, tabs = open_tabs(owner, 5)
-    for tab in tabs:  # a second (and third) delivery of every chain
-        for _ in range(2):
-            workflows.start_tab_chain(tab_id=tab["id"], attempt=1, provision=True)
+    sandbox_id = Sandbox.objects.get(task_id=task["id"]).pk
+    for _ in range(2 * len(tabs)):  # a second (and third) delivery of the provisioning run
+        workflows.start_sandbox_run(sandbox_id=sandbox_id)
     final = settle([t["id"] for t in tabs], timeout=60)
     assert {t.state for t in final} == {TabState.READY}
     for tab in final:  # and of every session step after it succeeded
-        workflows.start_tab_chain(tab_id=tab.pk, attempt=1, provision=False)
+        for _ in range(2):
+            workflows.start_session_open(tab_id=tab.pk, attempt=1)
 
     sandbox = Sandbox.objects.get(task_id=task["id"])
     wait_until(
@@ -173,7 +174,7 @@ def test_redis_restarted_with_its_queue_lost_leaves_no_tab_pending(
 def test_a_failed_dispatch_is_made_good_by_the_reconciler(owner, celery_worker):
     task = Task.objects.create(workspace=owner["workspace"], title="lost dispatch")
     with mock.patch.object(
-        workflows, "start_tab_chain", side_effect=ConnectionError("broker unreachable")
+        workflows, "start_sandbox_run", side_effect=ConnectionError("broker unreachable")
     ) as dispatch:
         tab, _ = services.tab_create(user=owner["user"], task=task)
     dispatch.assert_called_once()  # it was tried after commit, failed, and was logged

@@ -33,9 +33,10 @@ class StepsProvider:
 
 def provision(provider: StepsProvider) -> tuple[Sandbox, bool | Exception]:
     task = TaskFactory()
-    claim = services.sandbox_claim(
-        workspace_id=task.workspace_id, task_id=task.pk, provider="local", agent="mock", owner="o"
+    sandbox, _ = services.sandbox_ensure(
+        workspace_id=task.workspace_id, task_id=task.pk, provider="local", agent="mock"
     )
+    claim = services.sandbox_lease(sandbox_id=sandbox.pk, owner="o")
     spec = SandboxSpec(key=claim.sandbox.key, repository="", branch="", agent="mock")
     with mock.patch.object(services, "get_provider", return_value=provider):
         try:

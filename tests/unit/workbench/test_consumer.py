@@ -249,12 +249,13 @@ def test_changes_arrive_as_events_in_order_with_consecutive_seqs(workspace, alic
         start = (await receive(ws))["seq"]
         await call(services.tab_update)(tab_id=tab.pk, draft="half a thought")
         await call(services.tab_close)(tab_id=tab.pk)
-        with mock.patch("workbench.workflows.start_tab_chain") as dispatched:
+        with mock.patch("workbench.workflows.start_sandbox_run") as dispatched:
             new_tab, _ = await call(services.tab_create)(user=alice, task=task)
         dispatched.assert_called_once()
-        frames = [await receive(ws) for _ in range(3)]
-        assert [f["seq"] for f in frames] == [start + 1, start + 2, start + 3]
-        assert all(f["type"] == "event" and f["event"] == "tab.updated" for f in frames)
+        frames = [await receive(ws) for _ in range(4)]
+        assert [f["seq"] for f in frames] == [start + 1, start + 2, start + 3, start + 4]
+        assert all(f["type"] == "event" for f in frames)
+        assert [f["event"] for f in frames] == ["tab.updated"] * 3 + ["sandbox.updated"]
         assert frames[0]["data"]["draft"] == "half a thought"
         assert frames[1]["data"]["state"] == TabState.CLOSED
         assert frames[2]["data"]["id"] == str(new_tab.pk)

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from jsonschema import Draft202012Validator
 
+from sandboxes import services as sandbox_services
 from sandboxes.models import SandboxState
 from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
 from sandboxes.serializers import SandboxOutputSerializer
@@ -193,12 +194,21 @@ def case_task_archive(workspace, alice) -> Action:
     return lambda: services.task_archive(task_id=task.pk)
 
 
+def _waiting(task) -> int:
+    """The task's sandbox as the first tab's creation leaves it: a row, not yet started."""
+    sandbox, _ = sandbox_services.sandbox_ensure(
+        workspace_id=task.workspace_id, task_id=task.pk, provider="local", agent="mock"
+    )
+    return sandbox.pk
+
+
 def case_provisioning_succeeds(workspace, alice) -> Action:
     tab = TabFactory(task=TaskFactory(workspace=workspace))
+    sandbox_id = _waiting(tab.task)
 
     def action() -> object:
         with provider():
-            return services.tab_provision(tab_id=tab.pk, attempt=1, owner="worker-1")
+            return services.sandbox_run(sandbox_id=sandbox_id, owner="worker-1")
 
     return action
 
@@ -206,10 +216,11 @@ def case_provisioning_succeeds(workspace, alice) -> Action:
 def case_provisioning_fails(workspace, alice) -> Action:
     tab = TabFactory(task=TaskFactory(workspace=workspace))
     TabFactory(task=tab.task)  # also waits, and fails with it
+    sandbox_id = _waiting(tab.task)
 
     def action() -> object:
         with provider(fail=True):
-            return services.tab_provision(tab_id=tab.pk, attempt=1, owner="worker-1")
+            return services.sandbox_run(sandbox_id=sandbox_id, owner="worker-1")
 
     return action
 
@@ -217,11 +228,12 @@ def case_provisioning_fails(workspace, alice) -> Action:
 def case_provisioning_again_after_a_failure(workspace, alice) -> Action:
     task = TaskFactory(workspace=workspace)
     SandboxFactory(task=task, state=SandboxState.FAILED, error_code="start_failed")
-    tab = TabFactory(task=task)
+    TabFactory(task=task)
+    sandbox_id = _waiting(task)
 
     def action() -> object:
         with provider():
-            return services.tab_provision(tab_id=tab.pk, attempt=1, owner="worker-1")
+            return services.sandbox_run(sandbox_id=sandbox_id, owner="worker-1")
 
     return action
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
 from django.utils.timezone import now
 
-from sandboxes.models import SandboxState
+from sandboxes.models import Sandbox, SandboxState
 from tests.factories import SandboxFactory, TabFactory
 from workbench import reconciler
 from workbench.models import TabState, WorkbenchTab
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.django_db
 
 
 def stale(tab, seconds: float = 3600) -> None:
-    WorkbenchTab.objects.filter(pk=tab.pk).update(updated_at=now() - timedelta(seconds=seconds))
+    """No state change, and no re-drive, for `seconds`."""
+    past = now() - timedelta(seconds=seconds)
+    WorkbenchTab.objects.filter(pk=tab.pk).update(state_changed_at=past)
+    WorkbenchTab.objects.filter(pk=tab.pk, redriven_at__isnull=False).update(redriven_at=past)
 
 
 def test_it_redrives_a_stalled_tab_then_fails_it_after_the_bound(
@@ -30,8 +34,10 @@ def test_it_redrives_a_stalled_tab_then_fails_it_after_the_bound(
         with django_capture_on_commit_callbacks(execute=True):
             assert reconciler.reconcile()["redriven"] == 1
         assert WorkbenchTab.objects.get(pk=tab.pk).redrives == expected
-    assert dispatched.call_count == 2
-    dispatched.assert_called_with(tab_id=tab.pk, attempt=1, provision=True)
+    # The first re-drive makes the task's sandbox (it had none), the second starts its run
+    # again (nobody holds its lease): one sandbox row, one run message each time.
+    assert dispatched.runs.call_count == 2
+    assert Sandbox.objects.filter(task=tab.task).count() == 1
     stale(tab)
     assert reconciler.reconcile()["failed"] == 1
     failed = WorkbenchTab.objects.get(pk=tab.pk)
@@ -42,7 +48,13 @@ def test_it_leaves_recent_and_settled_tabs_alone(dispatched):
     TabFactory(state=TabState.PENDING_PROVISION)  # just created
     for state in (TabState.READY, TabState.ERROR, TabState.CLOSED):
         stale(TabFactory(state=state))
-    assert reconciler.reconcile() == {"redriven": 0, "failed": 0, "prompts": 0, "backlog": 0}
+    assert reconciler.reconcile() == {
+        "redriven": 0,
+        "failed": 0,
+        "prompts": 0,
+        "swept": 0,
+        "backlog": 0,
+    }
     dispatched.assert_not_called()
 
 
@@ -85,11 +97,17 @@ def test_it_waits_while_work_is_queued(dispatched, monkeypatch):
     """A tab whose message waits behind a backlog is queued, not stalled."""
     stale(TabFactory(state=TabState.PENDING_PROVISION))
     monkeypatch.setattr(reconciler, "broker_backlog", lambda: 7)
-    assert reconciler.reconcile() == {"redriven": 0, "failed": 0, "prompts": 0, "backlog": 7}
+    assert reconciler.reconcile() == {
+        "redriven": 0,
+        "failed": 0,
+        "prompts": 0,
+        "swept": 0,
+        "backlog": 7,
+    }
     dispatched.assert_not_called()
 
 
-def test_provisioning_that_keeps_dying_ends_in_error_not_a_loop(settings):
+def test_provisioning_that_keeps_dying_ends_in_error_not_a_loop(settings, dispatched):
     from workbench import services
 
     settings.WORKBENCH_MAX_PROVISION_RUNS = 3
@@ -97,8 +115,8 @@ def test_provisioning_that_keeps_dying_ends_in_error_not_a_loop(settings):
         state=SandboxState.PROVISIONING, fence=3, lease_expires_at=now() - timedelta(seconds=1)
     )
     waiting = [TabFactory(task=sandbox.task, state=TabState.PENDING_PROVISION) for _ in range(2)]
-    outcome = services.tab_provision(tab_id=waiting[0].pk, attempt=1, owner="next-run")
-    assert outcome == "stop"
+    outcome = services.sandbox_run(sandbox_id=sandbox.pk, owner="next-run")
+    assert outcome.outcome == "failed"
     sandbox.refresh_from_db()
     assert (sandbox.state, sandbox.error_code) == (SandboxState.FAILED, "stalled")
     for tab in waiting:
@@ -152,3 +170,32 @@ def test_a_tab_another_reconciler_holds_is_skipped_not_waited_for():
         holder.join()
     with transaction.atomic():
         assert reconciler._claim(tab) == 1
+
+
+def test_a_draft_typed_into_a_stuck_tab_does_not_push_its_recovery_back(dispatched):
+    from workbench import services
+
+    tab = TabFactory(state=TabState.PENDING_PROVISION)
+    stale(tab)
+    services.tab_update(tab_id=tab.pk, draft="still typing")  # updated_at is now
+    assert reconciler.reconcile()["redriven"] == 1
+
+
+def test_lost_teardowns_are_swept(dispatched, monkeypatch):
+    from workbench import workflows
+
+    past = now() - timedelta(hours=1)
+    failed = SandboxFactory(state=SandboxState.FAILED, key="t-failed")
+    released = SandboxFactory(state=SandboxState.FAILED, key="t-released", released_at=past)
+    closed = TabFactory(state=TabState.CLOSED, acp_server_id="tab-x-1", closed_at=past)
+    TabFactory(
+        state=TabState.CLOSED, acp_server_id="tab-y-1", closed_at=past, session_closed_at=past
+    )  # torn down already
+    TabFactory(state=TabState.CLOSED, closed_at=past)  # never had a session
+    Sandbox.objects.filter(pk__in=[failed.pk, released.pk]).update(updated_at=past)
+    releases, teardowns = mock.Mock(), mock.Mock()
+    monkeypatch.setattr(workflows, "start_sandbox_release", releases)
+    monkeypatch.setattr(workflows, "start_session_teardown", teardowns)
+    assert reconciler.reconcile()["swept"] == 2
+    releases.assert_called_once_with(sandbox_id=failed.pk)
+    teardowns.assert_called_once_with(tab_id=closed.pk)

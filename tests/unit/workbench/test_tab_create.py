@@ -24,18 +24,33 @@ def test_it_returns_a_pending_tab_without_provisioning(alice, dispatched):
     assert tab.state == TabState.PENDING_PROVISION
     assert tab.sandbox_id is None
     create.assert_not_called()
-    assert not Sandbox.objects.exists()
+    assert not Sandbox.objects.exclude(state=SandboxState.PROVISIONING).exists()
 
 
-def test_it_dispatches_exactly_one_chain_and_only_after_commit(
+def test_it_starts_the_tasks_provisioning_run_once_and_only_after_commit(
     alice, dispatched, django_capture_on_commit_callbacks
 ):
     task = TaskFactory()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        tab, _ = services.tab_create(user=alice, task=task)
+        services.tab_create(user=alice, task=task)
         dispatched.assert_not_called()  # still inside the transaction
-    assert callbacks  # the chain and the event's publish wait for the commit
-    dispatched.assert_called_once_with(tab_id=tab.pk, attempt=1, provision=True)
+    assert callbacks  # the run and the event's publish wait for the commit
+    sandbox = Sandbox.objects.get(task=task)
+    assert (sandbox.state, sandbox.fence) == (SandboxState.PROVISIONING, 0)  # not started yet
+    dispatched.runs.assert_called_once_with(sandbox_id=sandbox.pk)
+    dispatched.sessions.assert_not_called()  # the run hands off when it ends
+
+
+def test_more_tabs_on_a_provisioning_task_wait_as_rows(
+    alice, dispatched, django_capture_on_commit_callbacks
+):
+    task = TaskFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        tabs = [services.tab_create(user=alice, task=task)[0] for _ in range(5)]
+    assert {tab.state for tab in tabs} == {TabState.PENDING_PROVISION}
+    assert Sandbox.objects.filter(task=task).count() == 1
+    assert dispatched.runs.call_count == 1  # one run, however many tabs wait on it
+    dispatched.sessions.assert_not_called()
 
 
 def test_a_rolled_back_request_dispatches_nothing(
@@ -62,13 +77,18 @@ def test_on_a_provisioned_task_it_waits_only_for_its_session(
         tab, _ = services.tab_create(user=alice, task=sandbox.task)
     assert tab.state == TabState.PENDING_SESSION_CREATE
     assert tab.sandbox_id == sandbox.pk
-    dispatched.assert_called_once_with(tab_id=tab.pk, attempt=1, provision=False)
+    dispatched.sessions.assert_called_once_with(tab_id=tab.pk, attempt=1)
+    dispatched.runs.assert_not_called()
 
 
-def test_on_a_task_still_provisioning_it_waits_for_that_run(alice, dispatched):
+def test_on_a_task_still_provisioning_it_waits_for_that_run(
+    alice, dispatched, django_capture_on_commit_callbacks
+):
     sandbox = SandboxFactory(state=SandboxState.PROVISIONING)
-    tab, _ = services.tab_create(user=alice, task=sandbox.task)
+    with django_capture_on_commit_callbacks(execute=True):
+        tab, _ = services.tab_create(user=alice, task=sandbox.task)
     assert tab.state == TabState.PENDING_PROVISION
+    dispatched.assert_not_called()  # that run hands off to it
 
 
 def test_a_replayed_idempotency_key_returns_the_same_tab(
@@ -82,7 +102,7 @@ def test_a_replayed_idempotency_key_returns_the_same_tab(
     assert (created_first, created_again) == (True, False)
     assert again.pk == first.pk
     assert other.pk != first.pk  # keys are per user
-    assert dispatched.call_count == 2
+    assert dispatched.runs.call_count == 1  # two tabs, one provisioning run
 
 
 def test_a_key_reused_for_a_different_request_is_refused(alice, dispatched):

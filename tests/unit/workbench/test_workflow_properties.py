@@ -77,20 +77,15 @@ INTERLEAVED = ["close", "archive", "deliver", "takeover"]
 FINAL_STATES = {TabState.READY, TabState.ERROR, TabState.CLOSED}
 Work = tuple[Any, ...]  # a message on the (simulated) broker: ("chain", tab_id, ...), ...
 
-# Provider resources the workflow does not free yet, each tolerated only when its known
-# cause happened in the run (the machine records causes: the same leak from any other cause
-# fails the test). Each has a deterministic reproduction at the end of this file (xfail,
-# strict). Remove a name once its gap is fixed: the machine then checks it whatever the cause.
-KNOWN_LEAKS = frozenset(
-    {
-        "teardown_lost",  # a closed tab's session, when its teardown message was lost
-        "release_lost",  # a failed sandbox's server, when its release message was lost
-        "orphan_session",  # a session no tab records: its step died or failed after making it
-    }
-)
+# Provider resources the workflow does not free, each tolerated only when its known cause
+# happened in the run (the machine records causes: the same leak from any other cause fails
+# the test). Add a name only with a deterministic reproduction (xfail, strict) at the end of
+# this file; none is known now: the reconciler sweeps every kind of lost teardown.
+KNOWN_LEAKS: frozenset[str] = frozenset()
 # How each message a service dispatches (workflows.start_*) is queued: (kind, its fields).
 DISPATCHED = {
-    "start_tab_chain": ("chain", "tab_id", "attempt", "provision"),
+    "start_sandbox_run": ("run", "sandbox_id"),
+    "start_session_open": ("session", "tab_id", "attempt"),
     "start_session_teardown": ("teardown", "tab_id"),
     "start_sandbox_destroy": ("destroy", "sandbox_id"),
     "start_sandbox_release": ("release", "sandbox_id"),
@@ -140,7 +135,7 @@ class Strike:
 
     def at(self, work: Work) -> Fault | None:
         points = {
-            "chain": [("create", step) for step in CREATE_STEPS],
+            "run": [("create", step) for step in CREATE_STEPS],
             "session": [("session", "before"), ("session", "after")],
             "deliver": [("prompt", "before"), ("prompt", "after")],
         }.get(work[0])
@@ -364,18 +359,11 @@ class Workflow(RuleBasedStateMachine):
     def _execute(self, work: Work) -> None:
         """Run one message the way its Celery task would."""
         kind, *args = work
-        if kind == "chain":
-            tab_id, attempt, provision = args
-            if provision:
-                owner = uuid.uuid4().hex  # each delivery has its own Celery task id
-                outcome = services.tab_provision(tab_id=tab_id, attempt=attempt, owner=owner)
-                if outcome == "wait":
-                    self.queue.append(work)  # self.retry(countdown=...)
-                    return
-                if outcome == "stop":
-                    return
-            # Celery publishes the chain's next task once this one has succeeded.
-            self.queue.append(("session", tab_id, attempt))
+        if kind == "run":
+            owner = uuid.uuid4().hex  # each delivery has its own Celery task id
+            outcome = services.sandbox_run(sandbox_id=args[0], owner=owner)
+            if outcome.retry_in is not None:
+                self.queue.append(work)  # self.retry(countdown=...)
         elif kind == "session":
             services.tab_open_session(tab_id=args[0], attempt=args[1])
         elif kind == "teardown":
@@ -422,11 +410,11 @@ class Workflow(RuleBasedStateMachine):
             Sandbox.objects.filter(task_id=task_id, state=SandboxState.PROVISIONING).update(
                 lease_expires_at=now() - timedelta(seconds=1)
             )
-            waiting = WorkbenchTab.objects.filter(
-                task_id=task_id, state=TabState.PENDING_PROVISION
+            running = Sandbox.objects.filter(
+                task_id=task_id, state=SandboxState.PROVISIONING
             ).first()
-            if waiting is not None:
-                self._work(("chain", waiting.pk, waiting.attempt, True))
+            if running is not None:
+                self._work(("run", running.pk))
 
     def _pick(self, i: int) -> uuid.UUID:
         return self.tab_ids[i % len(self.tab_ids)]
@@ -837,10 +825,9 @@ def test_provisioning_that_crashes_leaves_no_second_server_for_the_task(machine)
     assert not leaks_after_settling(machine)
 
 
-# -- known gaps: deterministic reproductions of KNOWN_LEAKS -------------------------------
+# -- lost teardowns: each swept by the reconciler (these were known leaks) ------------------
 
 
-@pytest.mark.xfail(strict=True, reason="teardown_lost: the reconciler does not re-drive it")
 def test_a_closed_tabs_session_is_torn_down_even_if_the_teardown_message_is_lost(machine):
     tab = ready_tab(machine)
     machine.close_tab(0)
@@ -849,13 +836,12 @@ def test_a_closed_tabs_session_is_torn_down_even_if_the_teardown_message_is_lost
     assert "teardown_lost" not in leaks_after_settling(machine)
 
 
-@pytest.mark.xfail(strict=True, reason="orphan_session: the tab never recorded the session")
 def test_a_session_made_by_a_step_that_died_is_torn_down_when_the_tab_closes(machine):
     machine.open_tab(0)
     machine.kill_next(("session", "after"), redeliver=False)
     machine.workers_catch_up(10)  # the session exists; the step died before marking ready
     assert WorkbenchTab.objects.get().state == TabState.PENDING_SESSION_CREATE
-    machine.close_tab(0)  # acp_server_id is empty, so no teardown is dispatched
+    machine.close_tab(0)  # the server id was recorded before the call: it is torn down
     assert "orphan_session" not in leaks_after_settling(machine)
 
 
@@ -867,7 +853,6 @@ def test_an_archived_tasks_sandbox_is_destroyed_even_if_the_destroy_message_is_l
     assert Sandbox.objects.get(task_id=tab.task_id).state == SandboxState.DESTROYED, leaks
 
 
-@pytest.mark.xfail(strict=True, reason="release_lost: the reconciler does not re-drive it")
 def test_a_failed_sandbox_is_released_even_if_the_release_message_is_lost(machine):
     machine.open_tab(0)
     machine.crash_next(("create", "install_agent"))
