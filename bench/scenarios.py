@@ -217,7 +217,15 @@ def ms(seconds: float) -> float:
 # -- scenarios -------------------------------------------------------------------------------
 
 
-SCENARIOS = ("tab_latency", "inline", "websocket", "orchestration", "burst", "sustained")
+SCENARIOS = (
+    "tab_latency",
+    "inline",
+    "websocket",
+    "orchestration",
+    "burst",
+    "waiting",
+    "sustained",
+)
 
 
 def run_all(
@@ -245,6 +253,9 @@ def run_all(
     if "burst" in only:
         log(f"6. one task, {config.burst_tabs} concurrent tabs")
         out["burst"] = burst(stack, fx, config, log)
+    if "waiting" in only:
+        log(f"7. {config.waiting_tabs} tabs waiting on a {config.waiting_delay:.0f} s provisioning")
+        out["waiting"] = waiting(stack, fx, config, log)
     if "sustained" in only:
         log("5. sustained tab creations")
         out["sustained"] = sustained(stack, fx, config, log)
@@ -614,7 +625,7 @@ def _orchestration_analysis(
         rows.add("provider_session", session_ms)
         rows.add("overhead", post_to_ready - provider)
         rows.add("post_to_row", ms(tab.created_at.timestamp() - sample.sent_wall))
-        provision_start = first_start.get(("provision_for_tab", tab_id))
+        provision_start = first_start.get(("provision_sandbox", str(tab.sandbox_id)))
         session_start = first_start.get(("open_tab_session", tab_id))
         if provision_start is not None:
             rows.add("row_to_first_task", ms(provision_start - tab.created_at.timestamp()))
@@ -681,6 +692,9 @@ def burst(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
     sandbox_ready = Sandbox.objects.filter(task_id=task).values_list("ready_at", flat=True)
     rows = instrument_rows(fx, instrument.TASKS_KEY)
     tab_ids = {str(t.pk) for t in tabs}
+    sandbox_ids = {
+        str(pk) for pk in Sandbox.objects.filter(task_id=task).values_list("pk", flat=True)
+    }
     result = {
         "tabs": len(tabs),
         "post": run.summary(),
@@ -696,7 +710,7 @@ def burst(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
         "first_ready_s": min(ready) - first_sent if ready else math.nan,
         "all_ready_s": max(ready) - first_sent if ready and not pending else math.nan,
         "provision_task_runs": sum(
-            1 for r in rows if r["task"].endswith("provision_for_tab") and r["arg"] in tab_ids
+            1 for r in rows if r["task"].endswith("provision_sandbox") and r["arg"] in sandbox_ids
         ),
         "session_task_runs": sum(
             1 for r in rows if r["task"].endswith("open_tab_session") and r["arg"] in tab_ids
@@ -706,6 +720,42 @@ def burst(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
     log(
         f"   {result['tabs']} tabs, {result['sandboxes']} sandbox(es), all ready after "
         f"{result['all_ready_s']:.2f} s (sandbox ready after {result['sandbox_ready_s']:.2f} s)"
+    )
+    return result
+
+
+def waiting(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
+    """`waiting_tabs` tabs opened on one new task whose provisioning takes `waiting_delay` s:
+    how many Celery task executions the whole story costs, per tab (a waiting tab should be
+    a row, not a stream of messages)."""
+    from collections import Counter
+
+    from sandboxes.models import Sandbox
+    from workbench.models import WorkbenchTab
+
+    stack.start_workers(delay=cfg.waiting_delay)
+    clear_instrument(fx)
+    (task,) = new_tasks(fx, 1, "waiting")
+    run = asyncio.run(tab_phase(fx, [task], rate=200, count=cfg.waiting_tabs, keep_body=True))
+    _, pending = wait_for_tabs({"task_id": task}, cfg.ready_timeout + cfg.waiting_delay)
+    rows = instrument_rows(fx, instrument.TASKS_KEY)
+    by_task = Counter(r["task"].rsplit(".", 1)[-1] for r in rows)
+    tabs = WorkbenchTab.objects.filter(task_id=task)
+    result = {
+        "tabs": tabs.count(),
+        "delay": cfg.waiting_delay,
+        "ready": tabs.filter(state="ready").count(),
+        "pending": pending,
+        "post": run.summary(),
+        "sandboxes": Sandbox.objects.filter(task_id=task).count(),
+        "executions": sum(by_task.values()),
+        "by_task": dict(by_task),
+        "per_tab": sum(by_task.values()) / max(tabs.count(), 1),
+    }
+    stack.stop_workers()
+    log(
+        f"   {result['ready']}/{result['tabs']} ready, {result['executions']} Celery executions "
+        f"({result['per_tab']:.2f} per tab): {dict(by_task)}"
     )
     return result
 

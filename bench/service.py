@@ -71,6 +71,8 @@ class Config:
     orch_count: int = 20
     orch_rate: float = 2.0
     burst_tabs: int = 100
+    waiting_tabs: int = 50
+    waiting_delay: float = 20.0  # seconds the one provisioning run takes in "waiting"
     ladder: list[tuple[float, float]] = field(
         default_factory=lambda: [
             (20, 4.0),
@@ -102,6 +104,8 @@ class Config:
             orch_count=2,
             orch_rate=4.0,
             burst_tabs=5,
+            waiting_tabs=3,
+            waiting_delay=1.0,
             ladder=[(20, 0.5)],
             ladder_pool=2,
             ready_timeout=60.0,
