@@ -87,3 +87,20 @@ def test_required_confinement_refuses_to_start_without_bwrap(provider, settings,
             SandboxSpec(key="strict", repository="", branch="", agent="mock"), step=no_steps
         )
     assert not (provider.root / "strict" / "server.pid").exists()
+
+
+def test_a_session_closed_right_after_it_was_made_is_gone(provider, settings):
+    """sandbox-agent may never answer a DELETE of a server made moments before; waiting
+    for the answer held a session worker for the client timeout (closing 4 pending tabs
+    stalled another tenant's tab by 5 s). The close must return, with the server gone."""
+    settings.WORKBENCH_SANDBOX_ISOLATION = "auto"
+    handle = provider.create(
+        SandboxSpec(key="closing", repository="", branch="", agent="mock"), step=no_steps
+    )
+    for n in range(3):
+        server_id = f"tab-close-{n}"
+        provider.create_session(handle, server_id=server_id, agent="mock", cwd=handle.workdir)
+        provider.destroy_session(handle, server_id=server_id)  # raised ProviderUnavailable
+        with AgentServerClient(handle.base_url, handle.token) as client:
+            assert server_id not in client.list_servers()
+    provider.destroy("closing", handle)
