@@ -5,9 +5,18 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("workbench")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def _start_upkeep(**_: object) -> None:
+    """Every worker takes part in the upkeep (reconciler, sandbox watch): workbench.upkeep."""
+    from workbench import upkeep
+
+    upkeep.start()

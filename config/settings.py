@@ -329,9 +329,15 @@ WORKBENCH_PROMPT_TIMEOUT = env_float("WORKBENCH_PROMPT_TIMEOUT", 300.0)
 WORKBENCH_MAX_MESSAGE_CHARS = env_int("WORKBENCH_MAX_MESSAGE_CHARS", 32_000)
 # A provisioning run holds a lease on its sandbox; another worker may take over only after
 # it expires (the holder renews it between steps), so a killed worker never blocks forever.
-WORKBENCH_PROVISION_LEASE_SECONDS = env_float("WORKBENCH_PROVISION_LEASE_SECONDS", 60.0)
-# A pending tab older than this is re-driven by the reconciler, at most _MAX_REDRIVES times.
-WORKBENCH_STALL_SECONDS = env_float("WORKBENCH_STALL_SECONDS", 120.0)
+WORKBENCH_PROVISION_LEASE_SECONDS = env_float("WORKBENCH_PROVISION_LEASE_SECONDS", 30.0)
+# A pending tab with no state change or re-drive for this long is re-driven by the
+# reconciler, at most _MAX_REDRIVES times (a live provisioning lease counts as progress).
+WORKBENCH_STALL_SECONDS = env_float("WORKBENCH_STALL_SECONDS", 20.0)
+# Every worker runs the upkeep (reconciler and sandbox health watch), one at a time by a
+# Redis lease, this often (workbench/upkeep.py); 0 leaves it to beat alone.
+WORKBENCH_UPKEEP_INTERVAL = env_float("WORKBENCH_UPKEEP_INTERVAL", 5.0)
+# A ready sandbox whose server has not answered for this long is lost (its tabs: error).
+WORKBENCH_HEALTH_GRACE = env_float("WORKBENCH_HEALTH_GRACE", 8.0)
 WORKBENCH_MAX_REDRIVES = env_int("WORKBENCH_MAX_REDRIVES", 3)
 # A step that keeps dying (the worker killed each time) ends in error after this many
 # runs instead of looping: provisioning runs of one sandbox, session starts of one attempt.

@@ -49,6 +49,8 @@ class Sandbox(models.Model):
     # When a failed sandbox's server and files were freed; the reconciler sweeps failed
     # sandboxes without it, so a lost release message leaks no process.
     released_at = models.DateTimeField(null=True, blank=True)
+    # Since when a ready sandbox's server has not answered the upkeep's health checks.
+    unhealthy_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -414,6 +414,14 @@ def sandbox_release_failed(*, sandbox_id: int) -> bool:
     return True
 
 
+def sandbox_healthy(*, sandbox: Sandbox) -> bool:
+    """Whether a ready sandbox's server answers (a provider error counts as no)."""
+    try:
+        return get_provider(sandbox.provider).health(handle_of(sandbox))
+    except ProviderError:
+        return False
+
+
 def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str) -> str:
     """Start an agent session in a ready sandbox; returns the session id."""
     provider = get_provider(sandbox.provider)

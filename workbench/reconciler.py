@@ -33,7 +33,7 @@ def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[Workbenc
         task_id=OuterRef("task_id"), state=SandboxState.PROVISIONING, lease_expires_at__gt=moment
     )
     # A sandbox never started (fence 0) waits for a slot of its workspace's share
-    # (sandbox_claim); while that workspace's other runs hold live leases it is queued.
+    # (sandbox_lease); while that workspace's other runs hold live leases it is queued.
     waiting_for_slot = Sandbox.objects.filter(
         task_id=OuterRef("task_id"), state=SandboxState.PROVISIONING, fence=0
     )
@@ -54,6 +54,13 @@ def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[Workbenc
         )
         .exclude(state=TabState.PENDING_PROVISION, provisioning_live=True)
         .exclude(state=TabState.PENDING_PROVISION, queued=True)
+        # A session step that started has its own bound (the ACP call's timeout): a slow
+        # agent start is not a lost message.
+        .exclude(
+            state=TabState.PENDING_SESSION_CREATE,
+            session_starts__gt=0,
+            state_changed_at__gte=moment - timedelta(seconds=settings.WORKBENCH_SESSION_TIMEOUT),
+        )
         .order_by("state_changed_at")
     )
     return list(rows[:limit])

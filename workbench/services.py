@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -642,6 +643,32 @@ def sandbox_lost(*, sandbox_id: int, message: str) -> int:
                 message=f"The sandbox stopped ({message}); retry to re-provision it.",
             )
     return failed
+
+
+def sandboxes_watch() -> int:
+    """Fail every ready sandbox whose server is gone, with its tabs (`sandbox_lost`, with a
+    retry that re-provisions), so a dead server shows within a round or two of upkeep
+    rather than at the next prompt. A server that misses one check is asked again next
+    round: only one still failing after WORKBENCH_HEALTH_GRACE seconds is lost."""
+    from sandboxes.models import Sandbox
+
+    lost = 0
+    grace = timedelta(seconds=settings.WORKBENCH_HEALTH_GRACE)
+    for sandbox in Sandbox.objects.filter(state=SandboxState.READY):
+        if sandbox_services.sandbox_healthy(sandbox=sandbox):
+            if sandbox.unhealthy_since is not None:
+                Sandbox.objects.filter(pk=sandbox.pk).update(unhealthy_since=None)
+            continue
+        if sandbox.unhealthy_since is None:
+            Sandbox.objects.filter(pk=sandbox.pk, unhealthy_since__isnull=True).update(
+                unhealthy_since=now()
+            )
+        elif now() - sandbox.unhealthy_since >= grace:
+            lost += 1
+            sandbox_lost(
+                sandbox_id=sandbox.pk, message="its sandbox-agent server stopped answering"
+            )
+    return lost
 
 
 def transition_table() -> dict[str, frozenset[str]]:

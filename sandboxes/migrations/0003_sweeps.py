@@ -11,6 +11,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name="sandbox",
+            name="unhealthy_since",
+            field=models.DateTimeField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name="sandbox",
             name="released_at",
             field=models.DateTimeField(blank=True, null=True),
         ),

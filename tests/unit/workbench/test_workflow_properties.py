@@ -556,6 +556,8 @@ class Workflow(RuleBasedStateMachine):
         """Leases run out and abandoned prompts become old enough to take again."""
         past = now() - timedelta(hours=1)
         Sandbox.objects.filter(state=SandboxState.PROVISIONING).update(lease_expires_at=past)
+        # A started session step's own bound runs out too (the reconciler waits for it).
+        WorkbenchTab.objects.filter(state__in=PENDING_STATES).update(state_changed_at=past)
         Message.objects.filter(state__in=[MessageState.QUEUED, MessageState.SENDING]).update(
             updated_at=past
         )

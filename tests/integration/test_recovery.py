@@ -1,0 +1,120 @@
+"""Recovery that needs no beat and no prompt: the workers' own upkeep (workbench/upkeep.py)
+finds lost work from its rows and dead servers from their health, on the real processes.
+Nothing here runs the reconciler from the test: only the workers do."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from sandboxes.models import ProvisioningStep, Sandbox, SandboxState, StepOutcome
+from tests.helpers import wait_until
+from tests.integration.test_faults import open_tabs, owner  # noqa: F401 (fixture)
+from workbench.models import PENDING_STATES, TabState, WorkbenchTab
+
+# What a deployment would set for fast repair; the defaults are 20 s and 5 s.
+UPKEEP = {
+    "WORKBENCH_STALL_SECONDS": "5",
+    "WORKBENCH_UPKEEP_INTERVAL": "1",
+    "WORKBENCH_HEALTH_GRACE": "2",
+}
+
+
+def states(tab_ids: list[str]) -> list[tuple[str, str]]:
+    return list(WorkbenchTab.objects.filter(pk__in=tab_ids).values_list("state", "error_code"))
+
+
+def test_a_killed_ready_server_puts_its_tabs_in_error_within_the_bound(
+    owner,  # noqa: F811
+    celery_worker,
+    make_celery_worker,
+):
+    celery_worker.stop()
+    try:
+        make_celery_worker(env=UPKEEP)
+        task, tabs = open_tabs(owner, 2)
+        ids = [t["id"] for t in tabs]
+        wait_until(
+            lambda: {s for s, _ in states(ids)} == {TabState.READY},
+            timeout=60,
+            message=lambda: str(states(ids)),
+        )
+        sandbox = Sandbox.objects.get(task_id=task["id"], state=SandboxState.READY)
+        os.killpg(sandbox.pid, signal.SIGKILL)  # the server and everything in its sandbox
+        wait_until(
+            lambda: set(states(ids)) == {(TabState.ERROR, "sandbox_lost")},
+            timeout=30,
+            message=lambda: f"still {states(ids)} after the server died",
+        )
+        assert Sandbox.objects.get(pk=sandbox.pk).state == SandboxState.FAILED
+        retried = owner["api"].post(f"/api/tabs/{ids[0]}/retry/").json()
+        assert retried["state"] == TabState.PENDING_PROVISION  # a retry re-provisions
+    finally:
+        celery_worker.start()
+
+
+def test_lost_messages_are_found_from_their_rows_with_no_beat(
+    owner,  # noqa: F811
+    celery_worker,
+    make_celery_worker,
+    redis_server,
+):
+    celery_worker.stop()
+    try:
+        make_celery_worker(env={**UPKEEP, "WORKBENCH_LOCAL_PROVISION_DELAY": "2"})
+        opened = [open_tabs(owner, 2) for _ in range(3)]  # 6 pending tabs on 3 tasks
+        ids = [t["id"] for _, tabs in opened for t in tabs]
+        wait_until(
+            lambda: ProvisioningStep.objects.filter(
+                name="simulated_delay", outcome=StepOutcome.RUNNING
+            ).exists(),
+            timeout=30,
+            message="provisioning never started",
+        )
+        redis_server.client().flushall()  # every queued message is gone; no beat runs
+        wait_until(
+            lambda: not WorkbenchTab.objects.filter(pk__in=ids, state__in=PENDING_STATES).exists(),
+            timeout=30,
+            message=lambda: f"still pending: {states(ids)}",
+        )
+        assert {s for s, _ in states(ids)} == {TabState.READY}
+        for task, _ in opened:
+            live = Sandbox.objects.filter(task_id=task["id"], state=SandboxState.READY)
+            assert live.count() == 1
+    finally:
+        celery_worker.start()
+
+
+def test_a_killed_provisioning_worker_leaves_ten_waiting_tabs_ready_on_one_sandbox(
+    owner,  # noqa: F811
+    celery_worker,
+    make_celery_worker,
+):
+    celery_worker.stop()
+    try:
+        doomed = make_celery_worker(
+            env={
+                **UPKEEP,
+                "WORKBENCH_LOCAL_PROVISION_DELAY": "30",
+                "WORKBENCH_PROVISION_LEASE_SECONDS": "3",
+            }
+        )
+        task, tabs = open_tabs(owner, 10)
+        ids = [t["id"] for t in tabs]
+        wait_until(
+            lambda: ProvisioningStep.objects.filter(
+                name="simulated_delay", outcome=StepOutcome.RUNNING
+            ).exists(),
+            timeout=30,
+            message="provisioning never started",
+        )
+        doomed.kill(signal.SIGKILL)
+        make_celery_worker(env={**UPKEEP, "WORKBENCH_PROVISION_LEASE_SECONDS": "3"})
+        wait_until(
+            lambda: {s for s, _ in states(ids)} == {TabState.READY},
+            timeout=90,
+            message=lambda: str(states(ids)),
+        )
+        assert Sandbox.objects.filter(task_id=task["id"]).count() == 1
+    finally:
+        celery_worker.start()
