@@ -17,6 +17,15 @@ class SandboxState(models.TextChoices):
 
 
 LIVE_STATES = (SandboxState.PROVISIONING, SandboxState.READY)
+SANDBOX_TRANSITIONS: dict[str, frozenset[str]] = {
+    SandboxState.PROVISIONING: frozenset(
+        {SandboxState.READY, SandboxState.FAILED, SandboxState.DESTROYING}
+    ),
+    SandboxState.READY: frozenset({SandboxState.FAILED, SandboxState.DESTROYING}),
+    SandboxState.FAILED: frozenset({SandboxState.DESTROYING}),
+    SandboxState.DESTROYING: frozenset({SandboxState.DESTROYED}),
+    SandboxState.DESTROYED: frozenset(),
+}
 
 
 class Sandbox(models.Model):

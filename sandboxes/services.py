@@ -15,11 +15,19 @@ from django.db import connection
 from django.db.models import F
 from django.utils.timezone import now
 
-from sandboxes.models import LIVE_STATES, ProvisioningStep, Sandbox, SandboxState, StepOutcome
+from sandboxes.models import (
+    LIVE_STATES,
+    SANDBOX_TRANSITIONS,
+    ProvisioningStep,
+    Sandbox,
+    SandboxState,
+    StepOutcome,
+)
 from sandboxes.providers import get_provider
 from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
 from sandboxes.serializers import ProvisioningStepSerializer, SandboxOutputSerializer
 from workbench.events import record_event, workspace_transaction
+from workbench.transitions import transition
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -322,10 +330,10 @@ def sandbox_provision(
 def sandbox_mark_ready(*, sandbox_id: int, fence: int, handle: SandboxHandle) -> bool:
     """provisioning -> ready, only for the run holding `fence`."""
     with workspace_transaction(_workspace_id(sandbox_id)):
-        updated = Sandbox.objects.filter(
-            pk=sandbox_id, state=SandboxState.PROVISIONING, fence=fence
-        ).update(
-            state=SandboxState.READY,
+        updated = transition(
+            Sandbox.objects.filter(pk=sandbox_id, fence=fence),
+            table=SANDBOX_TRANSITIONS,
+            to=SandboxState.READY,
             base_url=handle.base_url,
             token=handle.token,
             workdir=handle.workdir,
@@ -333,7 +341,6 @@ def sandbox_mark_ready(*, sandbox_id: int, fence: int, handle: SandboxHandle) ->
             ready_at=now(),
             lease_owner="",
             lease_expires_at=None,
-            version=F("version") + 1,
         )
         if updated != 1:
             return False
@@ -348,18 +355,21 @@ def sandbox_fail(*, sandbox_id: int, code: str, message: str, fence: int | None 
     sandbox can fail in the same commit.
     """
     with workspace_transaction(_workspace_id(sandbox_id)):
-        rows = Sandbox.objects.filter(pk=sandbox_id, state__in=LIVE_STATES)
+        rows = Sandbox.objects.filter(pk=sandbox_id)
+        sources = None
         if fence is not None:
             # A fenced failure is a provisioning run's: never fail a sandbox that run (or
             # its successor) made ready in the meantime.
-            rows = rows.filter(fence=fence, state=SandboxState.PROVISIONING)
-        updated = rows.update(
-            state=SandboxState.FAILED,
+            rows, sources = rows.filter(fence=fence), [SandboxState.PROVISIONING]
+        updated = transition(
+            rows,
+            table=SANDBOX_TRANSITIONS,
+            to=SandboxState.FAILED,
+            sources=sources,
             error_code=code,
             error_message=message[:2000],
             lease_owner="",
             lease_expires_at=None,
-            version=F("version") + 1,
         )
         if updated != 1:
             return False
@@ -370,15 +380,12 @@ def sandbox_fail(*, sandbox_id: int, code: str, message: str, fence: int | None 
 def sandbox_begin_destroy(*, sandbox_id: int) -> bool:
     """Any state but destroyed -> destroying; the caller then runs sandbox_destroy."""
     with workspace_transaction(_workspace_id(sandbox_id)):
-        updated = (
-            Sandbox.objects.filter(pk=sandbox_id)
-            .exclude(state__in=[SandboxState.DESTROYING, SandboxState.DESTROYED])
-            .update(
-                state=SandboxState.DESTROYING,
-                lease_owner="",
-                lease_expires_at=None,
-                version=F("version") + 1,
-            )
+        updated = transition(
+            Sandbox.objects.filter(pk=sandbox_id),
+            table=SANDBOX_TRANSITIONS,
+            to=SandboxState.DESTROYING,
+            lease_owner="",
+            lease_expires_at=None,
         )
         if updated != 1:
             return False
@@ -394,8 +401,11 @@ def sandbox_destroy(*, sandbox_id: int) -> bool:
     provider = get_provider(sandbox.provider)
     provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
     with workspace_transaction(_workspace_id(sandbox_id)):
-        updated = Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.DESTROYING).update(
-            state=SandboxState.DESTROYED, destroyed_at=now(), version=F("version") + 1
+        updated = transition(
+            Sandbox.objects.filter(pk=sandbox_id),
+            table=SANDBOX_TRANSITIONS,
+            to=SandboxState.DESTROYED,
+            destroyed_at=now(),
         )
         if updated == 1:
             _record_sandbox(sandbox_id)

@@ -22,6 +22,7 @@ from workbench import workflows
 from workbench.events import record_event, workspace_transaction
 from workbench.exceptions import Conflict
 from workbench.models import (
+    MESSAGE_TRANSITIONS,
     Message,
     MessageRole,
     MessageState,
@@ -30,6 +31,7 @@ from workbench.models import (
     WorkbenchTab,
 )
 from workbench.serializers import MessageOutputSerializer
+from workbench.transitions import transition
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -59,12 +61,21 @@ def _record(message: Message, *, created: bool = False) -> None:
     )
 
 
-def _update(message_id: int, **fields: object) -> Message:
+def _update(message_id: int, *, to: str | None = None, **fields: object) -> Message | None:
+    """Move a message to `to` from a state MESSAGE_TRANSITIONS declares (a late `complete`
+    never overwrites `failed`), or, without `to`, write a streaming reply's text so far.
+    None, and no event, when the message had moved on."""
     workspace_id = Message.objects.values_list("workspace_id", flat=True).get(pk=message_id)
     with workspace_transaction(workspace_id):
-        Message.objects.filter(pk=message_id).update(
-            updated_at=now(), version=F("version") + 1, **fields
-        )
+        rows = Message.objects.filter(pk=message_id)
+        if to is None:
+            updated = rows.filter(state=MessageState.STREAMING).update(
+                updated_at=now(), version=F("version") + 1, **fields
+            )
+        else:
+            updated = transition(rows, table=MESSAGE_TRANSITIONS, to=to, updated_at=now(), **fields)
+        if not updated:
+            return None
         message = Message.objects.get(pk=message_id)
         _record(message)
     return message
@@ -123,9 +134,11 @@ def _claim_next(tab_id: UUID) -> _Turn | None:
         if message is None:
             return None
         for reply in message.replies.filter(state=MessageState.STREAMING):
-            _update(reply.pk, state=MessageState.FAILED, error_message="Interrupted.")
-        message = _update(message.pk, state=MessageState.SENDING)
-    return _Turn(message=message, tab=tab, sandbox=tab.sandbox)
+            _update(reply.pk, to=MessageState.FAILED, error_message="Interrupted.")
+        claimed = _update(message.pk, to=MessageState.SENDING)
+        if claimed is None:
+            return None
+    return _Turn(message=claimed, tab=tab, sandbox=tab.sandbox)
 
 
 def message_deliver_next(*, tab_id: UUID) -> bool:
@@ -181,8 +194,8 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
             return False
         return True
     with workspace_transaction(tab.workspace_id):
-        _update(reply.pk, text=result.text, state=MessageState.COMPLETE)
-        _update(message.pk, state=MessageState.COMPLETE)
+        _update(reply.pk, to=MessageState.COMPLETE, text=result.text)
+        _update(message.pk, to=MessageState.COMPLETE)
         WorkbenchTab.objects.filter(pk=tab.pk).update(acp_last_event_id=result.last_event_id)
         services.tab_mark_unread(tab_id=tab.pk)
     return True
@@ -190,8 +203,8 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
 
 def _fail_turn(message: Message, reply: Message, reason: str) -> None:
     with workspace_transaction(message.workspace_id):
-        _update(reply.pk, state=MessageState.FAILED, error_message=reason[:2000])
-        _update(message.pk, state=MessageState.FAILED, error_message=reason[:2000])
+        _update(reply.pk, to=MessageState.FAILED, error_message=reason[:2000])
+        _update(message.pk, to=MessageState.FAILED, error_message=reason[:2000])
 
 
 def message_cancel_turn(*, tab_id: UUID) -> Message:

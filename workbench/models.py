@@ -78,11 +78,6 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-def sources_of(target: str) -> list[str]:
-    """The states from which `target` may be entered."""
-    return [source for source, targets in ALLOWED_TRANSITIONS.items() if target in targets]
-
-
 class TabErrorCode(models.TextChoices):
     PROVISION_FAILED = "provision_failed"
     SESSION_FAILED = "session_failed"
@@ -172,6 +167,18 @@ class MessageState(models.TextChoices):
     STREAMING = "streaming"
     COMPLETE = "complete"
     FAILED = "failed"
+
+
+MESSAGE_TRANSITIONS: dict[str, frozenset[str]] = {
+    MessageState.QUEUED: frozenset({MessageState.SENDING, MessageState.FAILED}),
+    # A prompt abandoned by a dead worker is taken again (sending -> sending).
+    MessageState.SENDING: frozenset(
+        {MessageState.SENDING, MessageState.COMPLETE, MessageState.FAILED}
+    ),
+    MessageState.STREAMING: frozenset({MessageState.COMPLETE, MessageState.FAILED}),
+    MessageState.COMPLETE: frozenset(),
+    MessageState.FAILED: frozenset(),
+}
 
 
 class Message(models.Model):

@@ -38,9 +38,9 @@ from workbench.models import (
     TabState,
     WorkbenchTab,
     Workspace,
-    sources_of,
 )
 from workbench.serializers import TabOutputSerializer
+from workbench.transitions import transition
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -91,23 +91,21 @@ def _transition(
     **fields: object,
 ) -> WorkbenchTab | None:
     """Move one tab to `to` if it is in one of `sources` (and at `at_attempt`); else None."""
-    allowed = set(sources_of(to))
-    sources = set(sources) if sources is not None else allowed
-    if not sources <= allowed:
-        raise ValueError(f"transitions {sorted(sources - allowed)} -> {to} are not declared")
     workspace_id = _tab_workspace(tab_id)
     if workspace_id is None:
         return None
     with workspace_transaction(workspace_id):
-        rows = WorkbenchTab.objects.filter(pk=tab_id, state__in=sources)
+        rows = WorkbenchTab.objects.filter(pk=tab_id)
         if at_attempt is not None:
             rows = rows.filter(attempt=at_attempt)
         stamp = now()
-        updated = rows.update(
-            state=to,
+        updated = transition(
+            rows,
+            table=ALLOWED_TRANSITIONS,
+            to=to,
+            sources=sources,
             state_changed_at=stamp,
             updated_at=stamp,
-            version=F("version") + 1,
             **fields,
         )
         if updated != 1:
