@@ -396,6 +396,9 @@ def sandbox_run(*, sandbox_id: int, owner: str) -> RunOutcome:
         # off in its commit); tabs that slipped in between are handed off here.
         _hand_off(task_id=task_id)
     if result.outcome == "failed" and result.sandbox is not None:
+        logger.info(
+            "provisioning sandbox %s failed: %s %s", sandbox_id, result.code, result.message
+        )
         with workspace_transaction(workspace_id):
             if sandbox_services.sandbox_fail(
                 sandbox_id=result.sandbox.pk,
