@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from httpx_sse import connect_sse
 
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 ACP_PROTOCOL_VERSION = 1
 # A base URL `unix:/path/to.sock` means HTTP over that unix socket.
@@ -232,6 +233,25 @@ class AgentServerClient:
         session_id = result.get("sessionId")
         return str(session_id) if session_id else server_id
 
+    @contextlib.contextmanager
+    def _feed(self, server_id: str, headers: dict[str, str], timeout: float) -> Iterator[Any]:
+        """The server's SSE feed of one ACP server, with connection errors as ours."""
+        try:
+            with connect_sse(
+                self._client,
+                "GET",
+                f"/v1/acp/{server_id}",
+                headers=headers,
+                timeout=httpx.Timeout(timeout, read=timeout),
+            ) as feed:
+                yield feed
+        except httpx.ConnectError as exc:
+            raise SandboxGone(
+                f"sandbox-agent server at {self.base_url} refused the connection"
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable(f"sandbox-agent server at {self.base_url} timed out") from exc
+
     def prompt(
         self,
         *,
@@ -245,70 +265,61 @@ class AgentServerClient:
         """Send `session/prompt` and stream the reply from the server's SSE feed.
 
         The SSE feed replays history, so it is read from `last_event_id` (the cursor kept
-        from the previous turn); `on_text` gets the accumulated text as chunks arrive.
+        from the previous turn); `on_text` gets the accumulated text as chunks arrive, on the
+        caller's thread (it writes rows: their connection is the caller's). The feed is open
+        before the prompt is posted, from a helper thread, so no chunk is missed; the feed
+        ends with the turn's own response on it, or shortly after the POST answers.
         """
         request_id = _request_id()
         chunks: list[str] = []
-        done = threading.Event()
-        cursor = {"id": last_event_id}
-        stream_ready = threading.Event()
-        responses: list[httpx.Response] = []
-
-        def read_stream() -> None:
-            headers = {"Accept": "text/event-stream"}
-            if last_event_id:
-                headers["Last-Event-ID"] = last_event_id
-            try:
-                with self._client.stream(
-                    "GET",
-                    f"/v1/acp/{server_id}",
-                    headers=headers,
-                    timeout=httpx.Timeout(timeout, read=timeout),
-                ) as response:
-                    responses.append(response)
-                    stream_ready.set()
-                    event_id, data = "", []
-                    for line in response.iter_lines():
-                        if line.startswith("id:"):
-                            event_id = line[3:].strip()
-                        elif line.startswith("data:"):
-                            data.append(line[5:].strip())
-                        elif not line and data:
-                            cursor["id"] = event_id or cursor["id"]
-                            envelope = json.loads("\n".join(data))
-                            data = []
-                            piece = _chunk_text(envelope, session_id)
-                            if piece:
-                                chunks.append(piece)
-                                on_text("".join(chunks))
-                            if envelope.get("id") == request_id and (
-                                "result" in envelope or "error" in envelope
-                            ):
-                                done.set()
-                                return
-            except (httpx.HTTPError, ValueError):
-                pass  # the POST's own answer still ends the turn
-            finally:
-                stream_ready.set()
-
-        reader = threading.Thread(target=read_stream, name=f"sse-{server_id}", daemon=True)
-        reader.start()
-        stream_ready.wait(5)
+        cursor = last_event_id
+        answered: dict[str, httpx.Response | BaseException] = {}
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         envelope = {
             "jsonrpc": "2.0",
             "id": request_id,
             "method": "session/prompt",
             "params": {"sessionId": session_id, "prompt": [{"type": "text", "text": text}]},
         }
-        try:
-            response = self._request("POST", f"/v1/acp/{server_id}", json=envelope, timeout=timeout)
-        finally:
-            # Chunks precede the turn's response on the feed; give it a moment to catch up.
-            done.wait(2.0)
-            for streamed in responses:
-                with contextlib.suppress(Exception):
-                    streamed.close()
-            reader.join(2.0)
+        with self._feed(server_id, headers, timeout) as feed:
+            turn_seen = threading.Event()
+
+            def post() -> None:
+                try:
+                    answered["response"] = self._request(
+                        "POST", f"/v1/acp/{server_id}", json=envelope, timeout=timeout
+                    )
+                except BaseException as exc:  # re-raised on the caller's thread
+                    answered["error"] = exc
+                # Chunks precede the turn's response on the feed: a moment to catch up.
+                if not turn_seen.wait(2.0):
+                    feed.response.close()
+
+            poster = threading.Thread(target=post, name=f"prompt-{server_id}", daemon=True)
+            poster.start()
+            try:
+                for event in feed.iter_sse():
+                    cursor = event.id or cursor
+                    message = json.loads(event.data) if event.data else {}
+                    piece = _chunk_text(message, session_id)
+                    if piece:
+                        chunks.append(piece)
+                        on_text("".join(chunks))
+                    if message.get("id") == request_id and (
+                        "result" in message or "error" in message
+                    ):
+                        turn_seen.set()
+                        break
+            except (httpx.HTTPError, httpx.StreamError, ValueError):
+                pass  # the feed was closed (or broke): the POST's own answer ends the turn
+            finally:
+                turn_seen.set()
+            poster.join(timeout + 10)
+        if "error" in answered:
+            raise answered["error"]  # type: ignore[misc]
+        response = answered.get("response")
+        if not isinstance(response, httpx.Response):
+            raise ProviderUnavailable(f"sandbox-agent server at {self.base_url} timed out")
         if response.status_code == 404:
             raise ProviderError("the agent session is gone from the sandbox", code="session_lost")
         if response.status_code >= 400:
@@ -324,7 +335,7 @@ class AgentServerClient:
         result = body.get("result") or {}
         reply = "".join(chunks) or _result_text(result)
         return PromptResult(
-            text=reply, stop_reason=str(result.get("stopReason", "")), last_event_id=cursor["id"]
+            text=reply, stop_reason=str(result.get("stopReason", "")), last_event_id=cursor
         )
 
     def cancel(self, *, server_id: str, session_id: str) -> None:
