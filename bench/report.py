@@ -288,8 +288,9 @@ from the running `simulated_delay` steps. \
 - **Trivial endpoint** (the floor): `GET /bench/noop/`, a DRF view with token \
 authentication and nothing else, at the same rate just before each tab phase.
 - **Inline variant**: `POST /bench/inline/tasks/{{id}}/tabs/` runs `tab_create`, then \
-`tab_provision` (which calls `tasks_app.services.task_provision`; requests that find \
-another request provisioning the task poll like the chain does) and `tab_open_session` \
+the task's provisioning run (`sandbox_run`, which calls `tasks_app.services.\
+task_provision_run`; requests that find another request's run holding the lease wait for \
+it) and `tab_open_session` \
 inside the request, with the same {delay:g} s provider, and answers with the ready tab. \
 No worker runs meanwhile.
 - **Commit-to-client**: N websocket clients (token auth, no compression) on one workspace; \

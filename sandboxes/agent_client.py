@@ -158,9 +158,11 @@ class AgentServerClient:
     def __exit__(self, *exc: object) -> None:
         self._client.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """httpx's errors as the provider's: refused is gone, anything else is transient."""
         try:
-            return self._client.request(method, path, **kwargs)
+            yield
         except httpx.ConnectError as exc:
             raise SandboxGone(
                 f"sandbox-agent server at {self.base_url} refused the connection"
@@ -169,6 +171,10 @@ class AgentServerClient:
             raise ProviderUnavailable(f"sandbox-agent server at {self.base_url} timed out") from exc
         except httpx.HTTPError as exc:
             raise ProviderUnavailable(f"sandbox-agent server at {self.base_url}: {exc}") from exc
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        with self._errors():
+            return self._client.request(method, path, **kwargs)
 
     def health(self) -> bool:
         try:
@@ -235,22 +241,20 @@ class AgentServerClient:
 
     @contextlib.contextmanager
     def _feed(self, server_id: str, headers: dict[str, str], timeout: float) -> Iterator[Any]:
-        """The server's SSE feed of one ACP server, with connection errors as ours."""
-        try:
-            with connect_sse(
-                self._client,
-                "GET",
-                f"/v1/acp/{server_id}",
-                headers=headers,
-                timeout=httpx.Timeout(timeout, read=timeout),
-            ) as feed:
-                yield feed
-        except httpx.ConnectError as exc:
-            raise SandboxGone(
-                f"sandbox-agent server at {self.base_url} refused the connection"
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(f"sandbox-agent server at {self.base_url} timed out") from exc
+        """The server's SSE feed of one ACP server, with connection errors as ours (errors
+        while reading it are the caller's: the POST's answer ends the turn)."""
+        with contextlib.ExitStack() as stack:
+            with self._errors():
+                source = stack.enter_context(
+                    connect_sse(
+                        self._client,
+                        "GET",
+                        f"/v1/acp/{server_id}",
+                        headers=headers,
+                        timeout=httpx.Timeout(timeout, read=timeout),
+                    )
+                )
+            yield source
 
     def prompt(
         self,

@@ -60,3 +60,14 @@ def make_traversable(path: Path) -> Path:
         if not mode & 0o001:
             directory.chmod(mode | 0o011)
     return path
+
+
+def wait_for_running_step(name: str, timeout: float = 30.0) -> None:
+    """Wait until some sandbox's provisioning step `name` is running."""
+    from sandboxes.models import ProvisioningStep, StepOutcome
+
+    wait_until(
+        lambda: ProvisioningStep.objects.filter(name=name, outcome=StepOutcome.RUNNING).exists(),
+        timeout=timeout,
+        message=f"no {name} step started",
+    )

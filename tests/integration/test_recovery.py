@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import signal
 
-from sandboxes.models import ProvisioningStep, Sandbox, SandboxState, StepOutcome
-from tests.helpers import wait_until
+from sandboxes.models import Sandbox, SandboxState
+from tests.helpers import wait_for_running_step, wait_until
 from tests.integration.test_faults import open_tabs, owner  # noqa: F401 (fixture)
 from workbench.models import PENDING_STATES, TabState, WorkbenchTab
 
@@ -64,13 +64,7 @@ def test_lost_messages_are_found_from_their_rows_with_no_beat(
         make_celery_worker(env={**UPKEEP, "WORKBENCH_LOCAL_PROVISION_DELAY": "2"})
         opened = [open_tabs(owner, 2) for _ in range(3)]  # 6 pending tabs on 3 tasks
         ids = [t["id"] for _, tabs in opened for t in tabs]
-        wait_until(
-            lambda: ProvisioningStep.objects.filter(
-                name="simulated_delay", outcome=StepOutcome.RUNNING
-            ).exists(),
-            timeout=30,
-            message="provisioning never started",
-        )
+        wait_for_running_step("simulated_delay")
         redis_server.client().flushall()  # every queued message is gone; no beat runs
         wait_until(
             lambda: not WorkbenchTab.objects.filter(pk__in=ids, state__in=PENDING_STATES).exists(),
@@ -101,13 +95,7 @@ def test_a_killed_provisioning_worker_leaves_ten_waiting_tabs_ready_on_one_sandb
         )
         task, tabs = open_tabs(owner, 10)
         ids = [t["id"] for t in tabs]
-        wait_until(
-            lambda: ProvisioningStep.objects.filter(
-                name="simulated_delay", outcome=StepOutcome.RUNNING
-            ).exists(),
-            timeout=30,
-            message="provisioning never started",
-        )
+        wait_for_running_step("simulated_delay")
         doomed.kill(signal.SIGKILL)
         make_celery_worker(env={**UPKEEP, "WORKBENCH_PROVISION_LEASE_SECONDS": "3"})
         wait_until(
