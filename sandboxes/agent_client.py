@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import os
+import socket
 import stat
 import threading
 import uuid
@@ -77,6 +78,18 @@ def _problem(response: httpx.Response) -> str:
         )
         return f"{detail}: {stderr}" if stderr else str(detail or body)
     return str(body)[:300]
+
+
+def _interrupt(response: httpx.Response) -> None:
+    """End a stream another thread is blocked reading. Closing a socket does not wake a
+    reader blocked on it (Linux): shut it down first, then close."""
+    stream = response.extensions.get("network_stream")
+    raw = stream.get_extra_info("socket") if stream is not None else None
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _request_id() -> str:
@@ -297,7 +310,7 @@ class AgentServerClient:
                     answered["error"] = exc
                 # Chunks precede the turn's response on the feed: a moment to catch up.
                 if not turn_seen.wait(2.0):
-                    feed.response.close()
+                    _interrupt(feed.response)
 
             poster = threading.Thread(target=post, name=f"prompt-{server_id}", daemon=True)
             poster.start()
@@ -305,6 +318,8 @@ class AgentServerClient:
                 for event in feed.iter_sse():
                     cursor = event.id or cursor
                     message = json.loads(event.data) if event.data else {}
+                    if not isinstance(message, dict):  # the sandbox writes this feed
+                        continue
                     piece = _chunk_text(message, session_id)
                     if piece:
                         chunks.append(piece)
@@ -314,7 +329,7 @@ class AgentServerClient:
                     ):
                         turn_seen.set()
                         break
-            except (httpx.HTTPError, httpx.StreamError, ValueError):
+            except (httpx.HTTPError, httpx.StreamError, ValueError, OSError):
                 pass  # the feed was closed (or broke): the POST's own answer ends the turn
             finally:
                 turn_seen.set()

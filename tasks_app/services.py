@@ -103,6 +103,11 @@ def task_provision_run(
     the sandbox or its task is no longer live. A failure is returned, not recorded: the
     caller fails the sandbox together with the tabs that waited on it, in one transaction.
     """
+    if not Task.objects.filter(sandboxes=sandbox_id, archived_at__isnull=True).exists():
+        # Archived (or gone): take no lease, which would hold a slot of the workspace.
+        from sandboxes.models import Sandbox
+
+        return ProvisionResult("gone", Sandbox.objects.filter(pk=sandbox_id).first())
     claim = sandbox_services.sandbox_lease(sandbox_id=sandbox_id, owner=owner)
     sandbox = claim.sandbox
     if claim.outcome in ("gone", "ready", "busy", "queued"):

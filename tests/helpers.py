@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -50,16 +49,6 @@ def open_tab(api: httpx.Client, task_id: int) -> dict:
     response = api.post(f"/api/tasks/{task_id}/tabs/", json={})
     assert response.status_code == 201, response.text
     return response.json()
-
-
-def make_traversable(path: Path) -> Path:
-    """Let other uids traverse `path` and its parents (pytest makes its directories 0700):
-    confined sandboxes run as uids of their own and must reach their directories."""
-    for directory in (path, *path.parents):
-        mode = directory.stat().st_mode
-        if not mode & 0o001:
-            directory.chmod(mode | 0o011)
-    return path
 
 
 def wait_for_running_step(name: str, timeout: float = 30.0) -> None:

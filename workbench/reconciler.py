@@ -32,10 +32,13 @@ def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[Workbenc
     provisioning_live = Sandbox.objects.filter(
         task_id=OuterRef("task_id"), state=SandboxState.PROVISIONING, lease_expires_at__gt=moment
     )
-    # A sandbox never started (fence 0) waits for a slot of its workspace's share
-    # (sandbox_lease); while that workspace's other runs hold live leases it is queued.
+    # A sandbox no run holds (never started, or its run died) waits for a slot of its
+    # workspace's share (sandbox_lease); while that workspace's other runs hold live
+    # leases it is queued, and starts when one of them ends.
     waiting_for_slot = Sandbox.objects.filter(
-        task_id=OuterRef("task_id"), state=SandboxState.PROVISIONING, fence=0
+        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=moment),
+        task_id=OuterRef("task_id"),
+        state=SandboxState.PROVISIONING,
     )
     workspace_busy = Sandbox.objects.filter(
         task__workspace_id=OuterRef("task__workspace_id"),

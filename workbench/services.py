@@ -158,6 +158,12 @@ def tab_create(
             return existing, False
     try:
         with workspace_transaction(task.workspace_id):
+            # Again under the lock: an archive that committed meanwhile closed the task's
+            # tabs and destroyed its sandbox; a tab now would start one on an archived task.
+            if Task.objects.filter(pk=task.pk, archived_at__isnull=False).exists():
+                raise Conflict(
+                    "the task is archived; open tabs on an active task", code="task_archived"
+                )
             number = _enforce_open_tab_quotas(user=user, task=task) + 1
             sandbox = sandbox_live_for_task(task_id=task.pk)
             ready = sandbox is not None and sandbox.state == SandboxState.READY
@@ -412,7 +418,18 @@ def sandbox_run(*, sandbox_id: int, owner: str) -> RunOutcome:
                     message=f"Provisioning failed at {result.message}",
                 )
                 _release_after_commit(result.sandbox.pk)
-    if result.outcome in ("ready", "failed"):
+    archived = Task.objects.filter(pk=task_id, archived_at__isnull=False).exists()
+    if (
+        result.outcome == "gone"
+        and archived
+        and result.sandbox is not None
+        and sandbox_services.sandbox_begin_destroy(sandbox_id=result.sandbox.pk)
+    ):
+        # Its task was archived after the sandbox was made: freed like the archive's own.
+        workflows.dispatch_after_commit(
+            workflows.start_sandbox_destroy, sandbox_id=result.sandbox.pk
+        )
+    if result.outcome in ("ready", "failed", "gone"):
         sandboxes_start_queued(workspace_id=workspace_id)
     return RunOutcome(result.outcome)
 
@@ -495,8 +512,10 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
     if tab.acp_server_id and tab.acp_server_id != server_id:
         # An earlier attempt's session (its step died, or it failed after making one):
         # nothing else records it once this attempt's id replaces it.
-        with contextlib.suppress(SandboxGone):
+        try:
             sandbox_services.sandbox_session_close(sandbox=sandbox, server_id=tab.acp_server_id)
+        except ProviderError as exc:  # best effort: it must not block the new session
+            logger.warning("closing %s's old session failed: %s", tab.pk, exc.message)
     # The intent is recorded before the call: a step that dies after making the session
     # leaves a row that says which server to tear down (at close, or by the reconciler).
     starts = WorkbenchTab.objects.filter(pk=tab_id, attempt=attempt, state__in=PENDING_STATES)

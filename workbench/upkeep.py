@@ -20,16 +20,19 @@ from django.db import close_old_connections
 logger = logging.getLogger(__name__)
 
 LEASE_KEY = "workbench:upkeep"
+# The longest a round may hold the lease (a hung health check cannot keep it forever).
+ROUND_SECONDS = 60
+# Delete the key only if this owner still holds it.
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
 def run_once(client: object, owner: str) -> bool:
     """One round if this process wins the lease; True when it ran."""
     from workbench import reconciler, services
 
-    interval_ms = int(settings.WORKBENCH_UPKEEP_INTERVAL * 1000)
-    # The lease outlives one round by an interval, so a slow round is not run twice; it is
-    # not released early, so the rounds of all workers together keep the interval.
-    if not client.set(LEASE_KEY, owner, nx=True, px=interval_ms):  # type: ignore[attr-defined]
+    # Held for the whole round (two slow rounds never overlap) and released by its owner;
+    # each worker then waits an interval, so rounds come about one an interval.
+    if not client.set(LEASE_KEY, owner, nx=True, ex=ROUND_SECONDS):  # type: ignore[attr-defined]
         return False
     close_old_connections()
     try:
@@ -37,6 +40,7 @@ def run_once(client: object, owner: str) -> bool:
         services.sandboxes_watch()
     finally:
         close_old_connections()
+        client.eval(_RELEASE, 1, LEASE_KEY, owner)  # type: ignore[attr-defined]
     return True
 
 

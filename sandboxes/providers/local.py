@@ -205,10 +205,7 @@ class LocalProvider(AgentServerProvider):
                 run=run,
                 token=token,
             )
-            # The host-side wrapper's own environment (bwrap --clearenv gives the sandbox
-            # its five variables): process supervisors that find their children by an
-            # environment marker, as the test harness does, still find the wrapper.
-            env = dict(os.environ)
+            env = {"PATH": "/usr/bin:/bin"}  # the wrapper's; the sandbox gets --clearenv
         else:
             port = _free_port()
             base_url = f"http://127.0.0.1:{port}"

@@ -21,6 +21,7 @@ of the session; a failing test's report includes what each service logged meanwh
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import uuid
@@ -32,7 +33,6 @@ import pytest
 from celery import Celery
 from django.conf import settings
 
-from tests.helpers import make_traversable
 from tests.integration.services import (
     RUN_MARKER_VAR,
     CeleryWorker,
@@ -87,8 +87,8 @@ def integration_run(
 ) -> Iterator[IntegrationRun]:
     """The session's scratch directory and process list; stops everything at the end."""
     run = IntegrationRun(root=tmp_path_factory.mktemp("integration"), marker=uuid.uuid4().hex)
-    run.sandbox_root.mkdir(parents=True, exist_ok=True)
-    make_traversable(run.sandbox_root)
+    run.sandbox_root.mkdir(mode=0o711, exist_ok=True)
+    run.sandbox_root.chmod(0o711)  # confined sandboxes' own uids traverse it
     request.config.stash[RUN_KEY] = run
     # A CI timeout sends SIGTERM, which would end pytest without teardown and leave every
     # service running (each has its own session); turn it into an interrupt pytest handles.
@@ -99,6 +99,7 @@ def integration_run(
         yield run
     finally:
         run.shutdown()
+        shutil.rmtree(run.sandbox_root, ignore_errors=True)
         if previous == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ def build_child_env(
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "REDIS_URL": redis_url,
             "WORKBENCH_VAR_DIR": str(run_dir),
-            "WORKBENCH_SANDBOX_ROOT": str(run_dir / "sandboxes"),
+            "WORKBENCH_SANDBOX_ROOT": str(sandbox_root_of(run_dir)),
             # Tests make their repositories in pytest's tmp_path, beside the run directory.
             "WORKBENCH_REPOSITORY_ROOTS": str(run_dir.parent),
             "PYTHONUNBUFFERED": "1",  # logs reach the file as they happen
@@ -395,6 +396,33 @@ class DaphneServer(ManagedProcess):
         return response.status_code == 200
 
 
+def sandbox_root_of(run_dir: Path) -> Path:
+    """Where a run's sandboxes live: outside pytest's base directory, which pytest keeps
+    at mode 0700 (re-set by every pytest session that starts), while confined sandboxes run
+    as uids of their own that must traverse to their directories."""
+    return Path(tempfile.gettempdir()) / f"workbench-sandboxes-{run_dir.parent.name}-{run_dir.name}"
+
+
+def kill_sandbox_servers(sandbox_root: Path) -> list[int]:
+    """SIGKILL every confined sandbox server of this run (a test that died before its
+    teardown): they carry no environment of ours, but their command line names the run's
+    sandbox root."""
+    needle = str(sandbox_root).encode()
+    killed = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith((b"bwrap\0", b"setpriv\0")) and needle in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed
+
+
 def kill_marked_orphans(marker: str) -> list[int]:
     """SIGKILL every process whose environment carries this run's marker; return their pids.
 
@@ -434,7 +462,7 @@ class IntegrationRun:
 
     @property
     def sandbox_root(self) -> Path:
-        return self.root / "sandboxes"
+        return sandbox_root_of(self.root)
 
     def add(self, process: ManagedProcess) -> ManagedProcess:
         self.processes.append(process)
@@ -445,7 +473,7 @@ class IntegrationRun:
         for process in reversed(self.processes):
             with contextlib.suppress(Exception):
                 process.stop()
-        orphans = kill_marked_orphans(self.marker)
+        orphans = kill_marked_orphans(self.marker) + kill_sandbox_servers(self.sandbox_root)
         # SIGKILLed orphans are reaped by init; give them a moment to disappear from /proc.
         deadline = time.monotonic() + 5.0
         while orphans and time.monotonic() < deadline:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,6 @@ from sandboxes.agent_client import AgentServerClient
 from sandboxes.providers import confinement
 from sandboxes.providers.base import SandboxSpec
 from sandboxes.providers.local import LocalProvider
-from tests.helpers import make_traversable
 
 
 def no_steps(name: str) -> contextlib.AbstractContextManager[None]:
@@ -26,13 +27,15 @@ def no_steps(name: str) -> contextlib.AbstractContextManager[None]:
 
 @pytest.fixture
 def provider(tmp_path: Path, settings) -> Iterator[LocalProvider]:
+    root = Path(tempfile.mkdtemp(prefix="workbench-confinement-"))
+    root.chmod(0o711)  # not under pytest's 0700 tmp: sandboxes' own uids traverse it
     settings.WORKBENCH_REPOSITORY_ROOTS = [str(tmp_path)]
-    settings.WORKBENCH_SANDBOX_ROOT = tmp_path / "sandboxes"
-    make_traversable(tmp_path)
-    made = LocalProvider(root=tmp_path / "sandboxes")
+    settings.WORKBENCH_SANDBOX_ROOT = root
+    made = LocalProvider(root=root)
     yield made
     for base in made.root.iterdir() if made.root.exists() else []:
         made.destroy(base.name, None)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def make_repository(path: Path) -> None:

@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from sandboxes.models import Sandbox, SandboxState
 from tests.factories import SandboxFactory, TaskFactory
@@ -131,3 +132,30 @@ def test_it_caps_open_tabs_per_task(alice, dispatched, settings):
     assert error.value.code == "too_many_tabs"
     services.tab_close(tab_id=tab.pk)
     services.tab_create(user=alice, task=task)  # closing one makes room
+
+
+def test_a_tab_racing_an_archive_is_refused_and_starts_no_sandbox(alice, dispatched):
+    task = TaskFactory()
+    stale = type(task).objects.get(pk=task.pk)  # what the request loaded
+    services.task_archive(task_id=task.pk)  # commits before the request takes the lock
+    with pytest.raises(Conflict) as refused:
+        services.tab_create(user=alice, task=stale)
+    assert refused.value.code == "task_archived"
+    assert not Sandbox.objects.filter(task=task).exists()
+
+
+def test_a_run_for_an_archived_task_takes_no_slot_and_frees_its_sandbox(
+    alice, dispatched, django_capture_on_commit_callbacks
+):
+    task = TaskFactory()
+    services.tab_create(user=alice, task=task)
+    sandbox = Sandbox.objects.get(task=task)
+    type(task).objects.filter(pk=task.pk).update(archived_at=timezone.now())
+    with (
+        mock.patch("workbench.workflows.start_sandbox_destroy") as destroy,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert services.sandbox_run(sandbox_id=sandbox.pk, owner="run").outcome == "gone"
+    sandbox.refresh_from_db()
+    assert (sandbox.state, sandbox.lease_expires_at) == (SandboxState.DESTROYING, None)
+    destroy.assert_called_once_with(sandbox_id=sandbox.pk)

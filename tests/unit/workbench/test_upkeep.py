@@ -23,11 +23,18 @@ class Lease:
     def __init__(self) -> None:
         self.holder: str | None = None
 
-    def set(self, key: str, value: str, *, nx: bool, px: int) -> bool:
+    def set(self, key: str, value: str, *, nx: bool, ex: int) -> bool:
         if self.holder is not None:
             return False
         self.holder = value
         return True
+
+    def eval(self, script: str, keys: int, key: str, owner: str) -> int:
+        """The owner's compare-and-delete."""
+        if self.holder == owner:
+            self.holder = None
+            return 1
+        return 0
 
 
 def test_only_the_worker_holding_the_lease_runs_a_round(monkeypatch):
@@ -35,8 +42,11 @@ def test_only_the_worker_holding_the_lease_runs_a_round(monkeypatch):
     monkeypatch.setattr(reconciler, "reconcile", rounds)
     monkeypatch.setattr(services, "sandboxes_watch", mock.Mock(return_value=0))
     lease = Lease()
-    assert upkeep.run_once(lease, "worker-a") is True
-    assert upkeep.run_once(lease, "worker-b") is False  # until the lease lapses
+    lease.holder = "worker-a"  # a round of worker-a in progress
+    assert upkeep.run_once(lease, "worker-b") is False
+    lease.holder = None
+    assert upkeep.run_once(lease, "worker-b") is True
+    assert lease.holder is None  # released by its owner once the round ended
     assert rounds.call_count == 1
 
 
