@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import before_task_publish, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -20,3 +20,13 @@ def _start_upkeep(**_: object) -> None:
     from workbench import upkeep
 
     upkeep.start()
+
+
+@before_task_publish.connect
+def _stamp_sent_at(headers: dict[str, object] | None = None, **_: object) -> None:
+    """Each message says when it was published: the reconciler reads how far a queue has
+    got from the oldest waiting one (workbench.queues)."""
+    from workbench import queues
+
+    if headers is not None:
+        queues.stamp(headers)

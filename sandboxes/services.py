@@ -142,7 +142,8 @@ def sandbox_lease(*, sandbox_id: int, owner: str) -> Claim:
 
 def sandboxes_to_start(*, workspace_id: int) -> list[int]:
     """Provisioning sandboxes of the workspace that no run holds (never started, or whose
-    run died), oldest first, as many as the workspace has free slots for."""
+    run died), oldest first, as many as the workspace has free slots for; stamped as sent
+    (the caller starts their runs)."""
     moment = now()
     provisioning = Sandbox.objects.filter(
         task__workspace_id=workspace_id, state=SandboxState.PROVISIONING
@@ -152,7 +153,10 @@ def sandboxes_to_start(*, workspace_id: int) -> list[int]:
     if free <= 0:
         return []
     idle = provisioning.exclude(lease_expires_at__gt=moment).order_by("created_at", "pk")
-    return list(idle.values_list("pk", flat=True)[:free])
+    chosen = list(idle.values_list("pk", flat=True)[:free])
+    # Their runs are sent now: the reconciler times a lost run message from here.
+    Sandbox.objects.filter(pk__in=chosen).update(updated_at=moment)
+    return chosen
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from workbench.serializers import MessageOutputSerializer
 from workbench.transitions import transition
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from uuid import UUID
 
     from django.contrib.auth.models import AbstractBaseUser
@@ -231,9 +232,10 @@ def message_cancel_turn(*, tab_id: UUID) -> Message:
     return running
 
 
-def tabs_with_undelivered_messages(*, older_than_seconds: float) -> list[UUID]:
-    """Ready tabs whose queue has not moved for a while (a lost dispatch or a dead worker)."""
-    cutoff = now() - timedelta(seconds=older_than_seconds)
+def tabs_with_undelivered_messages(*, before: datetime) -> list[UUID]:
+    """Ready tabs with a prompt queued and unmoved since `before` (a lost dispatch or a dead
+    worker), or one sent so long ago that its turn was abandoned."""
+    cutoff = before
     abandoned = now() - timedelta(seconds=settings.WORKBENCH_PROMPT_TIMEOUT + 60)
     queued = Message.objects.filter(
         role=MessageRole.USER,

@@ -5,30 +5,68 @@ ready, error or closed within a bounded time (invariant 3).
 Bound: a tab is re-driven after WORKBENCH_STALL_SECONDS without progress, at most
 WORKBENCH_MAX_REDRIVES times, then failed with `timeout`. A tab waiting on a provisioning
 run that still holds a live lease is making progress, not stalled; so is one whose sandbox
-waits for a slot while its workspace's other runs hold theirs.
+waits for a slot while its workspace's other runs hold theirs; so is one whose message
+still waits its turn in its own queue (workbench.queues): each row is judged by its own
+queue, so a long provisioning queue holds back no session repair, and a lost message is
+found as soon as its queue has moved past it, not once every queue is drained.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils.timezone import now
 
 from sandboxes.models import Sandbox, SandboxState
-from workbench import messages, metrics, services, workflows
+from workbench import messages, metrics, queues, services, workflows
 from workbench.events import row_locks, workspace_transaction
 from workbench.models import PENDING_STATES, TabErrorCode, TabState, WorkbenchTab
 
 logger = logging.getLogger(__name__)
 
+# The queue each kind of pending work waits in (CELERY_TASK_ROUTES).
+PROVISION = queues.queue_of("workbench.tasks.provision_sandbox")
+SESSIONS = queues.queue_of("workbench.tasks.open_tab_session")
+TEARDOWNS = queues.queue_of("workbench.tasks.close_tab_session")
+DESTROYS = queues.queue_of("workbench.tasks.destroy_sandbox")
+RELEASES = queues.queue_of("workbench.tasks.release_sandbox")
+PROMPTS = queues.queue_of("workbench.tasks.deliver_messages")
 
-def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[WorkbenchTab]:
-    """Pending tabs with no progress for WORKBENCH_STALL_SECONDS."""
+
+class _Cutoffs:
+    """Per queue, the moment before which a silent row's message has left that queue."""
+
+    def __init__(self, waiting: dict[str, float], *, at: datetime, silence: float) -> None:
+        self.waiting = waiting
+        self.silent_since = at - timedelta(seconds=silence)
+
+    def __getitem__(self, queue: str) -> datetime:
+        return queues.passed_before(queue, self.waiting, silent_since=self.silent_since)
+
+
+def _quiet_since(cutoff: datetime) -> Q:
+    # Progress is a state change or the last re-drive; not updated_at, which a draft saved
+    # into a stuck tab (every ~600 ms while the user types) would keep pushing back.
+    return Q(state_changed_at__lt=cutoff) & (
+        Q(redriven_at__isnull=True) | Q(redriven_at__lt=cutoff)
+    )
+
+
+def stalled_tabs(
+    *, at: datetime | None = None, waiting: dict[str, float] | None = None, limit: int = 500
+) -> list[WorkbenchTab]:
+    """Pending tabs with no progress for WORKBENCH_STALL_SECONDS whose message is not
+    waiting in its queue (`waiting`: queues.oldest_waiting, read from Redis if None)."""
     moment = at or now()
-    cutoff = moment - timedelta(seconds=settings.WORKBENCH_STALL_SECONDS)
+    cutoffs = _Cutoffs(
+        queues.oldest_waiting([PROVISION, SESSIONS]) if waiting is None else waiting,
+        at=moment,
+        silence=settings.WORKBENCH_STALL_SECONDS,
+    )
     provisioning_live = Sandbox.objects.filter(
         task_id=OuterRef("task_id"), state=SandboxState.PROVISIONING, lease_expires_at__gt=moment
     )
@@ -45,39 +83,39 @@ def stalled_tabs(*, at: object | None = None, limit: int = 500) -> list[Workbenc
         state=SandboxState.PROVISIONING,
         lease_expires_at__gt=moment,
     )
-    # Progress is a state change or the last re-drive; not updated_at, which a draft saved
-    # into a stuck tab (every ~600 ms while the user types) would keep pushing back.
-    quiet = Q(redriven_at__isnull=True) | Q(redriven_at__lt=cutoff)
-    rows = (
-        WorkbenchTab.objects.filter(state__in=PENDING_STATES, state_changed_at__lt=cutoff)
-        .filter(quiet)
-        .annotate(
-            provisioning_live=Exists(provisioning_live),
-            queued=Exists(waiting_for_slot) & Exists(workspace_busy),
-        )
-        .exclude(state=TabState.PENDING_PROVISION, provisioning_live=True)
-        .exclude(state=TabState.PENDING_PROVISION, queued=True)
+    # Its run was (re)sent after the tab last moved (a queued sandbox started when a slot
+    # freed): the run's message may still wait in the provisioning queue.
+    run_sent_late = Sandbox.objects.filter(
+        task_id=OuterRef("task_id"),
+        state=SandboxState.PROVISIONING,
+        updated_at__gte=cutoffs[PROVISION],
+    )
+    provision_stalled = (
+        Q(state=TabState.PENDING_PROVISION)
+        & _quiet_since(cutoffs[PROVISION])
+        & Q(provisioning_live=False, queued=False, run_sent_late=False)
+    )
+    session_stalled = (
+        Q(state=TabState.PENDING_SESSION_CREATE)
+        & _quiet_since(cutoffs[SESSIONS])
         # A session step that started has its own bound (the ACP call's timeout): a slow
         # agent start is not a lost message.
-        .exclude(
-            state=TabState.PENDING_SESSION_CREATE,
+        & ~Q(
             session_starts__gt=0,
             state_changed_at__gte=moment - timedelta(seconds=settings.WORKBENCH_SESSION_TIMEOUT),
         )
+    )
+    rows = (
+        WorkbenchTab.objects.filter(state__in=PENDING_STATES)
+        .annotate(
+            provisioning_live=Exists(provisioning_live),
+            queued=Exists(waiting_for_slot) & Exists(workspace_busy),
+            run_sent_late=Exists(run_sent_late),
+        )
+        .filter(provision_stalled | session_stalled)
         .order_by("state_changed_at")
     )
     return list(rows[:limit])
-
-
-def broker_backlog() -> int:
-    """Messages waiting in the work queues (Redis lists); 0 if the broker cannot say."""
-    import redis
-
-    try:
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=1)
-        return sum(client.llen(queue) for queue in settings.WORKBENCH_WORK_QUEUES)
-    except redis.RedisError:
-        return 0
 
 
 def _claim(tab: WorkbenchTab) -> int:
@@ -99,18 +137,17 @@ def _claim(tab: WorkbenchTab) -> int:
 
 
 def reconcile() -> dict[str, int]:
-    """Re-drive or fail stalled tabs, and re-send stuck prompts.
+    """Re-drive or fail stalled tabs, re-send stuck prompts, sweep lost teardowns.
 
-    Only while the work queues are drained: a tab whose message waits behind a backlog is
-    queued, not stalled, and re-driving it would only lengthen the queue. Lost messages
-    are found as soon as the workers catch up.
+    Each row is judged against its own queue: one whose message still waits behind others
+    is queued, not stalled, and re-driving it would only lengthen the queue.
     """
-    backlog = broker_backlog()
-    if backlog:
-        logger.info("reconciler waits: %s messages queued", backlog)
-        return {"redriven": 0, "failed": 0, "prompts": 0, "swept": 0, "backlog": backlog}
+    waiting = queues.oldest_waiting(list(dict.fromkeys(settings.WORKBENCH_WORK_QUEUES)))
+    if waiting:
+        behind = {name: round(time.time() - sent) for name, sent in waiting.items()}
+        logger.info("work queues behind by (s): %s", behind)
     redriven = failed = 0
-    for tab in stalled_tabs():
+    for tab in stalled_tabs(waiting=waiting):
         if tab.redrives >= settings.WORKBENCH_MAX_REDRIVES:
             failed += services.tab_fail(
                 tab_id=tab.pk,
@@ -125,8 +162,11 @@ def reconcile() -> dict[str, int]:
             if claimed:
                 services.tab_redrive(tab_id=tab.pk, attempt=tab.attempt)
         redriven += claimed
-    swept = sweep_teardowns()
-    prompts = messages.tabs_with_undelivered_messages(older_than_seconds=30)
+    swept = sweep_teardowns(waiting=waiting)
+    moment = now()
+    prompts = messages.tabs_with_undelivered_messages(
+        before=_Cutoffs(waiting, at=moment, silence=30)[PROMPTS]
+    )
     for tab_id in prompts:
         workflows.start_message_delivery(tab_id=tab_id)
     metrics.reconciler_counted(redriven=redriven, failed=failed, prompts=len(prompts))
@@ -137,28 +177,29 @@ def reconcile() -> dict[str, int]:
             failed,
             len(prompts),
         )
-    return {
-        "redriven": redriven,
-        "failed": failed,
-        "prompts": len(prompts),
-        "swept": swept,
-        "backlog": 0,
-    }
+    return {"redriven": redriven, "failed": failed, "prompts": len(prompts), "swept": swept}
 
 
-def sweep_teardowns(*, at: object | None = None) -> int:
+def sweep_teardowns(*, at: datetime | None = None, waiting: dict[str, float] | None = None) -> int:
     """Re-send what frees provider resources, for every row that says it is still held
-    after WORKBENCH_STALL_SECONDS (its message was lost): destroys of archived tasks'
-    sandboxes, releases of failed sandboxes, teardowns of closed tabs' sessions (also a
-    session whose step died before the tab recorded it ready: its server id was recorded
-    first). Each is idempotent, so a duplicate costs one provider call."""
-    cutoff = (at or now()) - timedelta(seconds=settings.WORKBENCH_STALL_SECONDS)
-    destroying = Sandbox.objects.filter(state=SandboxState.DESTROYING, updated_at__lt=cutoff)
+    after WORKBENCH_STALL_SECONDS and whose message has left its queue (it was lost):
+    destroys of archived tasks' sandboxes, releases of failed sandboxes, teardowns of
+    closed tabs' sessions (also a session whose step died before the tab recorded it
+    ready: its server id was recorded first). Each is idempotent, so a duplicate costs one
+    provider call."""
+    cutoffs = _Cutoffs(
+        queues.oldest_waiting([DESTROYS, RELEASES, TEARDOWNS]) if waiting is None else waiting,
+        at=at or now(),
+        silence=settings.WORKBENCH_STALL_SECONDS,
+    )
+    destroying = Sandbox.objects.filter(
+        state=SandboxState.DESTROYING, updated_at__lt=cutoffs[DESTROYS]
+    )
     unreleased = Sandbox.objects.filter(
-        state=SandboxState.FAILED, released_at__isnull=True, updated_at__lt=cutoff
+        state=SandboxState.FAILED, released_at__isnull=True, updated_at__lt=cutoffs[RELEASES]
     )
     sessions = WorkbenchTab.objects.filter(
-        state=TabState.CLOSED, session_closed_at__isnull=True, closed_at__lt=cutoff
+        state=TabState.CLOSED, session_closed_at__isnull=True, closed_at__lt=cutoffs[TEARDOWNS]
     ).exclude(acp_server_id="")
     swept = 0
     for sandbox_id in destroying.values_list("pk", flat=True):

@@ -477,9 +477,11 @@ def _hand_off(*, task_id: int) -> int:
 
 def sandboxes_start_queued(*, workspace_id: int) -> int:
     """Start the runs of the workspace's queued sandboxes its share has room for."""
-    started = sandbox_services.sandboxes_to_start(workspace_id=workspace_id)
-    for sandbox_id in started:
-        workflows.dispatch_after_commit(workflows.start_sandbox_run, sandbox_id=sandbox_id)
+    # Under the lock: two runs ending at once must not both start the same queued one.
+    with workspace_transaction(workspace_id):
+        started = sandbox_services.sandboxes_to_start(workspace_id=workspace_id)
+        for sandbox_id in started:
+            workflows.dispatch_after_commit(workflows.start_sandbox_run, sandbox_id=sandbox_id)
     return len(started)
 
 

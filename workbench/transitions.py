@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db.models import F, QuerySet
+from django.utils.timezone import now
 
 # source state -> the states it may move to
 Table = Mapping[str, frozenset[str]]
@@ -27,9 +28,11 @@ def transition(
     **fields: object,
 ) -> int:
     """Move those of `rows` in a declared source of `to` (narrowed to `sources`, which must
-    be declared) to `to`; returns how many moved."""
+    be declared) to `to`; returns how many moved. `updated_at` is stamped (a queryset
+    update skips auto_now): the reconciler's sweeps time a lost message from it."""
     allowed = set(sources_of(table, to))
     chosen = set(sources) if sources is not None else allowed
     if not chosen <= allowed:
         raise ValueError(f"transitions {sorted(chosen - allowed)} -> {to} are not declared")
+    fields.setdefault("updated_at", now())
     return rows.filter(state__in=chosen).update(state=to, version=F("version") + 1, **fields)

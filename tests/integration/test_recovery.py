@@ -106,3 +106,36 @@ def test_a_killed_provisioning_worker_leaves_ten_waiting_tabs_ready_on_one_sandb
         assert Sandbox.objects.filter(task_id=task["id"]).count() == 1
     finally:
         celery_worker.start()
+
+
+def test_a_lost_session_message_is_found_while_the_provisioning_queue_is_backed_up(
+    owner,  # noqa: F811
+    celery_worker,
+    make_celery_worker,
+    redis_server,
+):
+    """Each row is judged by its own queue: a provisioning queue that never drains (no
+    provisioning worker runs) must not hold back the repair of a lost session step."""
+    broker = redis_server.client()
+    celery_worker.stop()
+    try:
+        provisioner = make_celery_worker(queues="provision", env=UPKEEP)
+        fast = make_celery_worker(queues="sessions,prompts,celery", env=UPKEEP)
+        ready_task, first = open_tabs(owner, 1)
+        wait_until(lambda: states([first[0]["id"]]) == [(TabState.READY, "")], timeout=60)
+        provisioner.stop()
+        backlog = [open_tabs(owner, 1) for _ in range(2)]  # their runs wait in `provision`
+        fast.stop()
+        tab = owner["api"].post(f"/api/tasks/{ready_task['id']}/tabs/", json={}).json()
+        assert tab["state"] == TabState.PENDING_SESSION_CREATE
+        wait_until(lambda: broker.llen("sessions") >= 1, timeout=10)
+        broker.delete("sessions")  # its session step is lost
+        make_celery_worker(queues="sessions,prompts,celery", env=UPKEEP)
+        wait_until(
+            lambda: states([tab["id"]]) == [(TabState.READY, "")],
+            timeout=30,
+            message=lambda: f"still {states([tab['id']])}",
+        )
+        assert broker.llen("provision") == len(backlog)  # the backlog was there throughout
+    finally:
+        celery_worker.start()

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.django_db
 
 
 def stale(tab, seconds: float = 3600) -> None:
-    """No state change, and no re-drive, for `seconds`."""
+    """No state change, and no re-drive, for `seconds` (nor a run sent for its task)."""
     past = now() - timedelta(seconds=seconds)
+    Sandbox.objects.filter(task_id=tab.task_id).update(updated_at=past)
     WorkbenchTab.objects.filter(pk=tab.pk).update(state_changed_at=past)
     WorkbenchTab.objects.filter(pk=tab.pk, redriven_at__isnull=False).update(redriven_at=past)
 
@@ -53,7 +54,6 @@ def test_it_leaves_recent_and_settled_tabs_alone(dispatched):
         "failed": 0,
         "prompts": 0,
         "swept": 0,
-        "backlog": 0,
     }
     dispatched.assert_not_called()
 
@@ -93,18 +93,75 @@ def test_the_management_command_runs_it(capsys, dispatched):
     assert "re-drove 0 tab(s)" in capsys.readouterr().out
 
 
-def test_it_waits_while_work_is_queued(dispatched, monkeypatch):
-    """A tab whose message waits behind a backlog is queued, not stalled."""
-    stale(TabFactory(state=TabState.PENDING_PROVISION))
-    monkeypatch.setattr(reconciler, "broker_backlog", lambda: 7)
-    assert reconciler.reconcile() == {
-        "redriven": 0,
-        "failed": 0,
-        "prompts": 0,
-        "swept": 0,
-        "backlog": 7,
-    }
-    dispatched.assert_not_called()
+def test_a_tab_whose_message_waits_in_its_queue_is_not_stalled(
+    dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Judged by its own queue: queued behind older messages, it is waiting its turn; once
+    that queue has moved past it, its message was lost, however long the queue still is."""
+    tab = TabFactory(state=TabState.PENDING_SESSION_CREATE)
+    stale(tab, seconds=120)
+    sent = now().timestamp()
+    head = {reconciler.SESSIONS: sent - 130}  # an older message still waits ahead of it
+    monkeypatch.setattr(reconciler.queues, "oldest_waiting", lambda names: head)
+    assert reconciler.reconcile()["redriven"] == 0
+    # A long provisioning queue holds back no session repair.
+    head.clear()
+    head[reconciler.PROVISION] = sent - 3600
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reconciler.reconcile()["redriven"] == 1
+    assert dispatched.sessions.call_count == 1
+    stale(tab, seconds=120)
+    head.clear()
+    head[reconciler.SESSIONS] = sent - 60  # the queue has moved past it: lost, not queued
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reconciler.reconcile()["redriven"] == 1
+    assert dispatched.sessions.call_count == 2
+
+
+def test_a_queued_sandbox_whose_run_was_sent_late_waits_for_its_message(
+    dispatched, monkeypatch
+):
+    """A queued sandbox's run is sent when a slot frees, long after its tab moved: the tab
+    is timed from that send, not from its own last change."""
+    from sandboxes import services as sandbox_services
+
+    sandbox = SandboxFactory(state=SandboxState.PROVISIONING, lease_expires_at=None)
+    tab = TabFactory(task=sandbox.task, state=TabState.PENDING_PROVISION)
+    stale(tab)
+    assert sandbox_services.sandboxes_to_start(workspace_id=sandbox.task.workspace_id) == [
+        sandbox.pk
+    ]
+    head = {reconciler.PROVISION: now().timestamp() - 600}
+    monkeypatch.setattr(reconciler.queues, "oldest_waiting", lambda names: head)
+    assert reconciler.reconcile()["redriven"] == 0
+    head.clear()  # the queue drained and the run never started: its message was lost
+    Sandbox.objects.filter(pk=sandbox.pk).update(updated_at=now() - timedelta(hours=1))
+    assert reconciler.reconcile()["redriven"] == 1
+
+
+def test_it_reads_how_far_each_queue_has_got_from_redis(settings):
+    """The oldest waiting message's publish header, per queue; empty queues are left out,
+    and a Redis that does not answer leaves every queue out."""
+    import json
+
+    import redis
+
+    from workbench import queues
+
+    client = mock.MagicMock()
+    client.pipeline.return_value.__enter__.return_value.execute.return_value = [
+        json.dumps({"headers": {queues.SENT_AT: 1234.5}}).encode(),
+        None,
+        b"not json",
+    ]
+    with mock.patch.object(redis.Redis, "from_url", return_value=client):
+        found = queues.oldest_waiting(["provision", "sessions", "prompts"])
+    assert found["provision"] == 1234.5
+    assert "sessions" not in found
+    assert found["prompts"] > 1234.5  # unreadable: counts as sent now, so it holds back
+    client.pipeline.side_effect = redis.ConnectionError("down")
+    with mock.patch.object(redis.Redis, "from_url", return_value=client):
+        assert queues.oldest_waiting(["provision"]) == {}
 
 
 def test_provisioning_that_keeps_dying_ends_in_error_not_a_loop(settings, dispatched):

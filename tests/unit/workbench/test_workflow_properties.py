@@ -82,6 +82,15 @@ Work = tuple[Any, ...]  # a message on the (simulated) broker: ("chain", tab_id,
 # the test). Add a name only with a deterministic reproduction (xfail, strict) at the end of
 # this file; none is known now: the reconciler sweeps every kind of lost teardown.
 KNOWN_LEAKS: frozenset[str] = frozenset()
+# The Celery queue each kind of message is routed to (CELERY_TASK_ROUTES).
+QUEUES = {
+    "run": reconciler.PROVISION,
+    "destroy": reconciler.DESTROYS,
+    "release": reconciler.RELEASES,
+    "session": reconciler.SESSIONS,
+    "teardown": reconciler.TEARDOWNS,
+    "deliver": reconciler.PROMPTS,
+}
 # How each message a service dispatches (workflows.start_*) is queued: (kind, its fields).
 DISPATCHED = {
     "start_sandbox_run": ("run", "sandbox_id"),
@@ -320,10 +329,11 @@ class Workflow(RuleBasedStateMachine):
                 self.stack.enter_context(
                     mock.patch.object(workflows, name, partial(self._send, kind, fields))
                 )
-        # The reconciler asks Redis for the queue length (the queue is ours) and counts its
-        # actions there (no Redis in unit tests).
+        # The reconciler asks Redis how far each queue has got (the queue is ours) and counts
+        # its actions there (no Redis in unit tests).
+        self.sent_at: dict[int, float] = {}
         self.stack.enter_context(
-            mock.patch.object(reconciler, "broker_backlog", lambda: len(self.queue))
+            mock.patch.object(reconciler.queues, "oldest_waiting", self._oldest_waiting)
         )
         self.stack.enter_context(mock.patch("workbench.metrics.reconciler_counted"))
         self.user = UserFactory(username=f"prop-{uuid.uuid4().hex[:8]}")
@@ -353,8 +363,23 @@ class Workflow(RuleBasedStateMachine):
     # -- workers ---------------------------------------------------------------------------
 
     def _send(self, kind: str, fields: list[str], **kwargs: Any) -> None:
-        """What publishing to the broker does, here: queue the message."""
-        self.queue.append((kind, *(kwargs.pop(name) for name in fields), *kwargs.items()))
+        """What publishing to the broker does, here: queue the message, stamped."""
+        work = (kind, *(kwargs.pop(name) for name in fields), *kwargs.items())
+        self.sent_at[id(work)] = now().timestamp()
+        self.queue.append(work)
+
+    def _oldest_waiting(self, names: list[str]) -> dict[str, float]:
+        """queues.oldest_waiting over the machine's queue (a redelivered message keeps its
+        stamp, as Redis restores it). Workers here take any message, not the oldest: a row
+        may then look passed while its message still waits, and a duplicate follows, as
+        it would when Redis restores an unacked message behind newer ones."""
+        oldest: dict[str, float] = {}
+        for work in self.queue:
+            name = QUEUES[work[0]]
+            sent = self.sent_at.get(id(work), now().timestamp())
+            if name in names:
+                oldest[name] = min(oldest.get(name, sent), sent)
+        return oldest
 
     def _execute(self, work: Work) -> None:
         """Run one message the way its Celery task would."""
@@ -363,7 +388,8 @@ class Workflow(RuleBasedStateMachine):
             owner = uuid.uuid4().hex  # each delivery has its own Celery task id
             outcome = services.sandbox_run(sandbox_id=args[0], owner=owner)
             if outcome.retry_in is not None:
-                self.queue.append(work)  # self.retry(countdown=...)
+                self.sent_at[id(work)] = now().timestamp()  # self.retry publishes anew
+                self.queue.append(work)
         elif kind == "session":
             services.tab_open_session(tab_id=args[0], attempt=args[1])
         elif kind == "teardown":
@@ -561,6 +587,11 @@ class Workflow(RuleBasedStateMachine):
         Message.objects.filter(state__in=[MessageState.QUEUED, MessageState.SENDING]).update(
             updated_at=past
         )
+        Sandbox.objects.update(updated_at=past)
+        WorkbenchTab.objects.filter(state=TabState.CLOSED).update(closed_at=past)
+        # The messages waiting were sent as long ago (they keep their order with the rows).
+        for key in self.sent_at:
+            self.sent_at[key] -= 3600
 
     @rule(blind=st.booleans())
     def reconcile(self, blind: bool) -> None:
@@ -569,7 +600,7 @@ class Workflow(RuleBasedStateMachine):
         if not blind:
             reconciler.reconcile()
             return
-        with mock.patch.object(reconciler, "broker_backlog", return_value=0):
+        with mock.patch.object(reconciler.queues, "oldest_waiting", return_value={}):
             reconciler.reconcile()
 
     # -- invariants ------------------------------------------------------------------------
