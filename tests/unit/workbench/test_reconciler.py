@@ -118,9 +118,7 @@ def test_a_tab_whose_message_waits_in_its_queue_is_not_stalled(
     assert dispatched.sessions.call_count == 2
 
 
-def test_a_queued_sandbox_whose_run_was_sent_late_waits_for_its_message(
-    dispatched, monkeypatch
-):
+def test_a_queued_sandbox_whose_run_was_sent_late_waits_for_its_message(dispatched, monkeypatch):
     """A queued sandbox's run is sent when a slot frees, long after its tab moved: the tab
     is timed from that send, not from its own last change."""
     from sandboxes import services as sandbox_services
