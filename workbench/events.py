@@ -20,6 +20,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
+from django.utils.timezone import now
 
 from workbench.models import Event, Workspace
 
@@ -152,9 +153,9 @@ def record_event(workspace_id: int, name: EventName, data: dict[str, Any]) -> in
         raise ValueError(f"unknown event name {name!r}")
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("record_event must run inside the transaction of the change")
-    plain = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
-    seq = _next_seq(workspace_id)
-    Event.objects.create(workspace_id=workspace_id, seq=seq, name=name, data=plain)
+    text = json.dumps(data, cls=DjangoJSONEncoder)
+    plain = json.loads(text)
+    seq = _append(workspace_id, name, plain, text)
     transaction.on_commit(partial(publish, workspace_id, seq, name, plain), robust=True)
     return seq
 
@@ -177,6 +178,34 @@ def record_events(workspace_id: int, name: EventName, datas: list[dict[str, Any]
     )
     for i, data in enumerate(plain):
         transaction.on_commit(partial(publish, workspace_id, first + i, name, data), robust=True)
+
+
+def _append(workspace_id: int, name: str, plain: dict[str, Any], text: str) -> int:
+    """Number the event and insert it; returns its seq.
+
+    On PostgreSQL in one statement (the counter's UPDATE feeding the INSERT): every write of
+    a workspace waits for the one holding its lock, and each statement it makes while
+    holding it is a round trip (docs/benchmarks.md). SQLite has no UPDATE in a WITH.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        seq = _next_seq(workspace_id)
+        Event.objects.create(workspace_id=workspace_id, seq=seq, name=name, data=plain)
+        return seq
+    workspaces = connection.ops.quote_name(Workspace._meta.db_table)
+    events = connection.ops.quote_name(Event._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH counter AS (UPDATE {workspaces} SET event_seq = event_seq + 1"
+            " WHERE id = %s RETURNING event_seq)"
+            f" INSERT INTO {events} (workspace_id, seq, name, data, created_at)"
+            " SELECT %s, event_seq, %s, %s::jsonb, %s FROM counter RETURNING seq",
+            [workspace_id, workspace_id, name, text, now()],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Workspace.DoesNotExist(f"workspace {workspace_id}")
+    return int(row[0])
 
 
 def _next_seq(workspace_id: int, *, count: int = 1) -> int:

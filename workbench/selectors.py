@@ -9,7 +9,16 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from tasks_app.models import Task
 from tasks_app.serializers import TaskOutputSerializer
 from workbench.exceptions import NotFound
-from workbench.models import Event, Membership, Message, TabState, WorkbenchTab, Workspace
+from workbench.models import (
+    Event,
+    Membership,
+    Message,
+    MessageRole,
+    MessageState,
+    TabState,
+    WorkbenchTab,
+    Workspace,
+)
 from workbench.serializers import TabOutputSerializer, WorkspaceOutputSerializer
 
 if TYPE_CHECKING:
@@ -109,3 +118,12 @@ def events_after(*, workspace_id: int, seq: int, limit: int = 1000) -> list[Even
 
 def message_list_for_tab(*, tab_id: UUID) -> QuerySet[Message]:
     return Message.objects.filter(tab_id=tab_id).order_by("id")
+
+
+def tab_has_prompts_waiting(*, tab_id: UUID) -> bool:
+    """Whether any of the tab's prompts still waits for delivery (queued, or being sent)."""
+    return Message.objects.filter(
+        tab_id=tab_id,
+        role=MessageRole.USER,
+        state__in=[MessageState.QUEUED, MessageState.SENDING],
+    ).exists()

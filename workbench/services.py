@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.timezone import now
 
 from sandboxes import services as sandbox_services
-from sandboxes.models import SandboxState
+from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
 from sandboxes.selectors import sandbox_live_for_task
 from tasks_app import services as task_services
@@ -39,6 +40,7 @@ from workbench.models import (
     WorkbenchTab,
     Workspace,
 )
+from workbench.selectors import tab_has_prompts_waiting
 from workbench.serializers import TabOutputSerializer
 from workbench.transitions import transition
 
@@ -195,30 +197,24 @@ def tab_create(
             return existing, False
     try:
         with workspace_transaction(task.workspace_id):
-            # Again under the lock: an archive that committed meanwhile closed the task's
-            # tabs and destroyed its sandbox; a tab now would start one on an archived task.
-            if Task.objects.filter(pk=task.pk, archived_at__isnull=False).exists():
-                raise Conflict(
-                    "the task is archived; open tabs on an active task", code="task_archived"
-                )
-            number = _enforce_open_tab_quotas(user=user, task=task) + 1
-            sandbox = sandbox_live_for_task(task_id=task.pk)
-            ready = sandbox is not None and sandbox.state == SandboxState.READY
+            seen = _tab_create_check(user=user, task=task)
+            ready = seen.sandbox_state == SandboxState.READY
             tab = WorkbenchTab.objects.create(
                 workspace_id=task.workspace_id,
                 task=task,
                 created_by=user,
-                title=title or f"{task.agent} {number}",
+                title=title or f"{task.agent} {seen.tabs_on_task + 1}",
                 agent=task.agent,
                 state=TabState.PENDING_SESSION_CREATE if ready else TabState.PENDING_PROVISION,
-                sandbox=sandbox if ready else None,
+                sandbox_id=seen.sandbox_id if ready else None,
                 idempotency_key=idempotency_key or None,
             )
             _record_tab(tab)
             if ready:
                 _dispatch_session(tab)
-            else:
+            elif seen.sandbox_id is None:
                 _ensure_provisioning(task)
+            # else: the task's provisioning run is under way and hands off to this tab too.
     except IntegrityError:
         # Two requests with one Idempotency-Key raced; the unique constraint kept one row.
         existing = _tab_for_key(task=task, user=user, key=idempotency_key or "", title=title)
@@ -228,14 +224,27 @@ def tab_create(
     return tab, True
 
 
-def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> int:
-    """Refuse a tab over the per-task or per-user limit of open tabs; returns how many tabs
-    (open or not) the task has, which numbers the new tab's default title.
+@dataclass(frozen=True)
+class _TabCreateView:
+    """What tab_create reads under the lock, in one statement."""
+
+    tabs_on_task: int
+    sandbox_id: int | None
+    sandbox_state: str | None
+
+
+def _tab_create_check(*, user: AbstractBaseUser, task: Task) -> _TabCreateView:
+    """Refuse a tab on an archived task or over the per-task or per-user limit of open tabs;
+    returns the task's tab count (which numbers the new tab's default title) and its live
+    sandbox.
 
     Runs under the workspace lock (workspace_transaction), which already serializes every
-    tab write of the task's workspace; the user's row is locked too, because a user's
-    tabs span workspaces. Concurrent creations then count one after another, and a burst
-    cannot overshoot either limit between count and insert.
+    tab write of the task's workspace; the user's row is locked too, because a user's tabs
+    span workspaces. Concurrent creations then count one after another, and a burst cannot
+    overshoot either limit between count and insert. Every read is one statement after
+    both locks (so it sees what committed before them): each statement while holding the
+    workspace lock is a round trip every other write of the workspace waits for
+    (docs/benchmarks.md).
     """
     # Not type(user): a session-authenticated request.user is a SimpleLazyObject.
     user_model = get_user_model()
@@ -243,22 +252,41 @@ def _enforce_open_tab_quotas(*, user: AbstractBaseUser, task: Task) -> int:
     # has no row locks: its write transaction already excludes other writers (row_locks).
     if row_locks():
         list(user_model.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-    on_task = WorkbenchTab.objects.filter(task=task).aggregate(
-        total=Count("pk"), open=Count("pk", filter=Q(state__in=OPEN_STATES))
+    by_user = (
+        WorkbenchTab.objects.filter(created_by=user.pk, state__in=OPEN_STATES)
+        .order_by()
+        .values("created_by")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
-    open_on_task = on_task["open"]
+    live = Sandbox.objects.filter(task_id=OuterRef("pk"), state__in=LIVE_STATES)
+    archived_at, total, open_on_task, open_by_user, sandbox_id, sandbox_state = (
+        Task.objects.filter(pk=task.pk)
+        .annotate(
+            total=Count("tabs"),
+            open=Count("tabs", filter=Q(tabs__state__in=OPEN_STATES)),
+            by_user=Coalesce(Subquery(by_user), 0),
+            sandbox_id=Subquery(live.values("pk")[:1]),
+            sandbox_state=Subquery(live.values("state")[:1]),
+        )
+        .values_list("archived_at", "total", "open", "by_user", "sandbox_id", "sandbox_state")
+        .get()
+    )
+    if archived_at is not None:
+        # An archive that committed meanwhile closed the task's tabs and destroyed its
+        # sandbox; a tab now would start one on an archived task.
+        raise Conflict("the task is archived; open tabs on an active task", code="task_archived")
     if open_on_task >= settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK:
         raise Conflict(
             f"this task already has {open_on_task} open tabs (the limit); close some first",
             code="too_many_tabs",
         )
-    open_by_user = WorkbenchTab.objects.filter(created_by=user, state__in=OPEN_STATES).count()
     if open_by_user >= settings.WORKBENCH_MAX_OPEN_TABS_PER_USER:
         raise Conflict(
             f"you already have {open_by_user} open tabs (the limit); close some first",
             code="too_many_tabs_for_user",
         )
-    return on_task["total"]
+    return _TabCreateView(tabs_on_task=total, sandbox_id=sandbox_id, sandbox_state=sandbox_state)
 
 
 def _tab_for_key(
@@ -392,7 +420,6 @@ def task_archive(*, task_id: int) -> Task:
 
 
 def task_sandboxes_to_destroy(*, task_id: int) -> list[int]:
-    from sandboxes.models import Sandbox
 
     return list(
         Sandbox.objects.filter(task_id=task_id)
@@ -421,7 +448,6 @@ def sandbox_run(*, sandbox_id: int, owner: str) -> RunOutcome:
     fails with the cause. Either way the end of a run frees a slot of its workspace's
     share, so the workspace's next queued sandbox starts.
     """
-    from sandboxes.models import Sandbox
 
     task_id = Sandbox.objects.filter(pk=sandbox_id).values_list("task_id", flat=True).first()
     if task_id is None:
@@ -589,8 +615,11 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
         )
         return
     if tab_mark_ready(tab_id=tab_id, attempt=attempt, session_id=session_id, server_id=server_id):
-        # Prompts queued before an error and retry go out now that a session exists.
-        workflows.start_message_delivery(tab_id=tab_id)
+        # Prompts queued before an error and retry go out now that a session exists. Only
+        # then: a delivery takes the workspace lock, and a prompt sent from now on (the tab
+        # is ready) dispatches its own.
+        if tab_has_prompts_waiting(tab_id=tab_id):
+            workflows.start_message_delivery(tab_id=tab_id)
         return
     current = WorkbenchTab.objects.filter(pk=tab_id).first()
     if (
@@ -688,7 +717,6 @@ def _release_after_commit(sandbox_id: int) -> None:
 def sandbox_lost(*, sandbox_id: int, message: str) -> int:
     """A ready sandbox died: fail it and every tab on it with sandbox_lost, atomically."""
     failed = 0
-    from sandboxes.models import Sandbox
 
     workspace_id = Sandbox.objects.values_list("task__workspace_id", flat=True).get(pk=sandbox_id)
     with workspace_transaction(workspace_id):
@@ -712,7 +740,6 @@ def sandboxes_watch() -> int:
     retry that re-provisions), so a dead server shows within a round or two of upkeep
     rather than at the next prompt. A server that misses one check is asked again next
     round: only one still failing after WORKBENCH_HEALTH_GRACE seconds is lost."""
-    from sandboxes.models import Sandbox
 
     lost = 0
     grace = timedelta(seconds=settings.WORKBENCH_HEALTH_GRACE)
