@@ -270,6 +270,15 @@ def warm_up(stack: Stack, fx: Fixture) -> None:
     stack.purge_queues()
 
 
+def warm_workers(fx: Fixture, cfg: Config) -> None:
+    """Carry a few tabs to ready on fresh workers before measuring them: a worker's boot
+    (Django set-up in each pool process, the first imports of each step's code) costs
+    several CPU seconds, which would otherwise land on the first step of a ladder."""
+    tasks = new_tasks(fx, 2, "warm-up workers")
+    asyncio.run(tab_phase(fx, tasks, rate=20, count=10))
+    wait_for_tabs({"task_id__in": tasks}, cfg.ready_timeout)
+
+
 def tab_latency(stack: Stack, fx: Fixture, cfg: Config, log: Log, *, slow: bool) -> dict:
     """Tab creation at each rate, next to the trivial endpoint at the same rate.
 
@@ -772,6 +781,7 @@ def sustained(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
     api_only = _ladder(fx, cfg, log)
     stack.stop_workers()  # drop the chains those tabs dispatched
     stack.start_workers(delay=0.0)
+    warm_workers(fx, cfg)
     log("   with the worker pools processing every tab:")
     began = time.time()
     with_workers = _ladder(fx, cfg, log)
