@@ -123,7 +123,9 @@ class _SandboxSocketTransport(httpx.BaseTransport):
                 os.close(fd)
                 raise httpx.ConnectError("the socket was replaced", request=request)
             self._fd = fd
-            self._inner = httpx.HTTPTransport(uds=f"/proc/self/fd/{fd}")
+            # Plain HTTP over the socket, but httpx still builds a TLS context for every
+            # transport unless given one: the process's shared one (tls_context).
+            self._inner = httpx.HTTPTransport(uds=f"/proc/self/fd/{fd}", verify=tls_context())
         return self._inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
