@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils.timesince import timesince
 
-from sandboxes.selectors import sandbox_current_for_task
+from sandboxes.models import LIVE_STATES, Sandbox
 from tasks_app.models import Task
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django.http import HttpRequest
 
 
 @admin.register(Task)
@@ -32,12 +40,28 @@ class TaskAdmin(admin.ModelAdmin):
         "archived_at",
     ]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
+        """Each row's current sandbox (live, else the latest attempt) in the list's own
+        query, not a query or two per row."""
+        live = Sandbox.objects.filter(task_id=OuterRef("pk"), state__in=LIVE_STATES)
+        latest = Sandbox.objects.filter(task_id=OuterRef("pk")).order_by("-pk")
+        pick = {
+            field: Coalesce(Subquery(live.values(field)[:1]), Subquery(latest.values(field)[:1]))
+            for field in ("state", "error_code")
+        }
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(sandbox_state_now=pick["state"], sandbox_error_now=pick["error_code"])
+        )
+
     @admin.display(description="sandbox")
     def sandbox_state(self, task: Task) -> str:
-        sandbox = sandbox_current_for_task(task_id=task.pk)
-        if sandbox is None:
+        state = getattr(task, "sandbox_state_now", None)
+        if state is None:
             return "-"
-        return f"{sandbox.state} ({sandbox.error_code})" if sandbox.error_code else sandbox.state
+        code = getattr(task, "sandbox_error_now", "")
+        return f"{state} ({code})" if code else state
 
     @admin.display(description="age")
     def age(self, task: Task) -> str:

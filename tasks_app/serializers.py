@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from config.serializers import StrictInputSerializer
@@ -9,6 +11,19 @@ from sandboxes.providers import available_providers
 from sandboxes.repositories import RepositoryRefused, check_repository
 from sandboxes.serializers import SandboxOutputSerializer
 from tasks_app.models import Task
+
+
+class _TaskListSerializer(serializers.ListSerializer):
+    """Many tasks with their sandboxes read once for all (not a query or two per task)."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        from sandboxes.selectors import sandboxes_current_for_tasks
+
+        tasks = list(data.all() if hasattr(data, "all") else data)
+        self.context["sandboxes"] = sandboxes_current_for_tasks(
+            task_ids=[task.pk for task in tasks]
+        )
+        return [self.child.to_representation(task) for task in tasks]
 
 
 class TaskOutputSerializer(serializers.ModelSerializer):
@@ -34,12 +49,17 @@ class TaskOutputSerializer(serializers.ModelSerializer):
             "sandbox",
         ]
         read_only_fields = fields
+        list_serializer_class = _TaskListSerializer
 
     def get_sandbox(self, task: Task) -> dict | None:
         """The task's current sandbox (live, else the latest attempt) with its steps."""
         from sandboxes.selectors import sandbox_current_for_task
 
-        sandbox = sandbox_current_for_task(task_id=task.pk)
+        known: dict[int, Any] | None = self.context.get("sandboxes")
+        if known is not None:
+            sandbox = known.get(task.pk)
+        else:
+            sandbox = sandbox_current_for_task(task_id=task.pk)
         return SandboxOutputSerializer(sandbox).data if sandbox else None
 
 

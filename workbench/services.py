@@ -760,11 +760,6 @@ def sandboxes_watch() -> int:
     return lost
 
 
-def transition_table() -> dict[str, frozenset[str]]:
-    """The declared transitions (for docs and the state-machine test)."""
-    return dict(ALLOWED_TRANSITIONS)
-
-
 def events_prune(*, older_than_hours: float | None = None) -> int:
     """Delete events older than the retention; clients that need them get a snapshot."""
     from datetime import timedelta

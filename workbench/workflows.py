@@ -92,7 +92,7 @@ class _Dispatcher:
         self.jobs.put(job)
 
     def drain(self, timeout: float) -> bool:
-        """Wait until every submitted dispatch ran (at exit, and in tests)."""
+        """Wait until every submitted dispatch ran (registered to run at exit)."""
         return self.idle.wait(timeout)
 
     def _run(self) -> None:
@@ -119,12 +119,6 @@ def _dispatcher() -> _Dispatcher:
         if _current is None or _current.pid != os.getpid():
             _current = _Dispatcher()
         return _current
-
-
-def drain_dispatches(timeout: float = 5.0) -> bool:
-    """Wait for this process's background dispatches; True once none is left."""
-    current = _current
-    return current is None or current.drain(timeout)
 
 
 def start_sandbox_run(*, sandbox_id: int) -> None:

@@ -6,7 +6,7 @@ events around the calls, so local and remote sandboxes give identical tab states
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -20,22 +20,18 @@ class ProviderError(Exception):
     """A provider operation failed; `code` is machine-readable, the message is for people."""
 
     code = "provider_error"
-    transient = False
 
-    def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
+    def __init__(self, message: str, *, code: str | None = None):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
-        if transient is not None:
-            self.transient = transient
 
 
 class ProviderUnavailable(ProviderError):
     """A transient failure (connection refused, timeout): retrying later may succeed."""
 
     code = "provider_unavailable"
-    transient = True
 
 
 class SandboxGone(ProviderError):
@@ -62,7 +58,6 @@ class SandboxHandle:
     token: str
     workdir: str = ""
     pid: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class StepRecorder(Protocol):
