@@ -93,8 +93,13 @@ def workspace_transaction(workspace_id: int) -> Iterator[None]:
     _held.ids = set()
     try:
         with _writer_turn(), transaction.atomic():
-            _lock_workspace(workspace_id, _held.ids)
-            yield
+            try:
+                _lock_workspace(workspace_id, _held.ids)
+                yield
+            finally:
+                # Before the commit: its on_commit callbacks run with no lock held, and a
+                # transaction they open must lock afresh.
+                _held.ids = None
     finally:
         _held.ids = None
 

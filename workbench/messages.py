@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils.timezone import now
 
 from sandboxes import services as sandbox_services
@@ -237,12 +237,22 @@ def tabs_with_undelivered_messages(*, before: datetime) -> list[UUID]:
     worker), or one sent so long ago that its turn was abandoned."""
     cutoff = before
     abandoned = now() - timedelta(seconds=settings.WORKBENCH_PROMPT_TIMEOUT + 60)
-    queued = Message.objects.filter(
-        role=MessageRole.USER,
-        tab__state=TabState.READY,
-        state=MessageState.QUEUED,
-        updated_at__lt=cutoff,
-    ).values_list("tab_id", flat=True)
+    # A tab whose turn is running delivers its next prompt when that turn ends; one whose
+    # delivery the reconciler re-sent since `before` waits for that copy.
+    turn_running = Message.objects.filter(
+        role=MessageRole.USER, state=MessageState.SENDING, updated_at__gte=abandoned
+    ).values("tab_id")
+    queued = (
+        Message.objects.filter(
+            role=MessageRole.USER,
+            tab__state=TabState.READY,
+            state=MessageState.QUEUED,
+            updated_at__lt=cutoff,
+        )
+        .filter(Q(tab__redriven_at__isnull=True) | Q(tab__redriven_at__lt=cutoff))
+        .exclude(tab_id__in=turn_running)
+        .values_list("tab_id", flat=True)
+    )
     stuck = Message.objects.filter(
         role=MessageRole.USER,
         tab__state=TabState.READY,

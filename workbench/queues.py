@@ -43,8 +43,8 @@ def oldest_waiting(queues: list[str]) -> dict[str, float]:
 
     Queues that are empty, and every queue when Redis does not answer, are left out: their
     rows are judged by their own silence alone. A message without the header (published
-    by an older release) counts as sent now, which holds its queue's rows back until it
-    is taken; that errs towards waiting, never towards a duplicate.
+    by an older release) counts as the oldest possible, which holds back every row of its
+    queue until it is taken; that errs towards waiting, never towards a duplicate.
     """
     import redis
 
@@ -68,7 +68,7 @@ def _sent_at(message: bytes) -> float:
     try:
         return float(json.loads(message)["headers"][SENT_AT])
     except (ValueError, KeyError, TypeError):
-        return time.time()
+        return 0.0  # as if sent at the epoch: every row on its queue is still behind it
 
 
 def passed_before(queue: str, waiting: dict[str, float], *, silent_since: datetime) -> datetime:

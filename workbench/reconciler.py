@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils.timezone import now
 
 from sandboxes.models import Sandbox, SandboxState
@@ -142,7 +143,9 @@ def reconcile() -> dict[str, int]:
     Each row is judged against its own queue: one whose message still waits behind others
     is queued, not stalled, and re-driving it would only lengthen the queue.
     """
-    waiting = queues.oldest_waiting(list(dict.fromkeys(settings.WORKBENCH_WORK_QUEUES)))
+    waiting = queues.oldest_waiting(
+        list(dict.fromkeys([PROVISION, SESSIONS, TEARDOWNS, DESTROYS, RELEASES, PROMPTS]))
+    )
     if waiting:
         behind = {name: round(time.time() - sent) for name, sent in waiting.items()}
         logger.info("work queues behind by (s): %s", behind)
@@ -169,6 +172,7 @@ def reconcile() -> dict[str, int]:
     )
     for tab_id in prompts:
         workflows.start_message_delivery(tab_id=tab_id)
+    _mark_resent(WorkbenchTab.objects.filter(pk__in=prompts), "redriven_at")
     metrics.reconciler_counted(redriven=redriven, failed=failed, prompts=len(prompts))
     if redriven or failed or prompts:
         logger.info(
@@ -198,17 +202,31 @@ def sweep_teardowns(*, at: datetime | None = None, waiting: dict[str, float] | N
     unreleased = Sandbox.objects.filter(
         state=SandboxState.FAILED, released_at__isnull=True, updated_at__lt=cutoffs[RELEASES]
     )
-    sessions = WorkbenchTab.objects.filter(
-        state=TabState.CLOSED, session_closed_at__isnull=True, closed_at__lt=cutoffs[TEARDOWNS]
-    ).exclude(acp_server_id="")
-    swept = 0
-    for sandbox_id in destroying.values_list("pk", flat=True):
+    sessions = (
+        WorkbenchTab.objects.filter(
+            state=TabState.CLOSED,
+            session_closed_at__isnull=True,
+            closed_at__lt=cutoffs[TEARDOWNS],
+        )
+        .filter(Q(redriven_at__isnull=True) | Q(redriven_at__lt=cutoffs[TEARDOWNS]))
+        .exclude(acp_server_id="")
+    )
+    destroys = list(destroying.values_list("pk", flat=True))
+    releases = list(unreleased.values_list("pk", flat=True))
+    teardowns = list(sessions.values_list("pk", flat=True))
+    for sandbox_id in destroys:
         workflows.start_sandbox_destroy(sandbox_id=sandbox_id)
-        swept += 1
-    for sandbox_id in unreleased.values_list("pk", flat=True):
+    for sandbox_id in releases:
         workflows.start_sandbox_release(sandbox_id=sandbox_id)
-        swept += 1
-    for tab_id in sessions.values_list("pk", flat=True):
+    for tab_id in teardowns:
         workflows.start_session_teardown(tab_id=tab_id)
-        swept += 1
-    return swept
+    _mark_resent(Sandbox.objects.filter(pk__in=destroys + releases), "updated_at")
+    _mark_resent(WorkbenchTab.objects.filter(pk__in=teardowns), "redriven_at")
+    return len(destroys) + len(releases) + len(teardowns)
+
+
+def _mark_resent(rows: QuerySet[Any], field: str) -> None:
+    """Stamp the rows whose work was just re-sent, so the next rounds time them from the
+    re-send: while their queue is still behind, a second copy would only wait behind the
+    first. (Neither column is shown to clients; no event.)"""
+    rows.update(**{field: now()})

@@ -149,7 +149,7 @@ def _transition_all(
             updated_at=stamp,
             **fields,
         )
-        moved = list(WorkbenchTab.objects.filter(pk__in=ids).order_by("created_at", "pk"))
+        moved = list(WorkbenchTab.objects.filter(pk__in=ids, state=to).order_by("created_at", "pk"))
         record_events(workspace_id, "tab.updated", [TabOutputSerializer(tab).data for tab in moved])
     return moved
 

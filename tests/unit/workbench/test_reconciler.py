@@ -156,7 +156,7 @@ def test_it_reads_how_far_each_queue_has_got_from_redis(settings):
         found = queues.oldest_waiting(["provision", "sessions", "prompts"])
     assert found["provision"] == 1234.5
     assert "sessions" not in found
-    assert found["prompts"] > 1234.5  # unreadable: counts as sent now, so it holds back
+    assert found["prompts"] == 0.0  # unreadable: the oldest possible, so it holds back
     client.pipeline.side_effect = redis.ConnectionError("down")
     with mock.patch.object(redis.Redis, "from_url", return_value=client):
         assert queues.oldest_waiting(["provision"]) == {}
@@ -254,3 +254,43 @@ def test_lost_teardowns_are_swept(dispatched, monkeypatch):
     assert reconciler.reconcile()["swept"] == 2
     releases.assert_called_once_with(sandbox_id=failed.pk)
     teardowns.assert_called_once_with(tab_id=closed.pk)
+
+
+def test_a_resent_teardown_or_prompt_is_not_sent_again_while_its_queue_is_behind(
+    dispatched, monkeypatch
+):
+    """Each re-send is stamped on its row: while the queue still holds older messages, the
+    copy already sent waits there, and another round sends no second one."""
+    from workbench import workflows
+    from workbench.models import Message, MessageRole, MessageState
+
+    past = now() - timedelta(hours=1)
+    closed = TabFactory(state=TabState.CLOSED, acp_server_id="tab-x-1", closed_at=past)
+    ready = TabFactory(state=TabState.READY)
+    Message.objects.create(
+        tab=ready, workspace_id=ready.workspace_id, role=MessageRole.USER, text="hi"
+    )
+    Message.objects.filter(tab=ready).update(updated_at=past, state=MessageState.QUEUED)
+    teardowns, deliveries = mock.Mock(), mock.Mock()
+    monkeypatch.setattr(workflows, "start_session_teardown", teardowns)
+    monkeypatch.setattr(workflows, "start_message_delivery", deliveries)
+    head = {name: now().timestamp() - 600 for name in (reconciler.TEARDOWNS, reconciler.PROMPTS)}
+    monkeypatch.setattr(reconciler.queues, "oldest_waiting", lambda names: head)
+    for _ in range(3):
+        reconciler.reconcile()
+    teardowns.assert_called_once_with(tab_id=closed.pk)
+    deliveries.assert_called_once_with(tab_id=ready.pk)
+
+
+def test_a_prompt_waiting_behind_a_running_turn_is_not_resent(dispatched):
+    from workbench.models import Message, MessageRole, MessageState
+
+    tab = TabFactory(state=TabState.READY)
+    for state in (MessageState.SENDING, MessageState.QUEUED):
+        Message.objects.create(
+            tab=tab, workspace_id=tab.workspace_id, role=MessageRole.USER, text="x", state=state
+        )
+    Message.objects.filter(tab=tab, state=MessageState.QUEUED).update(
+        updated_at=now() - timedelta(hours=1)
+    )
+    assert reconciler.reconcile()["prompts"] == 0
