@@ -589,6 +589,7 @@ class Workflow(RuleBasedStateMachine):
         )
         Sandbox.objects.update(updated_at=past)
         WorkbenchTab.objects.filter(state=TabState.CLOSED).update(closed_at=past)
+        WorkbenchTab.objects.filter(redriven_at__isnull=False).update(redriven_at=past)
         # The messages waiting were sent as long ago (they keep their order with the rows).
         for key in self.sent_at:
             self.sent_at[key] -= 3600
