@@ -25,10 +25,18 @@ def _current_seq(workspace_id: int) -> int:
     return Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
 
 
+# The largest seq a client can hold: the event log's column is a signed 64-bit integer.
+_MAX_SEQ = 2**63 - 1
+
+
 def _seq_param(scope: dict) -> int | None:
-    """`?seq=N` on the URL: the last seq a reconnecting client applied."""
+    """`?seq=N` on the URL: the last seq a reconnecting client applied. Anything but ASCII
+    digits within the log's range ('²' passes str.isdigit but not int) gets a snapshot."""
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("seq") or []
-    return int(values[0]) if values and values[0].isdigit() else None
+    if not values or not (values[0].isascii() and values[0].isdigit()):
+        return None
+    seq = int(values[0])
+    return seq if seq <= _MAX_SEQ else None
 
 
 class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
