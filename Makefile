@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
 RUFF := $(VENV)/bin/ruff
+MYPY := $(VENV)/bin/mypy
 PYTEST := $(VENV)/bin/pytest
 HONCHO := $(VENV)/bin/honcho
 PROCFILE ?= Procfile
@@ -87,6 +88,7 @@ run: setup
 test: setup
 	mkdir -p $(VAR_DIR)
 	$(RUFF) check .
+	$(MYPY)
 	$(PYTEST) $(PYTEST_ARGS)
 
 # The whole suite again on a throwaway PostgreSQL cluster (scripts/with-postgres.sh).
@@ -109,6 +111,7 @@ bench: setup postgres
 lint: $(PY_STAMP)
 	$(RUFF) check .
 	$(RUFF) format --check .
+	$(MYPY)
 
 fmt: $(PY_STAMP)
 	$(RUFF) format .

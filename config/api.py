@@ -69,11 +69,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     if isinstance(exc, exceptions.APIException):
-        response = drf_exception_handler(exc, context)
+        handled: Response | None = drf_exception_handler(exc, context)
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
-        if response is None:  # pragma: no cover - DRF handles every APIException
+        if handled is None:  # pragma: no cover - DRF handles every APIException
             return None
-        response.data = {"error": {"code": code, "message": str(exc.detail), "fields": {}}}
-        return response
+        handled.data = {"error": {"code": code, "message": str(exc.detail), "fields": {}}}
+        return handled
     logger.exception("unhandled API error", exc_info=exc)
     return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, "server_error", "Internal error.")

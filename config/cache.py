@@ -29,6 +29,11 @@ class SharedRedisCache(RedisCache):
     instead of failing as redis-py's default pool does past 100.
     """
 
+    # Django's RedisCache keeps these as private attributes (not in its stubs).
+    _servers: list[str]
+    _class: type
+    _options: dict[str, Any]
+
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._options = {

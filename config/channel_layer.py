@@ -33,6 +33,13 @@ class _ReconnectingShard(RedisSingleShardConnection):
             await self._reconnect()
             await super().publish(channel, message)
 
+    # channels_redis's own state, which _reconnect resets (the library is untyped).
+    _pubsub: Any
+    _redis: Any
+    _subscribed_to: set[str]
+    _receive_task: asyncio.Task[None] | None
+    _lock: asyncio.Lock
+
     async def subscribe(self, channel: str) -> None:
         try:
             await super().subscribe(channel)
@@ -78,6 +85,8 @@ class _ReconnectingShard(RedisSingleShardConnection):
 
 
 class _ReconnectingLoopLayer(RedisPubSubLoopLayer):
+    _shards: list[Any]
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._shards = [_ReconnectingShard(shard.host, self) for shard in self._shards]

@@ -78,7 +78,9 @@ class SyncChainASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Any) -> None:
+    async def handle(  # type: ignore[override]  # the same callable; Django's stub says Mapping
+        self, scope: Scope, receive: Receive, send: Any
+    ) -> None:
         """ASGIHandler.handle, answering 413 for a body over WORKBENCH_MAX_BODY_BYTES: at once
         when Content-Length says so, else as soon as the chunks read pass it.
 

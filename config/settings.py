@@ -155,7 +155,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": _sqlite_path,
+            "NAME": str(_sqlite_path),
             # Request threads and worker processes are long-lived: keep their connection
             # (connect and PRAGMAs cost ~0.5 ms) instead of opening one per request.
             "CONN_MAX_AGE": env_int("WORKBENCH_SQLITE_CONN_MAX_AGE", 300),

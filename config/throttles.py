@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache import cache as default_cache
 from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
+from rest_framework.views import APIView
 
 from config.cache import SharedRedisCache
 
@@ -21,6 +22,9 @@ class _AtomicRedisWindow(SimpleRateThrottle):
     can both take the last slot). Other caches (unit tests) take DRF's own path."""
 
     retry_after: float | None = None
+    # Set by SimpleRateThrottle from the rate (its stubs do not declare them).
+    duration: int
+    num_requests: int
 
     def _redis(self) -> SharedRedisCache | None:
         backend = caches[DEFAULT_CACHE_ALIAS] if self.cache is default_cache else self.cache
@@ -100,6 +104,6 @@ def login_refused_for(request: Any) -> float | None:
     waits = []
     for throttle_class in LOGIN_THROTTLES:
         throttle = throttle_class()
-        if not throttle.allow_request(request, None):
+        if not throttle.allow_request(request, APIView()):  # no DRF view: a bare one
             waits.append(throttle.wait() or 1.0)
     return max(waits) if waits else None

@@ -17,8 +17,14 @@ class StepInline(admin.TabularInline):
     model = ProvisioningStep
     extra = 0
     can_delete = False
-    fields = ["name", "outcome", "started_at", "finished_at", "duration_ms", "detail"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "name",
+        "outcome",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "detail",
+    )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -223,7 +223,7 @@ class _StepRecorder:
                 )
         except Exception as exc:
             if isinstance(exc, ProviderError):
-                exc.step = name  # type: ignore[attr-defined] - names the step in the tab's error
+                exc.step = name
                 detail = exc.message
             else:
                 detail = f"{type(exc).__name__}: {exc}"
@@ -297,7 +297,7 @@ def sandbox_provision(
     sandbox_id: int,
     fence: int,
     spec: SandboxSpec,
-    on_ready: Callable[[], None] | None = None,
+    on_ready: Callable[[], object] | None = None,
 ) -> bool:
     """Run the provider's steps under the lease; True when this run made the sandbox ready.
 

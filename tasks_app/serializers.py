@@ -20,9 +20,9 @@ class _TaskListSerializer(serializers.ListSerializer):
         from sandboxes.selectors import sandboxes_current_for_tasks
 
         tasks = list(data.all() if hasattr(data, "all") else data)
-        self.context["sandboxes"] = sandboxes_current_for_tasks(
-            task_ids=[task.pk for task in tasks]
-        )
+        context = self.context
+        assert isinstance(context, dict) and self.child is not None
+        context["sandboxes"] = sandboxes_current_for_tasks(task_ids=[task.pk for task in tasks])
         return [self.child.to_representation(task) for task in tasks]
 
 

@@ -18,7 +18,7 @@ from workbench.events import record_event, workspace_transaction
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
     from sandboxes.models import Sandbox
 
@@ -32,7 +32,7 @@ def _record_task(task: Task) -> None:
 def task_create(
     *,
     workspace_id: int,
-    user: AbstractBaseUser | None,
+    user: User | None,
     title: str,
     repository: str = "",
     branch: str = "",
@@ -92,7 +92,7 @@ class ProvisionResult:
 
 
 def task_provision_run(
-    *, sandbox_id: int, owner: str, on_ready: Callable[[], None] | None = None
+    *, sandbox_id: int, owner: str, on_ready: Callable[[], object] | None = None
 ) -> ProvisionResult:
     """One run of a task's provisioning: take the sandbox's lease and run the provider's
     steps with the task's current repository, branch and agent.
@@ -134,7 +134,7 @@ def task_provision_run(
     except sandbox_services.LeaseLost:
         return ProvisionResult("busy", sandbox)
     except ProviderError as exc:
-        step = getattr(exc, "step", "")
+        step = exc.step
         message = f"{step}: {exc.message}" if step else exc.message
         return ProvisionResult("failed", sandbox, sandbox.fence, exc.code, message)
     except Exception as exc:

@@ -14,7 +14,7 @@ import os
 import threading
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
@@ -65,7 +65,7 @@ def group_name(workspace_id: int) -> str:
 
 
 def event_frame(event: Event) -> EventFrame:
-    return _frame(event.seq, event.name, event.data)
+    return _frame(event.seq, cast("EventName", event.name), event.data)
 
 
 def _frame(seq: int, name: EventName, data: dict[str, Any]) -> EventFrame:

@@ -37,14 +37,14 @@ if TYPE_CHECKING:
     from datetime import datetime
     from uuid import UUID
 
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
     from sandboxes.models import Sandbox
 
 # How often a streaming reply is written (and broadcast) while chunks arrive.
 STREAM_FLUSH_SECONDS = 0.1
 
-NOT_READY_REASONS = {
+NOT_READY_REASONS: dict[str, str] = {
     TabState.PENDING_PROVISION: "The tab is still preparing its environment; send once it is "
     "ready (your draft is kept).",
     TabState.PENDING_SESSION_CREATE: "The agent session is still starting; send once the tab "
@@ -74,7 +74,9 @@ def _update(message_id: int, *, to: str | None = None, **fields: object) -> Mess
                 updated_at=now(), version=F("version") + 1, **fields
             )
         else:
-            updated = transition(rows, table=MESSAGE_TRANSITIONS, to=to, updated_at=now(), **fields)
+            updated = transition(
+                rows, table=MESSAGE_TRANSITIONS, to=to, sources=None, updated_at=now(), **fields
+            )
         if not updated:
             return None
         message = Message.objects.get(pk=message_id)
@@ -82,7 +84,7 @@ def _update(message_id: int, *, to: str | None = None, **fields: object) -> Mess
     return message
 
 
-def message_send(*, tab_id: UUID, user: AbstractBaseUser | None, text: str) -> Message:
+def message_send(*, tab_id: UUID, user: User | None, text: str) -> Message:
     """Queue a prompt on a ready tab and dispatch its delivery after commit (202)."""
     workspace_id = WorkbenchTab.objects.values_list("workspace_id", flat=True).get(pk=tab_id)
     with workspace_transaction(workspace_id):

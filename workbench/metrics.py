@@ -14,7 +14,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -74,7 +74,7 @@ def _duration_rows(queryset, start: str, end: str, buckets: tuple, group: str | 
     """Cumulative bucket counts, count and sum of (end - start), in one aggregate query."""
     duration = ExpressionWrapper(F(end) - F(start), output_field=DurationField())
     rows = queryset.filter(**{f"{end}__isnull": False}).annotate(d=duration)
-    aggregates = {
+    aggregates: dict[str, Aggregate] = {
         f"le_{i}": Count("pk", filter=Q(d__lte=_seconds(le))) for i, le in enumerate(buckets)
     }
     aggregates.update(count=Count("pk"), total=Sum("d"))
@@ -112,8 +112,8 @@ class WorkflowCollector:
             "workbench_sandboxes", "Sandboxes by state.", labels=["state"]
         )
         counts = dict(Sandbox.objects.values_list("state").annotate(n=Count("pk")))
-        for state in SandboxState:
-            sandboxes.add_metric([state.value], counts.get(state.value, 0))
+        for sandbox_state in SandboxState:
+            sandboxes.add_metric([sandbox_state.value], counts.get(sandbox_state.value, 0))
         yield sandboxes
 
         yield _histogram(
@@ -159,7 +159,7 @@ def _reconciler_counts() -> dict[str, int]:
     except redis.RedisError:
         raw = {}
     counts = {"redriven": 0, "failed": 0, "prompts": 0}
-    counts.update({k.decode(): int(v) for k, v in raw.items()})
+    counts.update({(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()})
     return counts
 
 

@@ -24,10 +24,10 @@ from workbench.serializers import TabOutputSerializer, WorkspaceOutputSerializer
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
-def workspace_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Workspace]:
+def workspace_list_for_user(*, user: User) -> QuerySet[Workspace]:
     role = Membership.objects.filter(workspace=OuterRef("pk"), user=user).values("role")[:1]
     return (
         Workspace.objects.filter(memberships__user=user)
@@ -36,13 +36,13 @@ def workspace_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Workspace]:
     )
 
 
-def workspace_is_member(*, workspace_id: int, user: AbstractBaseUser) -> bool:
+def workspace_is_member(*, workspace_id: int, user: User) -> bool:
     if not user.is_authenticated:
         return False
     return Membership.objects.filter(workspace_id=workspace_id, user=user).exists()
 
 
-def workspace_get_for_user(*, workspace_id: int, user: AbstractBaseUser) -> Workspace:
+def workspace_get_for_user(*, workspace_id: int, user: User) -> Workspace:
     workspace = workspace_list_for_user(user=user).filter(pk=workspace_id).first()
     if workspace is None:
         raise NotFound("No such workspace.", code="workspace_not_found")
@@ -56,7 +56,7 @@ def task_list_for_workspace(*, workspace_id: int, include_archived: bool = False
     return tasks.order_by("-created_at")
 
 
-def task_get_for_user(*, task_id: int, user: AbstractBaseUser) -> Task:
+def task_get_for_user(*, task_id: int, user: User) -> Task:
     task = Task.objects.filter(pk=task_id, workspace__memberships__user=user).first()
     if task is None:
         raise NotFound("No such task.", code="task_not_found")
@@ -70,7 +70,7 @@ def tab_list_for_task(*, task_id: int, include_closed: bool = False) -> QuerySet
     return tabs.order_by("created_at")
 
 
-def tab_get_for_user(*, tab_id: UUID, user: AbstractBaseUser) -> WorkbenchTab:
+def tab_get_for_user(*, tab_id: UUID, user: User) -> WorkbenchTab:
     tab = WorkbenchTab.objects.filter(pk=tab_id, workspace__memberships__user=user).first()
     if tab is None:
         raise NotFound("No such tab.", code="tab_not_found")

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from uuid import UUID
 
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
     from django.db.models import QuerySet
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 # -- workspaces ----------------------------------------------------------------------------
 
 
-def workspace_create(*, user: AbstractBaseUser, name: str) -> Workspace:
+def workspace_create(*, user: User, name: str) -> Workspace:
     """Create a workspace; its creator becomes its owner."""
     with transaction.atomic():
         workspace = Workspace.objects.create(name=name)
@@ -66,7 +66,7 @@ def workspace_create(*, user: AbstractBaseUser, name: str) -> Workspace:
 
 
 def membership_add(
-    *, workspace_id: int, user: AbstractBaseUser, role: str = Membership.Role.MEMBER
+    *, workspace_id: int, user: User, role: str = Membership.Role.MEMBER
 ) -> Membership:
     membership, _ = Membership.objects.get_or_create(
         workspace_id=workspace_id, user=user, defaults={"role": role}
@@ -183,7 +183,7 @@ def _ensure_provisioning(task: Task) -> None:
 
 
 def tab_create(
-    *, user: AbstractBaseUser, task: Task, title: str = "", idempotency_key: str | None = None
+    *, user: User, task: Task, title: str = "", idempotency_key: str | None = None
 ) -> tuple[WorkbenchTab, bool]:
     """Insert a placeholder tab and dispatch its chain after commit; never provisions inline.
 
@@ -233,7 +233,7 @@ class _TabCreateView:
     sandbox_state: str | None
 
 
-def _tab_create_check(*, user: AbstractBaseUser, task: Task) -> _TabCreateView:
+def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
     """Refuse a tab on an archived task or over the per-task or per-user limit of open tabs;
     returns the task's tab count (which numbers the new tab's default title) and its live
     sandbox.
@@ -289,9 +289,7 @@ def _tab_create_check(*, user: AbstractBaseUser, task: Task) -> _TabCreateView:
     return _TabCreateView(tabs_on_task=total, sandbox_id=sandbox_id, sandbox_state=sandbox_state)
 
 
-def _tab_for_key(
-    *, task: Task, user: AbstractBaseUser, key: str, title: str
-) -> WorkbenchTab | None:
+def _tab_for_key(*, task: Task, user: User, key: str, title: str) -> WorkbenchTab | None:
     tab = WorkbenchTab.objects.filter(task=task, created_by=user, idempotency_key=key).first()
     if tab is not None and title and tab.title != title:
         raise Conflict(
@@ -716,15 +714,13 @@ def _release_after_commit(sandbox_id: int) -> None:
 
 def sandbox_lost(*, sandbox_id: int, message: str) -> int:
     """A ready sandbox died: fail it and every tab on it with sandbox_lost, atomically."""
-    failed = 0
-
     workspace_id = Sandbox.objects.values_list("task__workspace_id", flat=True).get(pk=sandbox_id)
     with workspace_transaction(workspace_id):
         if sandbox_services.sandbox_fail(
             sandbox_id=sandbox_id, code=TabErrorCode.SANDBOX_LOST, message=message
         ):
             _release_after_commit(sandbox_id)
-        failed = _transition_all(
+        lost = _transition_all(
             workspace_id=workspace_id,
             rows=WorkbenchTab.objects.filter(sandbox_id=sandbox_id),
             to=TabState.ERROR,
@@ -732,7 +728,7 @@ def sandbox_lost(*, sandbox_id: int, message: str) -> int:
             error_code=TabErrorCode.SANDBOX_LOST,
             error_message=f"The sandbox stopped ({message}); retry to re-provision it."[:2000],
         )
-    return len(failed)
+    return len(lost)
 
 
 def sandboxes_watch() -> int:

@@ -25,7 +25,7 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -53,7 +53,8 @@ class Limits:
 
     @classmethod
     def from_settings(cls) -> Limits:
-        rate = settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get(RATE_SCOPE)
+        rates = cast("dict[str, str | None]", settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"])
+        rate = rates.get(RATE_SCOPE)
         connects, window = parse_rate(rate)
         return cls(
             max_sockets=max(0, settings.WORKBENCH_MAX_SOCKETS_PER_USER),
@@ -143,8 +144,8 @@ class RedisBackend:
         self.refresh_script = self.client.register_script(self._REFRESH)
 
     async def admit(self, user_id: int, socket_id: str, limits: Limits) -> Admission:
-        args = [socket_id, limits.max_sockets, repr(limits.stale_seconds), limits.connects,
-                repr(limits.window)]  # fmt: skip
+        args: list[str | int] = [socket_id, limits.max_sockets, repr(limits.stale_seconds),
+                                 limits.connects, repr(limits.window)]  # fmt: skip
         return Admission(int(await self.admit_script(keys=list(_keys(user_id)), args=args)))
 
     async def release(self, user_id: int, socket_id: str) -> None:

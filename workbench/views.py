@@ -13,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import parsers, serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -42,6 +43,7 @@ from workbench.serializers import (
 if TYPE_CHECKING:
     from uuid import UUID
 
+    from django.contrib.auth.models import User
     from rest_framework.request import Request
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -89,6 +91,17 @@ SnapshotSerializer = inline_serializer(
 )
 
 
+def member(request: Request) -> User:
+    """The signed-in user of a request that passed IsAuthenticated (every view's default
+    permission), typed as such."""
+    from django.contrib.auth.models import User
+
+    user = request.user
+    if not isinstance(user, User):
+        raise NotAuthenticated()
+    return user
+
+
 def _flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "").lower() in {"1", "true", "yes"}
 
@@ -105,7 +118,7 @@ class WorkspaceListView(APIView):
 
     @extend_schema(responses={200: WorkspaceOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        workspaces = selectors.workspace_list_for_user(user=request.user)
+        workspaces = selectors.workspace_list_for_user(user=member(request))
         return Response(WorkspaceOutputSerializer(workspaces, many=True).data)
 
     @extend_schema(
@@ -119,8 +132,10 @@ class WorkspaceListView(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _valid(WorkspaceCreateInputSerializer, request.data)
-        workspace = services.workspace_create(user=request.user, name=data["name"])
-        workspace = selectors.workspace_get_for_user(workspace_id=workspace.pk, user=request.user)
+        workspace = services.workspace_create(user=member(request), name=data["name"])
+        workspace = selectors.workspace_get_for_user(
+            workspace_id=workspace.pk, user=member(request)
+        )
         return Response(WorkspaceOutputSerializer(workspace).data, status=status.HTTP_201_CREATED)
 
 
@@ -133,7 +148,9 @@ class WorkspaceTaskListView(APIView):
         responses={200: TaskOutputSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request, workspace_id: int) -> Response:
-        workspace = selectors.workspace_get_for_user(workspace_id=workspace_id, user=request.user)
+        workspace = selectors.workspace_get_for_user(
+            workspace_id=workspace_id, user=member(request)
+        )
         tasks = selectors.task_list_for_workspace(
             workspace_id=workspace.pk, include_archived=_flag(request, "include_archived")
         )
@@ -150,23 +167,27 @@ class WorkspaceTaskListView(APIView):
         },
     )
     def post(self, request: Request, workspace_id: int) -> Response:
-        workspace = selectors.workspace_get_for_user(workspace_id=workspace_id, user=request.user)
+        workspace = selectors.workspace_get_for_user(
+            workspace_id=workspace_id, user=member(request)
+        )
         data = _valid(TaskCreateInputSerializer, request.data)
-        task = task_services.task_create(workspace_id=workspace.pk, user=request.user, **data)
+        task = task_services.task_create(workspace_id=workspace.pk, user=member(request), **data)
         return Response(TaskOutputSerializer(task).data, status=status.HTTP_201_CREATED)
 
 
 class WorkbenchSnapshotView(APIView):
     @extend_schema(responses={200: SnapshotSerializer, 404: ErrorSerializer})
     def get(self, request: Request, workspace_id: int) -> Response:
-        workspace = selectors.workspace_get_for_user(workspace_id=workspace_id, user=request.user)
+        workspace = selectors.workspace_get_for_user(
+            workspace_id=workspace_id, user=member(request)
+        )
         return Response(selectors.workbench_snapshot(workspace=workspace))
 
 
 class TaskDetailView(APIView):
     @extend_schema(responses={200: TaskOutputSerializer, 404: ErrorSerializer})
     def get(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
         return Response(TaskOutputSerializer(task).data)
 
     @extend_schema(
@@ -179,7 +200,7 @@ class TaskDetailView(APIView):
         },
     )
     def patch(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
         data = _valid(TaskUpdateInputSerializer, request.data)
         task = task_services.task_update(task_id=task.pk, title=data["title"])
         return Response(TaskOutputSerializer(task).data)
@@ -196,7 +217,7 @@ class TaskArchiveView(APIView):
         },
     )
     def post(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
         _valid(NoInputSerializer, request.data)
         task = services.task_archive(task_id=task.pk)
         return Response(TaskOutputSerializer(task).data)
@@ -211,7 +232,7 @@ class TaskTabListView(APIView):
         responses={200: TabOutputSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
         tabs = selectors.tab_list_for_task(
             task_id=task.pk, include_closed=_flag(request, "include_closed")
         )
@@ -232,7 +253,7 @@ class TaskTabListView(APIView):
         "pending_session_create); the sandbox and session come in the background.",
     )
     def post(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
         data = _valid(TabCreateInputSerializer, request.data)  # no body: {}
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 255):
@@ -240,7 +261,7 @@ class TaskTabListView(APIView):
                 "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
             )
         tab, created = services.tab_create(
-            user=request.user, task=task, title=data["title"], idempotency_key=key
+            user=member(request), task=task, title=data["title"], idempotency_key=key
         )
         response = Response(TabOutputSerializer(tab).data, status=status.HTTP_201_CREATED)
         if not created:
@@ -251,7 +272,7 @@ class TaskTabListView(APIView):
 class TabDetailView(APIView):
     @extend_schema(responses={200: TabOutputSerializer, 404: ErrorSerializer})
     def get(self, request: Request, tab_id: UUID) -> Response:
-        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         return Response(TabOutputSerializer(tab).data)
 
     @extend_schema(
@@ -265,14 +286,14 @@ class TabDetailView(APIView):
         },
     )
     def patch(self, request: Request, tab_id: UUID) -> Response:
-        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         data = _valid(TabUpdateInputSerializer, request.data)
         tab = services.tab_update(tab_id=tab.pk, **data)
         return Response(TabOutputSerializer(tab).data)
 
     @extend_schema(responses={204: None, 404: ErrorSerializer})
     def delete(self, request: Request, tab_id: UUID) -> Response:
-        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         services.tab_close(tab_id=tab.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -289,7 +310,7 @@ class TabRetryView(APIView):
         },
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
-        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         _valid(NoInputSerializer, request.data)
         tab = services.tab_retry(tab_id=tab.pk)
         return Response(TabOutputSerializer(tab).data)
@@ -311,7 +332,7 @@ class TabMessageListView(APIView):
         responses={200: MessagePageSerializer, 404: ErrorSerializer},
     )
     def get(self, request: Request, tab_id: UUID) -> Response:
-        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         paginator = TranscriptPagination()
         page = paginator.paginate_queryset(
             selectors.message_list_for_tab(tab_id=tab.pk), request, view=self
@@ -332,9 +353,9 @@ class TabMessageListView(APIView):
         "events. 409 unless the tab is ready (the reason names its state).",
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
-        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         data = _valid(MessageCreateInputSerializer, request.data)
-        message = messages.message_send(tab_id=tab.pk, user=request.user, text=data["text"])
+        message = messages.message_send(tab_id=tab.pk, user=member(request), text=data["text"])
         return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -351,7 +372,7 @@ class TabCancelView(APIView):
         description="Stop the agent's running turn; the session stays.",
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
-        tab = selectors.tab_get_for_user(tab_id=tab_id, user=request.user)
+        tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         _valid(NoInputSerializer, request.data)
         message = messages.message_cancel_turn(tab_id=tab.pk)
         return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)
@@ -376,7 +397,8 @@ class ObtainAuthTokenSchema(OpenApiViewExtension):
     priority = 1  # over drf-spectacular's own extension for this view
 
     def view_replacement(self) -> type[APIView]:
-        class DocumentedObtainAuthToken(self.target):
+        # drf-spectacular's pattern: subclass the view being documented (known at runtime).
+        class DocumentedObtainAuthToken(self.target):  # type: ignore[name-defined]
             @extend_schema(
                 auth=[],
                 responses={

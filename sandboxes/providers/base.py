@@ -20,6 +20,8 @@ class ProviderError(Exception):
     """A provider operation failed; `code` is machine-readable, the message is for people."""
 
     code = "provider_error"
+    # The provisioning step it happened in, set by the step recorder (the tab's error names it).
+    step = ""
 
     def __init__(self, message: str, *, code: str | None = None):
         super().__init__(message)
