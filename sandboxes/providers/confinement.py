@@ -9,8 +9,8 @@ HOME. It cannot see other sandboxes, the service's tree, its database or its env
 
 A user namespace maps the sandbox's uid onto the uid that started it, so when the service
 runs as root the server is first dropped to a host uid of its own (setpriv;
-WORKBENCH_SANDBOX_UID_BASE + a hash of its key): otherwise root's files and sysctls would be
-the sandbox's to write, and a setuid file it made would be root's.
+WORKBENCH_SANDBOX_UID_BASE + its task's id, see host_uid): otherwise root's files and
+sysctls would be the sandbox's to write, and a setuid file it made would be root's.
 
 The sandbox-agent server also gets a network namespace of its own, holding only a loopback
 interface: it cannot reach Redis, the database, Daphne, other sandboxes' servers or
@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 import subprocess
 import zlib
@@ -41,8 +42,10 @@ from sandboxes.providers.base import ProviderError
 logger = logging.getLogger(__name__)
 
 SANDBOX_UID = 1000
-# Host uids for sandboxes when the service runs as root: one per key, in this many.
+# Host uids for sandboxes when the service runs as root: one per task, in this many.
 _UID_RANGE = 50_000
+# Sandbox keys are `t<task id>-<attempt>` (sandboxes.services.sandbox_ensure).
+_TASK_KEY = re.compile(r"t(\d+)-\d+")
 # Where the sandbox-agent binary appears inside a confined sandbox.
 AGENT_PATH = "/opt/sandbox-agent/sandbox-agent"
 # The port the server listens on inside its own network namespace (no other server there).
@@ -135,10 +138,18 @@ def warn_unconfined(key: str, reason: str) -> None:
 
 def host_uid(key: str) -> int | None:
     """The host uid a sandbox's processes run as: its own when the service is root (None:
-    the service's own, which is then not root)."""
+    the service's own, which is then not root).
+
+    From the task's id, so no two tasks' sandboxes share a uid unless their ids are
+    _UID_RANGE apart (a hash of the key collided by the birthday bound: likely past a few
+    hundred live sandboxes). A task's attempts share its uid: they are the same tenant's.
+    Keys of another shape (made outside sandbox_ensure) fall back to a hash.
+    """
     if os.geteuid() != 0:
         return None
-    return settings.WORKBENCH_SANDBOX_UID_BASE + zlib.crc32(key.encode()) % _UID_RANGE
+    task = _TASK_KEY.fullmatch(key)
+    slot = int(task.group(1)) if task else zlib.crc32(key.encode())
+    return settings.WORKBENCH_SANDBOX_UID_BASE + slot % _UID_RANGE
 
 
 def _as_user(uid: int | None) -> list[str]:
