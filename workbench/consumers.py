@@ -33,7 +33,8 @@ def _seq_param(scope: dict) -> int | None:
     """`?seq=N` on the URL: the last seq a reconnecting client applied. Anything but ASCII
     digits within the log's range ('²' passes str.isdigit but not int) gets a snapshot."""
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("seq") or []
-    if not values or not (values[0].isascii() and values[0].isdigit()):
+    # At most 19 digits: int() of 4,300 or more raises, and the log stops at 2**63 - 1.
+    if not values or len(values[0]) > 19 or not (values[0].isascii() and values[0].isdigit()):
         return None
     seq = int(values[0])
     return seq if seq <= _MAX_SEQ else None
