@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Max, QuerySet
+from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from sandboxes.models import LIVE_STATES, Sandbox
 
@@ -23,6 +24,19 @@ def sandbox_current_for_task(*, task_id: int) -> Sandbox | None:
     if live is not None:
         return live
     return Sandbox.objects.filter(task_id=task_id).prefetch_related("steps").order_by("-id").first()
+
+
+def live_sandbox_value(field: str) -> Subquery:
+    """`field` of the live sandbox of the task row an outer query is on (NULL if none)."""
+    live = Sandbox.objects.filter(task_id=OuterRef("pk"), state__in=LIVE_STATES)
+    return Subquery(live.values(field)[:1])
+
+
+def current_sandbox_value(field: str) -> Coalesce:
+    """`field` of the outer task row's current sandbox (sandbox_current_for_task: live,
+    else the latest attempt), in the outer query itself."""
+    latest = Sandbox.objects.filter(task_id=OuterRef("pk")).order_by("-pk")
+    return Coalesce(live_sandbox_value(field), Subquery(latest.values(field)[:1]))
 
 
 def sandboxes_current_for_tasks(*, task_ids: Iterable[int] | QuerySet[Any]) -> dict[int, Sandbox]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.contrib import admin
-from django.db.models import OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.utils.timesince import timesince
 
-from sandboxes.models import LIVE_STATES, Sandbox
+from sandboxes.selectors import current_sandbox_value
 from tasks_app.models import Task
 
 if TYPE_CHECKING:
@@ -43,16 +41,13 @@ class TaskAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
         """Each row's current sandbox (live, else the latest attempt) in the list's own
         query, not a query or two per row."""
-        live = Sandbox.objects.filter(task_id=OuterRef("pk"), state__in=LIVE_STATES)
-        latest = Sandbox.objects.filter(task_id=OuterRef("pk")).order_by("-pk")
-        pick = {
-            field: Coalesce(Subquery(live.values(field)[:1]), Subquery(latest.values(field)[:1]))
-            for field in ("state", "error_code")
-        }
         return (
             super()
             .get_queryset(request)
-            .annotate(sandbox_state_now=pick["state"], sandbox_error_now=pick["error_code"])
+            .annotate(
+                sandbox_state_now=current_sandbox_value("state"),
+                sandbox_error_now=current_sandbox_value("error_code"),
+            )
         )
 
     @admin.display(description="sandbox")

@@ -154,10 +154,7 @@ def record_event(workspace_id: int, name: EventName, data: dict[str, Any]) -> in
     2. Insert the Event row with that seq.
     3. Broadcast it after commit (never before: a client could see an uncommitted change).
     """
-    if name not in EVENT_NAMES:
-        raise ValueError(f"unknown event name {name!r}")
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("record_event must run inside the transaction of the change")
+    _check_recordable(name)
     text = json.dumps(data, cls=DjangoJSONEncoder)
     plain = json.loads(text)
     seq = _append(workspace_id, name, plain, text)
@@ -165,13 +162,17 @@ def record_event(workspace_id: int, name: EventName, data: dict[str, Any]) -> in
     return seq
 
 
-def record_events(workspace_id: int, name: EventName, datas: list[dict[str, Any]]) -> None:
-    """record_event for many changes of one transaction, in three statements whatever their
-    number (a hand-off moves every tab waiting on a sandbox at once, under the lock)."""
+def _check_recordable(name: str) -> None:
     if name not in EVENT_NAMES:
         raise ValueError(f"unknown event name {name!r}")
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("record_events must run inside the transaction of the change")
+        raise RuntimeError("events must be recorded inside the transaction of the change")
+
+
+def record_events(workspace_id: int, name: EventName, datas: list[dict[str, Any]]) -> None:
+    """record_event for many changes of one transaction, in three statements whatever their
+    number (a hand-off moves every tab waiting on a sandbox at once, under the lock)."""
+    _check_recordable(name)
     if not datas:
         return
     plain = [json.loads(json.dumps(data, cls=DjangoJSONEncoder)) for data in datas]

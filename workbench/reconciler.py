@@ -49,12 +49,15 @@ class _Cutoffs:
         return queues.passed_before(queue, self.waiting, silent_since=self.silent_since)
 
 
+def _not_resent_since(cutoff: datetime) -> Q:
+    """The tab's work was not re-sent by a reconciler since `cutoff`."""
+    return Q(redriven_at__isnull=True) | Q(redriven_at__lt=cutoff)
+
+
 def _quiet_since(cutoff: datetime) -> Q:
     # Progress is a state change or the last re-drive; not updated_at, which a draft saved
     # into a stuck tab (every ~600 ms while the user types) would keep pushing back.
-    return Q(state_changed_at__lt=cutoff) & (
-        Q(redriven_at__isnull=True) | Q(redriven_at__lt=cutoff)
-    )
+    return Q(state_changed_at__lt=cutoff) & _not_resent_since(cutoff)
 
 
 def stalled_tabs(
@@ -208,7 +211,7 @@ def sweep_teardowns(*, at: datetime | None = None, waiting: dict[str, float] | N
             session_closed_at__isnull=True,
             closed_at__lt=cutoffs[TEARDOWNS],
         )
-        .filter(Q(redriven_at__isnull=True) | Q(redriven_at__lt=cutoffs[TEARDOWNS]))
+        .filter(_not_resent_since(cutoffs[TEARDOWNS]))
         .exclude(acp_server_id="")
     )
     destroys = list(destroying.values_list("pk", flat=True))

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils.timezone import now
 
 from sandboxes import services as sandbox_services
-from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
+from sandboxes.models import Sandbox, SandboxState
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
-from sandboxes.selectors import sandbox_live_for_task
+from sandboxes.selectors import live_sandbox_value, sandbox_live_for_task
 from tasks_app import services as task_services
 from tasks_app.models import Task
 from workbench import workflows
@@ -259,15 +259,14 @@ def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    live = Sandbox.objects.filter(task_id=OuterRef("pk"), state__in=LIVE_STATES)
     archived_at, total, open_on_task, open_by_user, sandbox_id, sandbox_state = (
         Task.objects.filter(pk=task.pk)
         .annotate(
             total=Count("tabs"),
             open=Count("tabs", filter=Q(tabs__state__in=OPEN_STATES)),
             by_user=Coalesce(Subquery(by_user), 0),
-            sandbox_id=Subquery(live.values("pk")[:1]),
-            sandbox_state=Subquery(live.values("state")[:1]),
+            sandbox_id=live_sandbox_value("pk"),
+            sandbox_state=live_sandbox_value("state"),
         )
         .values_list("archived_at", "total", "open", "by_user", "sandbox_id", "sandbox_state")
         .get()
@@ -418,7 +417,6 @@ def task_archive(*, task_id: int) -> Task:
 
 
 def task_sandboxes_to_destroy(*, task_id: int) -> list[int]:
-
     return list(
         Sandbox.objects.filter(task_id=task_id)
         .exclude(state__in=[SandboxState.DESTROYING, SandboxState.DESTROYED])
@@ -446,7 +444,6 @@ def sandbox_run(*, sandbox_id: int, owner: str) -> RunOutcome:
     fails with the cause. Either way the end of a run frees a slot of its workspace's
     share, so the workspace's next queued sandbox starts.
     """
-
     task_id = Sandbox.objects.filter(pk=sandbox_id).values_list("task_id", flat=True).first()
     if task_id is None:
         return RunOutcome("gone")
@@ -736,7 +733,6 @@ def sandboxes_watch() -> int:
     retry that re-provisions), so a dead server shows within a round or two of upkeep
     rather than at the next prompt. A server that misses one check is asked again next
     round: only one still failing after WORKBENCH_HEALTH_GRACE seconds is lost."""
-
     lost = 0
     grace = timedelta(seconds=settings.WORKBENCH_HEALTH_GRACE)
     for sandbox in Sandbox.objects.filter(state=SandboxState.READY):
