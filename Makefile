@@ -9,6 +9,7 @@ VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
 RUFF := $(VENV)/bin/ruff
 MYPY := $(VENV)/bin/mypy
+LINT_IMPORTS := $(VENV)/bin/lint-imports
 PYTEST := $(VENV)/bin/pytest
 HONCHO := $(VENV)/bin/honcho
 PROCFILE ?= Procfile
@@ -38,7 +39,7 @@ help:
 	@echo "make test   set up, ruff check, pytest (extra arguments: PYTEST_ARGS='-k foo')"
 	@echo "make test-postgres   the same suite on a throwaway PostgreSQL cluster"
 	@echo "make bench  the service benchmark on SQLite and PostgreSQL (~10 min; docs/benchmarks.md)"
-	@echo "make lint   ruff check and ruff format --check"
+	@echo "make lint   ruff, mypy and the import layers (lint-imports)"
 	@echo "make fmt    ruff format and ruff check --fix"
 	@echo "make setup  install system packages, the venv and node_modules (idempotent)"
 
@@ -89,6 +90,7 @@ test: setup
 	mkdir -p $(VAR_DIR)
 	$(RUFF) check .
 	$(MYPY)
+	$(LINT_IMPORTS) --no-cache
 	$(PYTEST) $(PYTEST_ARGS)
 
 # The whole suite again on a throwaway PostgreSQL cluster (scripts/with-postgres.sh).
@@ -112,6 +114,7 @@ lint: $(PY_STAMP)
 	$(RUFF) check .
 	$(RUFF) format --check .
 	$(MYPY)
+	$(LINT_IMPORTS) --no-cache
 
 fmt: $(PY_STAMP)
 	$(RUFF) format .

@@ -5,7 +5,7 @@ Starts its own redis-server on a free loopback port, then for each layer
 sends events through `group_send` from a publisher thread (as a Celery worker does) and
 measures send-to-receive latency at every subscriber, plus the cost of one `group_send`.
 It also measures one publish through `async_to_sync` per event (a new loop each time)
-against one long-lived loop per process (what workbench.events does).
+against one long-lived loop per process (what core.publish does).
 
     .venv/bin/python bench/channel_layers.py [--events 200] [--write docs/benchmarks.md]
 """
@@ -99,7 +99,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Publisher:
-    """One loop thread and one layer, like workbench.events._LoopPublisher."""
+    """One loop thread and one layer, like core.publish._LoopPublisher."""
 
     def __init__(self, layer_cls: type, url: str):
         self.layer = layer_cls(hosts=[url])
@@ -246,7 +246,7 @@ def write_markdown(path: Path, rows: list, styles: dict, events: int) -> None:
         "",
         f"Choice: **{best(rows)}** has the lower median latency summed over the group sizes, "
         "so it is the default (`WORKBENCH_CHANNEL_LAYER`); workers publish through one "
-        "long-lived loop per process (`workbench/events.py`).",
+        "long-lived loop per process (`core/publish.py`).",
         "",
     ]
     replace_section(path, SECTION, "\n".join(lines))

@@ -420,7 +420,7 @@ def event_times(workspace_id: int, seqs: list[int]) -> dict[int, float]:
     commits (the stand-in for the commit time)."""
     from django.db import close_old_connections
 
-    from workbench.models import Event
+    from core.models import Event
 
     rows = Event.objects.filter(workspace_id=workspace_id, seq__in=seqs)
     times = {event.seq: event.created_at.timestamp() for event in rows}

@@ -13,7 +13,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from workbench.exceptions import DomainError
+from core.errors import DomainError, ErrorBody, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +37,14 @@ def _first_message(detail: Any) -> str:
 def error_response(
     status_code: int, code: str, message: str, fields: dict | None = None
 ) -> Response:
-    return Response(
-        {"error": {"code": code, "message": message, "fields": fields or {}}}, status=status_code
-    )
+    return Response(error_body(code, message, fields), status=status_code)
 
 
-def too_large_error() -> dict[str, Any]:
+def too_large_error() -> ErrorBody:
     """The 413 body: Daphne's request (config/server.py), the ASGI handler and DRF send it."""
     limit = settings.WORKBENCH_MAX_BODY_BYTES
     message = f"Request bodies are limited to {limit} bytes; nothing was changed."
-    return {"error": {"code": "too_large", "message": message, "fields": {}}}
+    return error_body("too_large", message)
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -70,10 +68,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return response
     if isinstance(exc, exceptions.APIException):
         handled: Response | None = drf_exception_handler(exc, context)
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else str(exc.default_code)
         if handled is None:  # pragma: no cover - DRF handles every APIException
             return None
-        handled.data = {"error": {"code": code, "message": str(exc.detail), "fields": {}}}
+        handled.data = error_body(code, str(exc.detail))
         return handled
     logger.exception("unhandled API error", exc_info=exc)
     return error_response(status.HTTP_500_INTERNAL_SERVER_ERROR, "server_error", "Internal error.")

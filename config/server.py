@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 logger = logging.getLogger("config.server")  # not __name__: run with -m, that is __main__
 
 
-def http_response(status: str, body: dict[str, Any]) -> bytes:
+def http_response(status: str, body: Mapping[str, Any]) -> bytes:
     """A complete HTTP/1.1 response with a JSON body, ending the connection."""
     content = json.dumps(body, separators=(",", ":")).encode()
     head = (

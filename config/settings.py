@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "core",
     "sandboxes",
     "tasks_app",
     "workbench",
@@ -203,10 +204,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # DRF's JSON parser with the nesting depth bounded (a 400, not a RecursionError).
-    "DEFAULT_PARSER_CLASSES": ["config.parsers.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Scoped throttles (views set throttle_scope), counted in the shared Redis cache
-    # (config/throttles.py). Creations are per user; logins per client IP and per username.
+    # (core/throttles.py). Creations are per user; logins per client IP and per username.
     "DEFAULT_THROTTLE_RATES": {
         "tab_create": env_str("WORKBENCH_TAB_CREATE_RATE", "600/min"),
         "message_send": env_str("WORKBENCH_MESSAGE_RATE", "120/min"),
@@ -225,7 +226,7 @@ REST_FRAMEWORK = {
 CACHES = {
     "default": {
         # Django's RedisCache with one connection pool per process, not per request thread.
-        "BACKEND": "config.cache.SharedRedisCache",
+        "BACKEND": "core.cache.SharedRedisCache",
         "LOCATION": env_str("WORKBENCH_CACHE_URL", REDIS_URL),
         "KEY_PREFIX": "workbench",
     }

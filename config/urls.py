@@ -13,6 +13,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.api import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE
 from config.health import healthz, readyz
+from core.errors import error_body
 from workbench import pages, views
 from workbench.metrics import metrics_view
 
@@ -54,23 +55,14 @@ urlpatterns = [
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(
-        {"error": {"code": "not_found", "message": f"No route for {request.path}.", "fields": {}}},
-        status=404,
-    )
+    return JsonResponse(error_body("not_found", f"No route for {request.path}."), status=404)
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
     # Django calls this while handling the exception: a database that is unavailable (outside
     # DRF's views, e.g. a session lookup) is a 503 to retry, as the API's handler answers.
     if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
-        response = JsonResponse(
-            {"error": {"code": "unavailable", "message": UNAVAILABLE_MESSAGE, "fields": {}}},
-            status=503,
-        )
+        response = JsonResponse(error_body("unavailable", UNAVAILABLE_MESSAGE), status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return JsonResponse(
-        {"error": {"code": "server_error", "message": "Internal error.", "fields": {}}},
-        status=500,
-    )
+    return JsonResponse(error_body("server_error", "Internal error."), status=500)

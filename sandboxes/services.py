@@ -15,6 +15,9 @@ from django.db import connection
 from django.db.models import F
 from django.utils.timezone import now
 
+from core.events import record_event
+from core.locks import workspace_transaction
+from core.transitions import transition
 from sandboxes.models import (
     LIVE_STATES,
     SANDBOX_TRANSITIONS,
@@ -26,8 +29,6 @@ from sandboxes.models import (
 from sandboxes.providers import get_provider
 from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
 from sandboxes.serializers import ProvisioningStepSerializer, SandboxOutputSerializer
-from workbench.events import record_event, workspace_transaction
-from workbench.transitions import transition
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

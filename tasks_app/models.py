@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from core.models import Workspace
+
 
 class Task(models.Model):
-    workspace = models.ForeignKey(
-        "workbench.Workspace", on_delete=models.CASCADE, related_name="tasks"
-    )
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="tasks")
     title = models.CharField(max_length=200)
     # A git URL or a local path; empty means an empty git repository.
     repository = models.CharField(max_length=1000, blank=True, default="")

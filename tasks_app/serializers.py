@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from config.serializers import StrictInputSerializer
+from core.serializers import StrictInputSerializer
 from sandboxes.providers import available_providers
 from sandboxes.repositories import RepositoryRefused, check_repository
 from sandboxes.serializers import SandboxOutputSerializer

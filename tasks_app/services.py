@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Literal
 from django.db.models import F
 from django.utils.timezone import now
 
+from core.events import record_event
+from core.locks import workspace_transaction
 from sandboxes import services as sandbox_services
 from sandboxes.providers.base import ProviderError, SandboxSpec
 from tasks_app.models import Task
 from tasks_app.serializers import TaskOutputSerializer
-from workbench.events import record_event, workspace_transaction
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -8,9 +8,9 @@ from unittest import mock
 import pytest
 from rest_framework.test import APIClient
 
+from core import publish
+from core.models import Membership, Workspace
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
-from workbench import events
-from workbench.models import Membership, Workspace
 
 # The real service processes, one set per session, shared by tests/integration/ and tests/e2e/.
 pytest_plugins = ["tests.integration.fixtures"]
@@ -123,7 +123,7 @@ def _in_memory_channel_layer(request: pytest.FixtureRequest, settings) -> Iterat
     from channels.layers import channel_layers
 
     channel_layers.backends.clear()
-    events.reset_publisher()
+    publish.reset_publisher()
     yield
     channel_layers.backends.clear()
-    events.reset_publisher()
+    publish.reset_publisher()

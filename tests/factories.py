@@ -5,9 +5,10 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 
+from core.models import Membership, Workspace
 from sandboxes.models import Sandbox, SandboxState
 from tasks_app.models import Task
-from workbench.models import Membership, TabState, WorkbenchTab, Workspace
+from workbench.models import TabState, WorkbenchTab
 
 
 class UserFactory(factory.django.DjangoModelFactory):

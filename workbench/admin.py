@@ -7,27 +7,13 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin, messages
 from django.utils.timesince import timesince
 
+from core.errors import DomainError
 from workbench import services
-from workbench.exceptions import DomainError
-from workbench.models import Event, Membership, TabState, WorkbenchTab, Workspace
+from workbench.models import TabState, WorkbenchTab
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
     from django.http import HttpRequest
-
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    extra = 0
-    autocomplete_fields = ["user"]
-
-
-@admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "event_seq", "created_at"]
-    search_fields = ["name"]
-    readonly_fields = ["event_seq", "created_at"]
-    inlines = [MembershipInline]
 
 
 @admin.register(WorkbenchTab)
@@ -100,16 +86,3 @@ class WorkbenchTabAdmin(admin.ModelAdmin):
         for tab in queryset.exclude(state=TabState.CLOSED):
             services.tab_close(tab_id=tab.pk)
         self.message_user(request, "Closed the selected tabs.")
-
-
-@admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
-    list_display = ["workspace", "seq", "name", "created_at"]
-    list_filter = ["name", "workspace"]
-    readonly_fields = ["workspace", "seq", "name", "data", "created_at"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from core.models import Workspace
 from workbench import fanout, metrics, selectors, snapshots, socket_quota
-from workbench.models import Workspace
 from workbench.socket_quota import Admission
 
 MAX_FRAME_BYTES = 64 * 1024

@@ -19,7 +19,7 @@ import logging
 import weakref
 from typing import Any, Protocol
 
-from workbench.events import group_name
+from core.publish import group_name
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,14 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils.timezone import now
 
+from core.errors import Conflict
+from core.events import record_event
+from core.locks import workspace_transaction
+from core.transitions import transition
 from sandboxes import services as sandbox_services
 from sandboxes.models import SandboxState
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
 from workbench import workflows
-from workbench.events import record_event, workspace_transaction
-from workbench.exceptions import Conflict
 from workbench.models import (
     MESSAGE_TRANSITIONS,
     Message,
@@ -31,7 +33,6 @@ from workbench.models import (
     WorkbenchTab,
 )
 from workbench.serializers import MessageOutputSerializer
-from workbench.transitions import transition
 
 if TYPE_CHECKING:
     from datetime import datetime

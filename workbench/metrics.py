@@ -19,8 +19,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from core.models import Workspace
 from sandboxes.models import ProvisioningStep, Sandbox, SandboxState
-from workbench.models import TabState, WorkbenchTab, Workspace
+from workbench.models import TabState, WorkbenchTab
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -1,7 +1,4 @@
-"""Workspaces, membership, workbench tabs and the per-workspace event log.
-
-This module imports no other app (string foreign keys), so every app can record events.
-"""
+"""Workbench tabs (one agent session each) and their transcripts."""
 
 from __future__ import annotations
 
@@ -11,36 +8,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class Workspace(models.Model):
-    name = models.CharField(max_length=200)
-    # The last event sequence number issued; bumped under the row lock by record_event.
-    event_seq = models.BigIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Membership(models.Model):
-    class Role(models.TextChoices):
-        OWNER = "owner"
-        MEMBER = "member"
-
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
-    )
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["workspace", "user"], name="one_membership_per_user")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.user_id} in {self.workspace_id} ({self.role})"
+from core.models import Workspace
+from sandboxes.models import Sandbox
+from tasks_app.models import Task
 
 
 class TabState(models.TextChoices):
@@ -91,9 +61,9 @@ class WorkbenchTab(models.Model):
     # A durable synthetic id issued at creation; the row is updated in place later.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="tabs")
-    task = models.ForeignKey("tasks_app.Task", on_delete=models.CASCADE, related_name="tabs")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="tabs")
     sandbox = models.ForeignKey(
-        "sandboxes.Sandbox", null=True, blank=True, on_delete=models.SET_NULL, related_name="tabs"
+        Sandbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="tabs"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
@@ -213,27 +183,3 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk} ({self.state})"
-
-
-class Event(models.Model):
-    """One entry of a workspace's ordered, gapless event log (the truth behind the stream)."""
-
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="events")
-    seq = models.BigIntegerField()
-    name = models.CharField(max_length=64)
-    data = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["seq"]
-        constraints = [
-            # Also the index for resume: events of a workspace after a given seq.
-            models.UniqueConstraint(fields=["workspace", "seq"], name="event_seq_unique")
-        ]
-        indexes = [
-            # prune_events: events older than the retention.
-            models.Index(fields=["created_at"], name="event_created"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.workspace_id}#{self.seq} {self.name}"

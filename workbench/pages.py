@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
-from config.throttles import login_refused_for
+from core.throttles import login_refused_for
 
 if TYPE_CHECKING:
     from django.http import HttpRequest

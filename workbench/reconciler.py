@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils.timezone import now
 
+from core.locks import row_locks, workspace_transaction
 from sandboxes.models import Sandbox, SandboxState
 from workbench import messages, metrics, queues, services, workflows
-from workbench.events import row_locks, workspace_transaction
 from workbench.models import PENDING_STATES, TabErrorCode, TabState, WorkbenchTab
 
 logger = logging.getLogger(__name__)

@@ -6,19 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
+from core.errors import NotFound
+from core.models import Event, Membership, Workspace
 from tasks_app.models import Task
 from tasks_app.serializers import TaskOutputSerializer
-from workbench.exceptions import NotFound
-from workbench.models import (
-    Event,
-    Membership,
-    Message,
-    MessageRole,
-    MessageState,
-    TabState,
-    WorkbenchTab,
-    Workspace,
-)
+from workbench.models import Message, MessageRole, MessageState, TabState, WorkbenchTab
 from workbench.serializers import TabOutputSerializer, WorkspaceOutputSerializer
 
 if TYPE_CHECKING:

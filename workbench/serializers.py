@@ -7,8 +7,9 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
-from config.serializers import StrictInputSerializer
-from workbench.models import WorkbenchTab, Workspace
+from core.models import Workspace
+from core.serializers import StrictInputSerializer
+from workbench.models import WorkbenchTab
 
 
 class WorkspaceOutputSerializer(serializers.ModelSerializer):

@@ -21,6 +21,11 @@ from django.db.models import Count, F, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils.timezone import now
 
+from core.errors import Conflict, InvalidTransition
+from core.events import record_event, record_events
+from core.locks import row_locks, workspace_transaction
+from core.models import Membership, Workspace
+from core.transitions import transition
 from sandboxes import services as sandbox_services
 from sandboxes.models import Sandbox, SandboxState
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
@@ -28,21 +33,16 @@ from sandboxes.selectors import live_sandbox_value, sandbox_live_for_task
 from tasks_app import services as task_services
 from tasks_app.models import Task
 from workbench import workflows
-from workbench.events import record_event, record_events, row_locks, workspace_transaction
-from workbench.exceptions import Conflict, InvalidTransition
 from workbench.models import (
     ALLOWED_TRANSITIONS,
     OPEN_STATES,
     PENDING_STATES,
-    Membership,
     TabErrorCode,
     TabState,
     WorkbenchTab,
-    Workspace,
 )
 from workbench.selectors import tab_has_prompts_waiting
 from workbench.serializers import TabOutputSerializer
-from workbench.transitions import transition
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -756,7 +756,7 @@ def events_prune(*, older_than_hours: float | None = None) -> int:
     """Delete events older than the retention; clients that need them get a snapshot."""
     from datetime import timedelta
 
-    from workbench.models import Event
+    from core.models import Event
 
     hours = (
         older_than_hours

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, TypeVar
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from core.events import event_frame
+from core.models import Workspace
 from workbench import selectors
-from workbench.events import event_frame
-from workbench.models import Workspace
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

@@ -18,9 +18,10 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.parsers import StrictJSONParser
-from config.serializers import NoInputSerializer
-from config.throttles import LOGIN_THROTTLES, CreateRateThrottle
+from core.errors import InvalidInput
+from core.parsers import StrictJSONParser
+from core.serializers import NoInputSerializer
+from core.throttles import LOGIN_THROTTLES, CreateRateThrottle
 from tasks_app import services as task_services
 from tasks_app.serializers import (
     TaskCreateInputSerializer,
@@ -28,7 +29,6 @@ from tasks_app.serializers import (
     TaskUpdateInputSerializer,
 )
 from workbench import messages, selectors, services
-from workbench.exceptions import InvalidInput
 from workbench.serializers import (
     AuthTokenInputSerializer,
     MessageCreateInputSerializer,
@@ -384,7 +384,7 @@ class AuthTokenView(ObtainAuthToken):
 
     parser_classes = (parsers.FormParser, parsers.MultiPartParser, StrictJSONParser)
     serializer_class = AuthTokenInputSerializer
-    # Password guessing: attempts per client IP and per username (config/throttles.py).
+    # Password guessing: attempts per client IP and per username (core/throttles.py).
     throttle_classes = LOGIN_THROTTLES
 
 

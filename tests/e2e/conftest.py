@@ -30,6 +30,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 from rest_framework.authtoken.models import Token
 
+from core.models import Membership
 from sandboxes.models import Sandbox
 from sandboxes.providers.local import LocalProvider
 from sandboxes.services import handle_of
@@ -41,7 +42,6 @@ from tests.integration.autouse import (  # noqa: F401 (fixtures, registered for 
     _use_test_redis,
 )
 from tests.integration.services import CeleryWorker, DaphneServer, IntegrationRun
-from workbench.models import Membership
 
 CHROMIUM = Path(os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium"))
 # We run as root, so no sandbox; and without the background-networking flags Chromium keeps

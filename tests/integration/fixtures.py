@@ -248,11 +248,11 @@ def member(daphne_server: DaphneServer, integration_run: IntegrationRun) -> Iter
     """
     from rest_framework.authtoken.models import Token
 
+    from core.models import Membership
     from sandboxes.models import Sandbox
     from sandboxes.providers.local import LocalProvider
     from sandboxes.services import handle_of
     from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
-    from workbench.models import Membership
 
     user = UserFactory(username="member")
     workspace = WorkspaceFactory(name="Integration")

@@ -30,13 +30,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from core.models import Membership
 from sandboxes.models import Sandbox
 from sandboxes.providers.local import LocalProvider
 from sandboxes.services import handle_of
 from tasks_app import services as task_services
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from workbench import services
-from workbench.models import Membership
 
 CHECKS = [
     not_a_server_error,

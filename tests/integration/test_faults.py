@@ -11,6 +11,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
+from core.models import Event, Membership
 from sandboxes.agent_client import AgentServerClient
 from sandboxes.models import ProvisioningStep, Sandbox, SandboxState, StepOutcome
 from sandboxes.providers.local import LocalProvider
@@ -19,7 +20,7 @@ from tasks_app.models import Task
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from tests.helpers import wait_until
 from workbench import reconciler, services, workflows
-from workbench.models import Event, Membership, TabState, WorkbenchTab
+from workbench.models import TabState, WorkbenchTab
 
 # A short lease and stall bound, so takeovers and re-drives happen within a test.
 FAST_RECOVERY = {"WORKBENCH_PROVISION_LEASE_SECONDS": "2", "WORKBENCH_STALL_SECONDS": "1"}

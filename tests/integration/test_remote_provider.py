@@ -16,12 +16,12 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
+from core.models import Membership
 from sandboxes.agent_client import AgentServerClient
 from sandboxes.models import Sandbox
 from sandboxes.providers.local import _free_port, sandbox_agent_binary
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from tests.helpers import wait_until
-from workbench.models import Membership
 
 
 @pytest.fixture

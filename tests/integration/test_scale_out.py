@@ -10,12 +10,12 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
+from core.models import Membership
 from sandboxes.models import ProvisioningStep, Sandbox, StepOutcome
 from sandboxes.providers.local import LocalProvider
 from sandboxes.services import handle_of
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from tests.helpers import wait_until
-from workbench.models import Membership
 from workbench_client import WorkbenchClient
 
 

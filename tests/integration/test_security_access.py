@@ -26,6 +26,7 @@ from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from core.models import Membership
 from tests.factories import (
     MembershipFactory,
     TabFactory,
@@ -35,7 +36,6 @@ from tests.factories import (
 )
 from tests.helpers import wait_until
 from tests.integration.services import DaphneServer, RedisServer
-from workbench.models import Membership
 
 CLOSE_TOO_MANY = 4429
 ISOLATED_DB = 7  # the Redis database flooding tests count in

@@ -24,10 +24,11 @@ from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from core.models import Event, Workspace
 from tasks_app.models import Task
 from tests.factories import TabFactory, TaskFactory
 from tests.integration.services import DaphneServer
-from workbench.models import Event, Message, TabState, WorkbenchTab, Workspace
+from workbench.models import Message, TabState, WorkbenchTab
 
 LIMIT = 1024 * 1024  # WORKBENCH_MAX_BODY_BYTES's default, which the session's Daphne runs with
 HUGE = 150_000_000

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from rest_framework.authtoken.models import Token
 
+from core.models import Membership
 from sandboxes.agent_client import AgentServerClient
 from sandboxes.models import ProvisioningStep, Sandbox
 from sandboxes.providers.local import LocalProvider
@@ -23,7 +24,6 @@ from sandboxes.services import handle_of
 from tasks_app.models import Task
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from tests.helpers import open_tab, wait_until
-from workbench.models import Membership
 
 SECRET = "tenant-b-secret-4242"
 

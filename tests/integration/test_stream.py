@@ -11,8 +11,8 @@ from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from core.models import Membership
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
-from workbench.models import Membership
 from workbench_client import WorkbenchClient, WorkbenchModel
 
 LOSSY_LAYER = "tests.support.lossy_layer.LossyRedisPubSubChannelLayer"

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
+from core.models import Event, Membership
 from sandboxes.agent_client import AgentServerClient
 from sandboxes.models import Sandbox, SandboxState
 from sandboxes.providers.local import LocalProvider
 from sandboxes.services import handle_of
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 from tests.helpers import open_tab, wait_until
-from workbench.models import Event, Membership
 
 READY_TIMEOUT = 60.0
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 
-from config.cache import SharedRedisCache
+from core.cache import SharedRedisCache
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 
 

@@ -10,8 +10,8 @@ import pytest
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 
-from config.parsers import MAX_DEPTH, StrictJSONParser, nesting_exceeds
-from config.serializers import NoInputSerializer, StrictInputSerializer
+from core.parsers import MAX_DEPTH, StrictJSONParser, nesting_exceeds
+from core.serializers import NoInputSerializer, StrictInputSerializer
 
 
 class Example(StrictInputSerializer):

@@ -6,11 +6,11 @@ from unittest import mock
 
 import pytest
 
+from core.models import Event
 from sandboxes import services
 from sandboxes.models import ProvisioningStep, Sandbox, SandboxState, StepOutcome
 from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
 from tests.factories import TaskFactory
-from workbench.models import Event
 
 pytestmark = pytest.mark.django_db
 

@@ -22,11 +22,12 @@ from jsonschema import Draft202012Validator
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
+from core.events import event_frame
+from core.models import Event, Workspace
 from tests.factories import TabFactory, TaskFactory
 from workbench import selectors, services
 from workbench.consumers import MAX_FRAME_BYTES
-from workbench.events import event_frame
-from workbench.models import Event, TabState, Workspace
+from workbench.models import TabState
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

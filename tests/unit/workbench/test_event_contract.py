@@ -16,14 +16,16 @@ import pytest
 from django.conf import settings
 from jsonschema import Draft202012Validator
 
+from core import events
+from core.models import Event, Workspace
 from sandboxes import services as sandbox_services
 from sandboxes.models import SandboxState
 from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
 from sandboxes.serializers import SandboxOutputSerializer
 from tasks_app import services as task_services
 from tests.factories import SandboxFactory, TabFactory, TaskFactory
-from workbench import events, messages, selectors, services
-from workbench.models import Event, TabErrorCode, TabState, Workspace
+from workbench import messages, selectors, services
+from workbench.models import TabErrorCode, TabState
 from workbench.serializers import TabOutputSerializer
 
 pytestmark = pytest.mark.django_db
@@ -270,7 +272,7 @@ def run_case(name: str, workspace, alice, capture) -> tuple[dict, list[dict], di
         dict(events.event_frame(event))
         for event in Event.objects.filter(workspace=workspace, seq__gt=before["seq"])
     ]
-    published = [c.args[1:] for c in callbacks if getattr(c, "func", None) is events.publish]
+    published = [c.args[1:] for c in callbacks if getattr(c, "func", None) is events.publish_event]
     assert published == [(f["seq"], f["event"], f["data"]) for f in frames]
     return before, frames, snapshot(workspace)
 

@@ -9,8 +9,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer
 
+from core.publish import group_name
 from workbench.consumers import WorkspaceConsumer
-from workbench.events import group_name
 from workbench.fanout import WorkspaceHub
 
 TIMEOUT = 5

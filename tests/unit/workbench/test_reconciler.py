@@ -200,7 +200,7 @@ def test_a_tab_another_reconciler_holds_is_skipped_not_waited_for():
 
     from django.db import connection, transaction
 
-    from workbench.events import row_locks
+    from core.locks import row_locks
 
     if not row_locks():
         pytest.skip("row locks need PostgreSQL (make test-postgres)")

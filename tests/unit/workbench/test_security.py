@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
+from core.errors import Conflict
 from tests.factories import TaskFactory
 from workbench import services
-from workbench.exceptions import Conflict
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,7 +44,7 @@ def test_token_auth_needs_no_csrf_token(alice, workspace):
 def test_opening_tabs_is_throttled_per_user(
     client_for, alice, bob, workspace, monkeypatch, dispatched
 ):
-    from config.throttles import CreateRateThrottle
+    from core.throttles import CreateRateThrottle
 
     # DRF reads the rates once, at import: patch them where the throttle looks.
     monkeypatch.setattr(CreateRateThrottle, "THROTTLE_RATES", {"tab_create": "3/min"})

@@ -6,10 +6,11 @@ import itertools
 
 import pytest
 
+from core.errors import InvalidTransition
+from core.models import Event
 from tests.factories import SandboxFactory, TabFactory
 from workbench import services
-from workbench.exceptions import InvalidTransition
-from workbench.models import ALLOWED_TRANSITIONS, Event, TabState, WorkbenchTab
+from workbench.models import ALLOWED_TRANSITIONS, TabState, WorkbenchTab
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,10 @@ from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
+from core.models import Event, Workspace
 from tasks_app.models import Task
 from tests.factories import TabFactory, TaskFactory
-from workbench.models import Event, Message, TabState, WorkbenchTab, Workspace
+from workbench.models import Message, TabState, WorkbenchTab
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

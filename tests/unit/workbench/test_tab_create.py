@@ -8,10 +8,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import Conflict
 from sandboxes.models import Sandbox, SandboxState
 from tests.factories import SandboxFactory, TaskFactory
 from workbench import services
-from workbench.exceptions import Conflict
 from workbench.models import TabState, WorkbenchTab
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from config.throttles import CreateRateThrottle, LoginRateThrottle, LoginUsernameRateThrottle
+from core.throttles import CreateRateThrottle, LoginRateThrottle, LoginUsernameRateThrottle
 
 pytestmark = pytest.mark.django_db
 

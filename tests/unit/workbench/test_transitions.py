@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import pytest
 
+from core.models import Event
+from core.transitions import sources_of, transition
 from sandboxes.models import SANDBOX_TRANSITIONS, Sandbox, SandboxState
 from tests.factories import SandboxFactory, TabFactory
 from workbench import messages
 from workbench.models import (
     ALLOWED_TRANSITIONS,
     MESSAGE_TRANSITIONS,
-    Event,
     Message,
     MessageRole,
     MessageState,
 )
-from workbench.transitions import sources_of, transition
 
 pytestmark = pytest.mark.django_db
 

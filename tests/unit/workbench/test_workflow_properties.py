@@ -40,6 +40,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from core.errors import Conflict, InvalidTransition
+from core.models import Event, Membership, Workspace
 from sandboxes import services as sandbox_services
 from sandboxes.agent_client import PromptResult
 from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
@@ -47,18 +49,14 @@ from sandboxes.providers.base import ProviderError, SandboxGone, SandboxHandle, 
 from tasks_app.models import Task
 from tests.factories import MembershipFactory, TaskFactory, UserFactory, WorkspaceFactory
 from workbench import messages, reconciler, services, workflows
-from workbench.exceptions import Conflict, InvalidTransition
 from workbench.models import (
     PENDING_STATES,
-    Event,
-    Membership,
     Message,
     MessageRole,
     MessageState,
     TabErrorCode,
     TabState,
     WorkbenchTab,
-    Workspace,
 )
 
 if TYPE_CHECKING:

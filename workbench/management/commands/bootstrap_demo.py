@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
+from core.models import Workspace
 from workbench import services
-from workbench.models import Workspace
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from django.core.cache import cache as default_cache
 from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
-from config.cache import SharedRedisCache
+from core.cache import SharedRedisCache
 
 if TYPE_CHECKING:
     from rest_framework.request import Request

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 UNKNOWN_FIELD = "this field is read-only or unknown"
 
 # The JSON types a field takes as they are. Checked in this order: first match wins.
-_JSON_TYPES: tuple[tuple[type[serializers.Field], type], ...] = (
+_JSON_TYPES: tuple[tuple[type[serializers.Field[Any, Any, Any, Any]], type], ...] = (
     (serializers.BooleanField, bool),
     (serializers.CharField, str),
 )
@@ -43,7 +43,7 @@ def json_type_name(value: object) -> str:
     return "an object"
 
 
-class StrictInputSerializer(serializers.Serializer):
+class StrictInputSerializer(serializers.Serializer[Any]):
     """Refuses a body that is not an object, unknown or read-only fields, and values of
     another JSON type than the field's (before DRF's field coercion would accept them)."""
 
