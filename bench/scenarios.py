@@ -58,16 +58,16 @@ def make_fixture(stack: Stack, users: int) -> Fixture:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
-    from workbench import services
+    from core import services as core_services
 
     user_model = get_user_model()
     # No password: hashing one costs ~100 ms each and the benchmark uses tokens.
     members = [user_model.objects.create_user(username=f"bench{i}") for i in range(users)]
     tokens = [Token.objects.create(user=user).key for user in members]
-    workspace = services.workspace_create(user=members[0], name="Bench")
+    workspace = core_services.workspace_create(user=members[0], name="Bench")
     for user in members[1:]:
-        services.membership_add(workspace_id=workspace.pk, user=user)
-    stream = services.workspace_create(user=members[0], name="Bench stream")
+        core_services.membership_add(workspace_id=workspace.pk, user=user)
+    stream = core_services.workspace_create(user=members[0], name="Bench stream")
     assert stack.daphne is not None and stack.redis is not None
     return Fixture(
         base_url=stack.daphne.url,

@@ -128,14 +128,15 @@ def make_fixture(stack: Any, tasks: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
+    from core import services as core_services
     from tasks_app import services as task_services
-    from workbench import selectors, services
+    from workbench import selectors
     from workbench.models import WorkbenchTab
 
     users = get_user_model().objects
     attacker, victim = users.create_user("attacker"), users.create_user("victim")
-    big = services.workspace_create(user=attacker, name="Attacker's")
-    small = services.workspace_create(user=victim, name="Victim's")
+    big = core_services.workspace_create(user=attacker, name="Attacker's")
+    small = core_services.workspace_create(user=victim, name="Victim's")
     title = "a task with a long enough title to look like a real one " * 2
     for n in range(tasks):
         task = task_services.task_create(workspace_id=big.pk, user=attacker, title=f"{n} {title}")

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sandboxes.selectors import sandbox_live_for_task
+from tasks_app import selectors as task_selectors
 from workbench import selectors, services
 from workbench.serializers import TabOutputSerializer
 
@@ -40,7 +41,7 @@ class InlineTabCreateView(APIView):
     """
 
     def post(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=request.user)
+        task = task_selectors.task_get_for_user(task_id=task_id, user=request.user)
         tab, _ = services.tab_create(user=request.user, task=task)
         owner = f"inline-{tab.pk.hex}"
         deadline = time.monotonic() + INLINE_WAIT_SECONDS

@@ -13,16 +13,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.api import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, UNAVAILABLE_MESSAGE
 from config.health import healthz, readyz
+from core import views as core_views
 from core.errors import error_body
+from tasks_app import views as task_views
 from workbench import pages, views
 from workbench.metrics import metrics_view
 
 api = [
     path("auth/token/", views.AuthTokenView.as_view(), name="api-token"),
-    path("workspaces/", views.WorkspaceListView.as_view(), name="workspace-list"),
+    path("workspaces/", core_views.WorkspaceListView.as_view(), name="workspace-list"),
     path(
         "workspaces/<int:workspace_id>/tasks/",
-        views.WorkspaceTaskListView.as_view(),
+        task_views.WorkspaceTaskListView.as_view(),
         name="workspace-tasks",
     ),
     path(
@@ -30,7 +32,7 @@ api = [
         views.WorkbenchSnapshotView.as_view(),
         name="workspace-workbench",
     ),
-    path("tasks/<int:task_id>/", views.TaskDetailView.as_view(), name="task-detail"),
+    path("tasks/<int:task_id>/", task_views.TaskDetailView.as_view(), name="task-detail"),
     path("tasks/<int:task_id>/archive/", views.TaskArchiveView.as_view(), name="task-archive"),
     path("tasks/<int:task_id>/tabs/", views.TaskTabListView.as_view(), name="task-tabs"),
     path("tabs/<uuid:tab_id>/", views.TabDetailView.as_view(), name="tab-detail"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -16,6 +16,9 @@ from django.utils.timezone import now
 
 from core.models import Event, Workspace
 from core.publish import publish
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 EventName = Literal[
     "workspace.updated",
@@ -57,7 +60,7 @@ def publish_event(workspace_id: int, seq: int, name: EventName, data: dict[str, 
     publish(workspace_id, seq, json.dumps(_frame(seq, name, data)))
 
 
-def record_event(workspace_id: int, name: EventName, data: dict[str, Any]) -> int:
+def record_event(workspace_id: int, name: EventName, data: Mapping[str, object]) -> int:
     """Append an event to the workspace's log in the current transaction; returns its seq.
 
     1. Increment the workspace's counter; the UPDATE locks the row until commit, so
@@ -80,7 +83,9 @@ def _check_recordable(name: str) -> None:
         raise RuntimeError("events must be recorded inside the transaction of the change")
 
 
-def record_events(workspace_id: int, name: EventName, datas: list[dict[str, Any]]) -> None:
+def record_events(
+    workspace_id: int, name: EventName, datas: Sequence[Mapping[str, object]]
+) -> None:
     """record_event for many changes of one transaction, in three statements whatever their
     number (a hand-off moves every tab waiting on a sandbox at once, under the lock)."""
     _check_recordable(name)

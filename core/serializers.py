@@ -16,6 +16,8 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 from rest_framework.settings import api_settings
 
+from core.models import Workspace
+
 if TYPE_CHECKING:
     from drf_spectacular.openapi import AutoSchema
 
@@ -78,3 +80,19 @@ class StrictInputSchema(OpenApiSerializerExtension):
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         return {**schema, "additionalProperties": False}
+
+
+class WorkspaceOutputSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Workspace
+        fields = ["id", "name", "role", "created_at"]
+        read_only_fields = fields
+
+    def get_role(self, workspace: Workspace) -> str | None:
+        return getattr(workspace, "my_role", None)
+
+
+class WorkspaceCreateInputSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=200)

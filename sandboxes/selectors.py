@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Max, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from sandboxes.models import LIVE_STATES, Sandbox
+from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -57,3 +57,12 @@ def sandboxes_current_for_tasks(*, task_ids: Iterable[int] | QuerySet[Any]) -> d
     chosen.update(latest)
     rows = Sandbox.objects.filter(pk__in=list(chosen.values())).prefetch_related("steps")
     return {sandbox.task_id: sandbox for sandbox in rows}
+
+
+def sandboxes_to_destroy(*, task_id: int) -> list[int]:
+    """The task's sandboxes not yet destroyed nor being destroyed (an archive frees them)."""
+    return list(
+        Sandbox.objects.filter(task_id=task_id)
+        .exclude(state__in=[SandboxState.DESTROYING, SandboxState.DESTROYED])
+        .values_list("pk", flat=True)
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict, cast
+
 from rest_framework import serializers
 
 from sandboxes.models import ProvisioningStep, Sandbox
@@ -24,6 +26,51 @@ class ProvisioningStepSerializer(serializers.ModelSerializer):
             "duration_ms",
         ]
         read_only_fields = fields
+
+
+class StepPayload(TypedDict):
+    """A provisioning step as REST and the stream carry it (ProvisioningStepSerializer)."""
+
+    id: int
+    sandbox: int
+    name: str
+    outcome: str
+    detail: str
+    started_at: str
+    finished_at: str | None
+    duration_ms: int | None
+
+
+class StepEventPayload(StepPayload):
+    """The `provisioning.step` event: the step and its sandbox's task."""
+
+    task: int
+
+
+class SandboxPayload(TypedDict):
+    """The `sandbox.updated` event, and a task's `sandbox` (SandboxOutputSerializer)."""
+
+    id: int
+    task: int
+    provider: str
+    agent: str
+    state: str
+    error_code: str
+    error_message: str
+    version: int
+    created_at: str
+    ready_at: str | None
+    destroyed_at: str | None
+    steps: list[StepPayload]
+
+
+def step_event_payload(step: ProvisioningStep, *, task_id: int) -> StepEventPayload:
+    step_data = cast("StepPayload", ProvisioningStepSerializer(step).data)
+    return {**step_data, "task": task_id}
+
+
+def sandbox_payload(sandbox: Sandbox) -> SandboxPayload:
+    return cast("SandboxPayload", SandboxOutputSerializer(sandbox).data)
 
 
 class SandboxOutputSerializer(serializers.ModelSerializer):

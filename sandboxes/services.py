@@ -28,7 +28,7 @@ from sandboxes.models import (
 )
 from sandboxes.providers import get_provider
 from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
-from sandboxes.serializers import ProvisioningStepSerializer, SandboxOutputSerializer
+from sandboxes.serializers import sandbox_payload, step_event_payload
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -62,9 +62,7 @@ def _workspace_id(sandbox_id: int) -> int:
 
 def _record_sandbox(sandbox_id: int) -> None:
     sandbox = Sandbox.objects.prefetch_related("steps").get(pk=sandbox_id)
-    record_event(
-        _workspace_id(sandbox_id), "sandbox.updated", SandboxOutputSerializer(sandbox).data
-    )
+    record_event(_workspace_id(sandbox_id), "sandbox.updated", sandbox_payload(sandbox))
 
 
 def _lease_until() -> object:
@@ -274,9 +272,8 @@ class _LeaseKeeper:
 
 
 def _record_step(step: ProvisioningStep, owner: _Owner) -> None:
-    data = dict(ProvisioningStepSerializer(step).data)
-    data["task"] = owner.task_id
-    record_event(owner.workspace_id, "provisioning.step", data)
+    payload = step_event_payload(step, task_id=owner.task_id)
+    record_event(owner.workspace_id, "provisioning.step", payload)
 
 
 def _finish_step(

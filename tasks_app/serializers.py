@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from rest_framework import serializers
 
 from core.serializers import StrictInputSerializer
 from sandboxes.providers import available_providers
 from sandboxes.repositories import RepositoryRefused, check_repository
-from sandboxes.serializers import SandboxOutputSerializer
+from sandboxes.serializers import SandboxPayload, sandbox_payload
 from tasks_app.models import Task
 
 
@@ -24,6 +24,28 @@ class _TaskListSerializer(serializers.ListSerializer):
         assert isinstance(context, dict) and self.child is not None
         context["sandboxes"] = sandboxes_current_for_tasks(task_ids=[task.pk for task in tasks])
         return [self.child.to_representation(task) for task in tasks]
+
+
+class TaskPayload(TypedDict):
+    """The `task.updated` event, and a task in REST answers and snapshots."""
+
+    id: int
+    workspace: int
+    title: str
+    repository: str
+    branch: str
+    provider: str
+    agent: str
+    archived: bool
+    version: int
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+    sandbox: SandboxPayload | None
+
+
+def task_payload(task: Task) -> TaskPayload:
+    return cast("TaskPayload", TaskOutputSerializer(task).data)
 
 
 class TaskOutputSerializer(serializers.ModelSerializer):
@@ -51,7 +73,7 @@ class TaskOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
         list_serializer_class = _TaskListSerializer
 
-    def get_sandbox(self, task: Task) -> dict | None:
+    def get_sandbox(self, task: Task) -> SandboxPayload | None:
         """The task's current sandbox (live, else the latest attempt) with its steps."""
         from sandboxes.selectors import sandbox_current_for_task
 
@@ -60,7 +82,7 @@ class TaskOutputSerializer(serializers.ModelSerializer):
             sandbox = known.get(task.pk)
         else:
             sandbox = sandbox_current_for_task(task_id=task.pk)
-        return SandboxOutputSerializer(sandbox).data if sandbox else None
+        return sandbox_payload(sandbox) if sandbox else None
 
 
 class TaskCreateInputSerializer(StrictInputSerializer):

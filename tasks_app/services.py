@@ -14,7 +14,7 @@ from core.locks import workspace_transaction
 from sandboxes import services as sandbox_services
 from sandboxes.providers.base import ProviderError, SandboxSpec
 from tasks_app.models import Task
-from tasks_app.serializers import TaskOutputSerializer
+from tasks_app.serializers import task_payload
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def _record_task(task: Task) -> None:
-    record_event(task.workspace_id, "task.updated", TaskOutputSerializer(task).data)
+    record_event(task.workspace_id, "task.updated", task_payload(task))
 
 
 def task_create(

@@ -10,8 +10,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from core import selectors as core_selectors
 from core.models import Workspace
-from workbench import fanout, metrics, selectors, snapshots, socket_quota
+from workbench import fanout, metrics, snapshots, socket_quota
 from workbench.socket_quota import Admission
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -55,7 +56,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         allowed = (
             user is not None
             and self.workspace_id <= MAX_ID
-            and await database_sync_to_async(selectors.workspace_is_member)(
+            and await database_sync_to_async(core_selectors.workspace_is_member)(
                 workspace_id=self.workspace_id, user=user
             )
         )

@@ -24,8 +24,9 @@ from django.utils.timezone import now
 
 from core.locks import row_locks, workspace_transaction
 from sandboxes.models import Sandbox, SandboxState
-from workbench import messages, metrics, queues, services, workflows
+from workbench import metrics, queues, services, workflows
 from workbench.models import PENDING_STATES, TabErrorCode, TabState, WorkbenchTab
+from workbench.services import messages
 
 logger = logging.getLogger(__name__)
 

@@ -2,34 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
-from core.models import Workspace
 from core.serializers import StrictInputSerializer
-from workbench.models import WorkbenchTab
-
-
-class WorkspaceOutputSerializer(serializers.ModelSerializer):
-    role = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Workspace
-        fields = ["id", "name", "role", "created_at"]
-        read_only_fields = fields
-
-    def get_role(self, workspace: Workspace) -> str | None:
-        return getattr(workspace, "my_role", None)
-
-
-class WorkspaceCreateInputSerializer(StrictInputSerializer):
-    name = serializers.CharField(max_length=200)
+from workbench.models import Message, WorkbenchTab
 
 
 class AuthTokenInputSerializer(StrictInputSerializer, AuthTokenSerializer):
     """POST /api/auth/token/: DRF's credentials check, on a strict body."""
+
+
+class TabPayload(TypedDict):
+    """The `tab.updated` event, and a tab in REST answers and snapshots."""
+
+    id: str
+    workspace: int
+    task: int
+    sandbox: int | None
+    title: str
+    agent: str
+    state: str
+    error_code: str
+    error_message: str
+    session_id: str
+    draft: str
+    unread: bool
+    attempt: int
+    version: int
+    created_at: str
+    updated_at: str
+    state_changed_at: str
+    ready_at: str | None
+    closed_at: str | None
+
+
+class MessagePayload(TypedDict):
+    """The `message.created` and `message.updated` events, and a transcript entry."""
+
+    id: int
+    tab: str
+    workspace: int
+    role: str
+    text: str
+    state: str
+    error_message: str
+    reply_to: int | None
+    version: int
+    created_at: str
+    updated_at: str
+
+
+def tab_payload(tab: WorkbenchTab) -> TabPayload:
+    return cast("TabPayload", TabOutputSerializer(tab).data)
+
+
+def message_payload(message: Message) -> MessagePayload:
+    return cast("MessagePayload", MessageOutputSerializer(message).data)
 
 
 # DRF's own formatting of datetimes (ISO 8601 in the current time zone, "Z" for UTC).
@@ -122,8 +153,6 @@ class MessageOutputSerializer(serializers.ModelSerializer):
     reply_to = serializers.IntegerField(source="reply_to_id", read_only=True, allow_null=True)
 
     class Meta:
-        from workbench.models import Message
-
         model = Message
         fields = [
             "id",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TypeVar
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from core import selectors as core_selectors
 from core.events import event_frame
 from core.models import Workspace
 from workbench import selectors
@@ -109,7 +110,7 @@ def _events_after_texts(workspace_id: int, seq: int) -> list[str] | None:
     current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
     if seq > current:  # never issued here (say, a restored database): the client starts over
         return None
-    events = selectors.events_after(workspace_id=workspace_id, seq=seq)
+    events = core_selectors.events_after(workspace_id=workspace_id, seq=seq)
     return None if events is None else [json.dumps(event_frame(event)) for event in events]
 
 

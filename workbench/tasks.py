@@ -54,7 +54,7 @@ def open_tab_session(self, tab_id: str, attempt: int) -> None:
 @shared_task(acks_late=True)
 def deliver_messages(tab_id: str) -> int:
     """Deliver a tab's queued prompts one at a time, in order; returns how many ran."""
-    from workbench import messages
+    from workbench.services import messages
 
     delivered = 0
     while messages.message_deliver_next(tab_id=UUID(tab_id)):
@@ -94,6 +94,6 @@ def reconcile() -> dict[str, int]:
 
 @shared_task
 def prune_events() -> int:
-    from workbench import services
+    from core import services as core_services
 
-    return services.events_prune()
+    return core_services.events_prune()

@@ -1,8 +1,6 @@
-"""REST API views: parse, call one service or selector, serialize. No ORM writes here.
-
-Task views live here too: they need workspace membership, and imports flow
-sandboxes <- tasks_app <- workbench.
-"""
+"""Tab, transcript and workbench routes: parse, call one service or selector, serialize.
+No ORM writes here. Workspace routes live in core.views, task routes in tasks_app.views;
+archiving a task is here, because it closes the task's tabs."""
 
 from __future__ import annotations
 
@@ -13,22 +11,21 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import parsers, serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import NotAuthenticated
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import selectors as core_selectors
+from core.api import ErrorSerializer, member, query_flag, validated
 from core.errors import InvalidInput
 from core.parsers import StrictJSONParser
-from core.serializers import NoInputSerializer
+from core.serializers import NoInputSerializer, WorkspaceOutputSerializer
 from core.throttles import LOGIN_THROTTLES, CreateRateThrottle
-from tasks_app import services as task_services
+from tasks_app import selectors as task_selectors
 from tasks_app.serializers import (
-    TaskCreateInputSerializer,
     TaskOutputSerializer,
-    TaskUpdateInputSerializer,
 )
-from workbench import messages, selectors, services
+from workbench import selectors, services
 from workbench.serializers import (
     AuthTokenInputSerializer,
     MessageCreateInputSerializer,
@@ -36,14 +33,12 @@ from workbench.serializers import (
     TabCreateInputSerializer,
     TabOutputSerializer,
     TabUpdateInputSerializer,
-    WorkspaceCreateInputSerializer,
-    WorkspaceOutputSerializer,
 )
+from workbench.services import messages
 
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from django.contrib.auth.models import User
     from rest_framework.request import Request
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -53,24 +48,10 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     required=False,
     description="A replay with the same key returns the same tab instead of opening another.",
 )
-INCLUDE_ARCHIVED = OpenApiParameter("include_archived", OpenApiTypes.BOOL, required=False)
 INCLUDE_CLOSED = OpenApiParameter("include_closed", OpenApiTypes.BOOL, required=False)
 CURSOR = OpenApiParameter("cursor", OpenApiTypes.STR, required=False)
 PAGE_SIZE = OpenApiParameter("page_size", OpenApiTypes.INT, required=False)
 
-ErrorSerializer = inline_serializer(
-    "Error",
-    {
-        "error": inline_serializer(
-            "ErrorBody",
-            {
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "fields": serializers.DictField(),
-            },
-        )
-    },
-)
 MessagePageSerializer = inline_serializer(
     "MessagePage",
     {
@@ -91,119 +72,13 @@ SnapshotSerializer = inline_serializer(
 )
 
 
-def member(request: Request) -> User:
-    """The signed-in user of a request that passed IsAuthenticated (every view's default
-    permission), typed as such."""
-    from django.contrib.auth.models import User
-
-    user = request.user
-    if not isinstance(user, User):
-        raise NotAuthenticated()
-    return user
-
-
-def _flag(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "").lower() in {"1", "true", "yes"}
-
-
-def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-class WorkspaceListView(APIView):
-    throttle_classes = [CreateRateThrottle]
-    throttle_scope = "workspace_create"
-
-    @extend_schema(responses={200: WorkspaceOutputSerializer(many=True)})
-    def get(self, request: Request) -> Response:
-        workspaces = selectors.workspace_list_for_user(user=member(request))
-        return Response(WorkspaceOutputSerializer(workspaces, many=True).data)
-
-    @extend_schema(
-        request=WorkspaceCreateInputSerializer,
-        responses={
-            201: WorkspaceOutputSerializer,
-            400: ErrorSerializer,
-            413: ErrorSerializer,
-            429: ErrorSerializer,
-        },
-    )
-    def post(self, request: Request) -> Response:
-        data = _valid(WorkspaceCreateInputSerializer, request.data)
-        workspace = services.workspace_create(user=member(request), name=data["name"])
-        workspace = selectors.workspace_get_for_user(
-            workspace_id=workspace.pk, user=member(request)
-        )
-        return Response(WorkspaceOutputSerializer(workspace).data, status=status.HTTP_201_CREATED)
-
-
-class WorkspaceTaskListView(APIView):
-    throttle_classes = [CreateRateThrottle]
-    throttle_scope = "task_create"
-
-    @extend_schema(
-        parameters=[INCLUDE_ARCHIVED],
-        responses={200: TaskOutputSerializer(many=True), 404: ErrorSerializer},
-    )
-    def get(self, request: Request, workspace_id: int) -> Response:
-        workspace = selectors.workspace_get_for_user(
-            workspace_id=workspace_id, user=member(request)
-        )
-        tasks = selectors.task_list_for_workspace(
-            workspace_id=workspace.pk, include_archived=_flag(request, "include_archived")
-        )
-        return Response(TaskOutputSerializer(tasks, many=True).data)
-
-    @extend_schema(
-        request=TaskCreateInputSerializer,
-        responses={
-            201: TaskOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            413: ErrorSerializer,
-            429: ErrorSerializer,
-        },
-    )
-    def post(self, request: Request, workspace_id: int) -> Response:
-        workspace = selectors.workspace_get_for_user(
-            workspace_id=workspace_id, user=member(request)
-        )
-        data = _valid(TaskCreateInputSerializer, request.data)
-        task = task_services.task_create(workspace_id=workspace.pk, user=member(request), **data)
-        return Response(TaskOutputSerializer(task).data, status=status.HTTP_201_CREATED)
-
-
 class WorkbenchSnapshotView(APIView):
     @extend_schema(responses={200: SnapshotSerializer, 404: ErrorSerializer})
     def get(self, request: Request, workspace_id: int) -> Response:
-        workspace = selectors.workspace_get_for_user(
+        workspace = core_selectors.workspace_get_for_user(
             workspace_id=workspace_id, user=member(request)
         )
         return Response(selectors.workbench_snapshot(workspace=workspace))
-
-
-class TaskDetailView(APIView):
-    @extend_schema(responses={200: TaskOutputSerializer, 404: ErrorSerializer})
-    def get(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
-        return Response(TaskOutputSerializer(task).data)
-
-    @extend_schema(
-        request=TaskUpdateInputSerializer,
-        responses={
-            200: TaskOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            413: ErrorSerializer,
-        },
-    )
-    def patch(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
-        data = _valid(TaskUpdateInputSerializer, request.data)
-        task = task_services.task_update(task_id=task.pk, title=data["title"])
-        return Response(TaskOutputSerializer(task).data)
 
 
 class TaskArchiveView(APIView):
@@ -217,8 +92,8 @@ class TaskArchiveView(APIView):
         },
     )
     def post(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
-        _valid(NoInputSerializer, request.data)
+        task = task_selectors.task_get_for_user(task_id=task_id, user=member(request))
+        validated(NoInputSerializer, request.data)
         task = services.task_archive(task_id=task.pk)
         return Response(TaskOutputSerializer(task).data)
 
@@ -232,9 +107,9 @@ class TaskTabListView(APIView):
         responses={200: TabOutputSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
+        task = task_selectors.task_get_for_user(task_id=task_id, user=member(request))
         tabs = selectors.tab_list_for_task(
-            task_id=task.pk, include_closed=_flag(request, "include_closed")
+            task_id=task.pk, include_closed=query_flag(request, "include_closed")
         )
         return Response(TabOutputSerializer(tabs, many=True).data)
 
@@ -253,8 +128,8 @@ class TaskTabListView(APIView):
         "pending_session_create); the sandbox and session come in the background.",
     )
     def post(self, request: Request, task_id: int) -> Response:
-        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
-        data = _valid(TabCreateInputSerializer, request.data)  # no body: {}
+        task = task_selectors.task_get_for_user(task_id=task_id, user=member(request))
+        data = validated(TabCreateInputSerializer, request.data)  # no body: {}
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 255):
             raise InvalidInput(
@@ -287,7 +162,7 @@ class TabDetailView(APIView):
     )
     def patch(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
-        data = _valid(TabUpdateInputSerializer, request.data)
+        data = validated(TabUpdateInputSerializer, request.data)
         tab = services.tab_update(tab_id=tab.pk, **data)
         return Response(TabOutputSerializer(tab).data)
 
@@ -311,7 +186,7 @@ class TabRetryView(APIView):
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
-        _valid(NoInputSerializer, request.data)
+        validated(NoInputSerializer, request.data)
         tab = services.tab_retry(tab_id=tab.pk)
         return Response(TabOutputSerializer(tab).data)
 
@@ -354,7 +229,7 @@ class TabMessageListView(APIView):
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
-        data = _valid(MessageCreateInputSerializer, request.data)
+        data = validated(MessageCreateInputSerializer, request.data)
         message = messages.message_send(tab_id=tab.pk, user=member(request), text=data["text"])
         return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 
@@ -373,7 +248,7 @@ class TabCancelView(APIView):
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
-        _valid(NoInputSerializer, request.data)
+        validated(NoInputSerializer, request.data)
         message = messages.message_cancel_turn(tab_id=tab.pk)
         return Response(MessageOutputSerializer(message).data, status=status.HTTP_202_ACCEPTED)
 

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
+from core import services as core_services
 from core.events import event_frame
 from core.models import Event, Workspace
 from tests.factories import TabFactory, TaskFactory
@@ -156,7 +157,7 @@ def test_everyone_but_a_member_is_closed_with_4403_and_no_snapshot(who, workspac
 
 
 def test_a_member_of_another_workspace_is_closed_with_4403(workspace, charlie):
-    other = services.workspace_create(user=charlie, name="Charlie's")
+    other = core_services.workspace_create(user=charlie, name="Charlie's")
     assert other.pk != workspace.pk
     headers = token_header(charlie)
 
@@ -268,7 +269,7 @@ def test_changes_arrive_as_events_in_order_with_consecutive_seqs(workspace, alic
 
 
 def test_events_of_another_workspace_are_not_sent(workspace, alice, charlie):
-    other = services.workspace_create(user=charlie, name="Charlie's")
+    other = core_services.workspace_create(user=charlie, name="Charlie's")
     other_tab = TabFactory(task=TaskFactory(workspace=other))
     headers = token_header(alice)
 
@@ -333,7 +334,7 @@ def test_resume_at_the_current_seq_sends_nothing(workspace, alice):
 def test_resume_past_pruned_events_gets_a_fresh_snapshot(lost, workspace, alice):
     make_events(workspace, 4)
     if lost == "all_pruned":
-        assert services.events_prune(older_than_hours=0) == 4
+        assert core_services.events_prune(older_than_hours=0) == 4
     else:
         Event.objects.filter(workspace=workspace, seq=2).delete()
     expected = current_snapshot(workspace)

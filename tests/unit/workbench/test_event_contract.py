@@ -24,9 +24,10 @@ from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
 from sandboxes.serializers import SandboxOutputSerializer
 from tasks_app import services as task_services
 from tests.factories import SandboxFactory, TabFactory, TaskFactory
-from workbench import messages, selectors, services
+from workbench import selectors, services
 from workbench.models import TabErrorCode, TabState
 from workbench.serializers import TabOutputSerializer
+from workbench.services import messages
 
 pytestmark = pytest.mark.django_db
 

@@ -11,6 +11,7 @@ from core.models import Event
 from tests.factories import SandboxFactory, TabFactory
 from workbench import services
 from workbench.models import ALLOWED_TRANSITIONS, TabState, WorkbenchTab
+from workbench.services.transitions import tab_transition
 
 pytestmark = pytest.mark.django_db
 
@@ -33,10 +34,10 @@ def test_it_moves_only_along_declared_transitions(source, target, dispatched):
     declared = target in ALLOWED_TRANSITIONS[source]
     if not declared:
         with pytest.raises(ValueError, match="not declared"):
-            services._transition(tab_id=tab.pk, to=target, sources=[source])
+            tab_transition(tab_id=tab.pk, to=target, sources=[source])
         assert WorkbenchTab.objects.get(pk=tab.pk).state == source
         return
-    moved = services._transition(tab_id=tab.pk, to=target, sources=[source])
+    moved = tab_transition(tab_id=tab.pk, to=target, sources=[source])
     assert moved is not None
     assert moved.state == target
     assert moved.version == tab.version + 1
@@ -50,7 +51,7 @@ def test_it_moves_only_along_declared_transitions(source, target, dispatched):
 def test_a_transition_from_the_wrong_state_changes_nothing(state):
     tab = TabFactory(state=state)
     others = [s for s in ALL_STATES if s != state and TabState.READY in ALLOWED_TRANSITIONS[s]]
-    assert services._transition(tab_id=tab.pk, to=TabState.READY, sources=others) is None
+    assert tab_transition(tab_id=tab.pk, to=TabState.READY, sources=others) is None
     fresh = WorkbenchTab.objects.get(pk=tab.pk)
     assert (fresh.state, fresh.version) == (state, tab.version)
     assert not Event.objects.exists()

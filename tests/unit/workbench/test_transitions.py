@@ -9,7 +9,6 @@ from core.models import Event
 from core.transitions import sources_of, transition
 from sandboxes.models import SANDBOX_TRANSITIONS, Sandbox, SandboxState
 from tests.factories import SandboxFactory, TabFactory
-from workbench import messages
 from workbench.models import (
     ALLOWED_TRANSITIONS,
     MESSAGE_TRANSITIONS,
@@ -17,6 +16,7 @@ from workbench.models import (
     MessageRole,
     MessageState,
 )
+from workbench.services import messages
 
 pytestmark = pytest.mark.django_db
 

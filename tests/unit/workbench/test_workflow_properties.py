@@ -48,7 +48,7 @@ from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
 from sandboxes.providers.base import ProviderError, SandboxGone, SandboxHandle, SandboxSpec
 from tasks_app.models import Task
 from tests.factories import MembershipFactory, TaskFactory, UserFactory, WorkspaceFactory
-from workbench import messages, reconciler, services, workflows
+from workbench import reconciler, services, workflows
 from workbench.models import (
     PENDING_STATES,
     Message,
@@ -58,6 +58,7 @@ from workbench.models import (
     TabState,
     WorkbenchTab,
 )
+from workbench.services import messages
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

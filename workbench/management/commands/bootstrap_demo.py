@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
+from core import services as core_services
 from core.models import Workspace
-from workbench import services
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
             user.save()
         workspace = Workspace.objects.filter(memberships__user=user, name="Demo").first()
         if workspace is None:
-            workspace = services.workspace_create(user=user, name="Demo")
+            workspace = core_services.workspace_create(user=user, name="Demo")
         token, _ = Token.objects.get_or_create(user=user)
         self.stdout.write(
             "\n".join(

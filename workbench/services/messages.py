@@ -32,7 +32,10 @@ from workbench.models import (
     TabState,
     WorkbenchTab,
 )
-from workbench.serializers import MessageOutputSerializer
+from workbench.serializers import message_payload
+from workbench.services.runs import sandbox_lost
+from workbench.services.tabs import tab_mark_unread
+from workbench.services.transitions import tab_fail
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -59,7 +62,7 @@ def _record(message: Message, *, created: bool = False) -> None:
     record_event(
         message.workspace_id,
         "message.created" if created else "message.updated",
-        MessageOutputSerializer(message).data,
+        message_payload(message),
     )
 
 
@@ -148,7 +151,6 @@ def _claim_next(tab_id: UUID) -> _Turn | None:
 def message_deliver_next(*, tab_id: UUID) -> bool:
     """Deliver the tab's next prompt and record the reply. True if a turn ran (there may be
     more queued); False if there was nothing to do or the tab can no longer take prompts."""
-    from workbench import services  # the tab transitions
 
     turn = _claim_next(tab_id)
     if turn is None:
@@ -181,7 +183,7 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
         )
     except SandboxGone as exc:
         _fail_turn(message, reply, f"The sandbox stopped: {exc.message}")
-        services.sandbox_lost(sandbox_id=sandbox.pk, message=exc.message)
+        sandbox_lost(sandbox_id=sandbox.pk, message=exc.message)
         return False
     except ProviderUnavailable as exc:
         _fail_turn(message, reply, f"The agent did not answer: {exc.message}")
@@ -189,7 +191,7 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
     except ProviderError as exc:
         _fail_turn(message, reply, exc.message)
         if exc.code == "session_lost":
-            services.tab_fail(
+            tab_fail(
                 tab_id=tab.pk,
                 attempt=tab.attempt,
                 code=TabErrorCode.SESSION_FAILED,
@@ -201,7 +203,7 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
         _update(reply.pk, to=MessageState.COMPLETE, text=result.text)
         _update(message.pk, to=MessageState.COMPLETE)
         WorkbenchTab.objects.filter(pk=tab.pk).update(acp_last_event_id=result.last_event_id)
-        services.tab_mark_unread(tab_id=tab.pk)
+        tab_mark_unread(tab_id=tab.pk)
     return True
 
 

@@ -1,0 +1,53 @@
+"""Reads of workspaces and their event log, scoped to what a user may see (a non-member
+gets NotFound, never 403)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from core.errors import NotFound
+from core.models import Event, Membership, Workspace
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+def workspace_list_for_user(*, user: User) -> QuerySet[Workspace]:
+    role = Membership.objects.filter(workspace=OuterRef("pk"), user=user).values("role")[:1]
+    return (
+        Workspace.objects.filter(memberships__user=user)
+        .annotate(my_role=Subquery(role))
+        .order_by("id")
+    )
+
+
+def workspace_is_member(*, workspace_id: int, user: User) -> bool:
+    if not user.is_authenticated:
+        return False
+    return Membership.objects.filter(workspace_id=workspace_id, user=user).exists()
+
+
+def workspace_get_for_user(*, workspace_id: int, user: User) -> Workspace:
+    workspace = workspace_list_for_user(user=user).filter(pk=workspace_id).first()
+    if workspace is None:
+        raise NotFound("No such workspace.", code="workspace_not_found")
+    return workspace
+
+
+def events_after(*, workspace_id: int, seq: int, limit: int = 1000) -> list[Event] | None:
+    """Events after `seq`, in order; None if some were pruned (the client needs a snapshot)."""
+    events = list(
+        Event.objects.filter(workspace_id=workspace_id, seq__gt=seq).order_by("seq")[: limit + 1]
+    )
+    if len(events) > limit:
+        return None
+    expected_first = seq + 1
+    if events and events[0].seq != expected_first:
+        return None
+    if not events:
+        current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True)
+        if current and current[0] > seq:
+            return None
+    return events

@@ -1,0 +1,81 @@
+"""Task routes: a workspace's tasks (list, create) and one task (read, rename)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api import ErrorSerializer, member, query_flag, validated
+from core.selectors import workspace_get_for_user
+from core.throttles import CreateRateThrottle
+from tasks_app import selectors
+from tasks_app import services as task_services
+from tasks_app.serializers import (
+    TaskCreateInputSerializer,
+    TaskOutputSerializer,
+    TaskUpdateInputSerializer,
+)
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+INCLUDE_ARCHIVED = OpenApiParameter("include_archived", OpenApiTypes.BOOL, required=False)
+
+
+class WorkspaceTaskListView(APIView):
+    throttle_classes = [CreateRateThrottle]
+    throttle_scope = "task_create"
+
+    @extend_schema(
+        parameters=[INCLUDE_ARCHIVED],
+        responses={200: TaskOutputSerializer(many=True), 404: ErrorSerializer},
+    )
+    def get(self, request: Request, workspace_id: int) -> Response:
+        workspace = workspace_get_for_user(workspace_id=workspace_id, user=member(request))
+        tasks = selectors.task_list_for_workspace(
+            workspace_id=workspace.pk, include_archived=query_flag(request, "include_archived")
+        )
+        return Response(TaskOutputSerializer(tasks, many=True).data)
+
+    @extend_schema(
+        request=TaskCreateInputSerializer,
+        responses={
+            201: TaskOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            413: ErrorSerializer,
+            429: ErrorSerializer,
+        },
+    )
+    def post(self, request: Request, workspace_id: int) -> Response:
+        workspace = workspace_get_for_user(workspace_id=workspace_id, user=member(request))
+        data = validated(TaskCreateInputSerializer, request.data)
+        task = task_services.task_create(workspace_id=workspace.pk, user=member(request), **data)
+        return Response(TaskOutputSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class TaskDetailView(APIView):
+    @extend_schema(responses={200: TaskOutputSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, task_id: int) -> Response:
+        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
+        return Response(TaskOutputSerializer(task).data)
+
+    @extend_schema(
+        request=TaskUpdateInputSerializer,
+        responses={
+            200: TaskOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            413: ErrorSerializer,
+        },
+    )
+    def patch(self, request: Request, task_id: int) -> Response:
+        task = selectors.task_get_for_user(task_id=task_id, user=member(request))
+        data = validated(TaskUpdateInputSerializer, request.data)
+        task = task_services.task_update(task_id=task.pk, title=data["title"])
+        return Response(TaskOutputSerializer(task).data)

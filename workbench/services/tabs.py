@@ -1,0 +1,257 @@
+"""What members do to tabs: open, edit, mark unread, close, retry."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError
+from django.db.models import Count, F, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils.timezone import now
+
+from core.errors import Conflict, InvalidTransition
+from core.locks import row_locks, workspace_transaction
+from sandboxes.models import SandboxState
+from sandboxes.selectors import live_sandbox_value, sandbox_live_for_task
+from tasks_app.models import Task
+from workbench import workflows
+from workbench.models import (
+    OPEN_STATES,
+    TabState,
+    WorkbenchTab,
+)
+from workbench.services.transitions import (
+    dispatch_session,
+    ensure_provisioning,
+    record_tab,
+    tab_transition,
+    tab_workspace_id,
+)
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from django.contrib.auth.models import User
+
+logger = logging.getLogger(__name__)
+
+
+def tab_create(
+    *, user: User, task: Task, title: str = "", idempotency_key: str | None = None
+) -> tuple[WorkbenchTab, bool]:
+    """Insert a placeholder tab and dispatch its chain after commit; never provisions inline.
+
+    Returns (tab, created). A replayed Idempotency-Key returns the first tab, created=False.
+    """
+    if task.is_archived:
+        raise Conflict("the task is archived; open tabs on an active task", code="task_archived")
+    if idempotency_key:
+        existing = _tab_for_key(task=task, user=user, key=idempotency_key, title=title)
+        if existing is not None:
+            return existing, False
+    try:
+        with workspace_transaction(task.workspace_id):
+            seen = _tab_create_check(user=user, task=task)
+            ready = seen.sandbox_state == SandboxState.READY
+            tab = WorkbenchTab.objects.create(
+                workspace_id=task.workspace_id,
+                task=task,
+                created_by=user,
+                title=title or f"{task.agent} {seen.tabs_on_task + 1}",
+                agent=task.agent,
+                state=TabState.PENDING_SESSION_CREATE if ready else TabState.PENDING_PROVISION,
+                sandbox_id=seen.sandbox_id if ready else None,
+                idempotency_key=idempotency_key or None,
+            )
+            record_tab(tab)
+            if ready:
+                dispatch_session(tab)
+            elif seen.sandbox_id is None:
+                ensure_provisioning(task)
+            # else: the task's provisioning run is under way and hands off to this tab too.
+    except IntegrityError:
+        # Two requests with one Idempotency-Key raced; the unique constraint kept one row.
+        existing = _tab_for_key(task=task, user=user, key=idempotency_key or "", title=title)
+        if existing is None:
+            raise
+        return existing, False
+    return tab, True
+
+
+@dataclass(frozen=True)
+class _TabCreateView:
+    """What tab_create reads under the lock, in one statement."""
+
+    tabs_on_task: int
+    sandbox_id: int | None
+    sandbox_state: str | None
+
+
+def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
+    """Refuse a tab on an archived task or over the per-task or per-user limit of open tabs;
+    returns the task's tab count (which numbers the new tab's default title) and its live
+    sandbox.
+
+    Runs under the workspace lock (workspace_transaction), which already serializes every
+    tab write of the task's workspace; the user's row is locked too, because a user's tabs
+    span workspaces. Concurrent creations then count one after another, and a burst cannot
+    overshoot either limit between count and insert. Every read is one statement after
+    both locks (so it sees what committed before them): each statement while holding the
+    workspace lock is a round trip every other write of the workspace waits for
+    (docs/benchmarks.md).
+    """
+    # Not type(user): a session-authenticated request.user is a SimpleLazyObject.
+    user_model = get_user_model()
+    # Evaluated for the lock it takes (exists() would not lock on every backend). SQLite
+    # has no row locks: its write transaction already excludes other writers (row_locks).
+    if row_locks():
+        list(user_model.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    by_user = (
+        WorkbenchTab.objects.filter(created_by=user.pk, state__in=OPEN_STATES)
+        .order_by()
+        .values("created_by")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    archived_at, total, open_on_task, open_by_user, sandbox_id, sandbox_state = (
+        Task.objects.filter(pk=task.pk)
+        .annotate(
+            total=Count("tabs"),
+            open=Count("tabs", filter=Q(tabs__state__in=OPEN_STATES)),
+            by_user=Coalesce(Subquery(by_user), 0),
+            sandbox_id=live_sandbox_value("pk"),
+            sandbox_state=live_sandbox_value("state"),
+        )
+        .values_list("archived_at", "total", "open", "by_user", "sandbox_id", "sandbox_state")
+        .get()
+    )
+    if archived_at is not None:
+        # An archive that committed meanwhile closed the task's tabs and destroyed its
+        # sandbox; a tab now would start one on an archived task.
+        raise Conflict("the task is archived; open tabs on an active task", code="task_archived")
+    if open_on_task >= settings.WORKBENCH_MAX_OPEN_TABS_PER_TASK:
+        raise Conflict(
+            f"this task already has {open_on_task} open tabs (the limit); close some first",
+            code="too_many_tabs",
+        )
+    if open_by_user >= settings.WORKBENCH_MAX_OPEN_TABS_PER_USER:
+        raise Conflict(
+            f"you already have {open_by_user} open tabs (the limit); close some first",
+            code="too_many_tabs_for_user",
+        )
+    return _TabCreateView(tabs_on_task=total, sandbox_id=sandbox_id, sandbox_state=sandbox_state)
+
+
+def _tab_for_key(*, task: Task, user: User, key: str, title: str) -> WorkbenchTab | None:
+    tab = WorkbenchTab.objects.filter(task=task, created_by=user, idempotency_key=key).first()
+    if tab is not None and title and tab.title != title:
+        raise Conflict(
+            "this Idempotency-Key was already used for a different request",
+            code="idempotency_key_reused",
+        )
+    return tab
+
+
+def tab_update(
+    *,
+    tab_id: UUID,
+    title: str | None = None,
+    draft: str | None = None,
+    unread: bool | None = None,
+) -> WorkbenchTab:
+    """Edit title, draft or unread, in any state but closed (a draft is never lost)."""
+    fields: dict[str, object] = {}
+    if title is not None:
+        fields["title"] = title
+    if draft is not None:
+        fields["draft"] = draft
+    if unread is not None:
+        fields["unread"] = unread
+    workspace_id = tab_workspace_id(tab_id)
+    if workspace_id is None:
+        raise WorkbenchTab.DoesNotExist(tab_id)
+    with workspace_transaction(workspace_id):
+        updated = (
+            WorkbenchTab.objects.filter(pk=tab_id)
+            .exclude(state=TabState.CLOSED)
+            .update(updated_at=now(), version=F("version") + 1, **fields)
+        )
+        if updated != 1:
+            raise InvalidTransition(
+                "the tab is closed; closed tabs cannot be edited", code="tab_closed"
+            )
+        tab = WorkbenchTab.objects.get(pk=tab_id)
+        record_tab(tab)
+    return tab
+
+
+def tab_mark_unread(*, tab_id: UUID) -> bool:
+    """An agent reply arrived: set unread once (no event when it already was)."""
+    with workspace_transaction(tab_workspace_id(tab_id) or 0):
+        updated = (
+            WorkbenchTab.objects.filter(pk=tab_id, unread=False)
+            .exclude(state=TabState.CLOSED)
+            .update(unread=True, updated_at=now(), version=F("version") + 1)
+        )
+        if updated:
+            record_tab(WorkbenchTab.objects.get(pk=tab_id))
+    return bool(updated)
+
+
+def tab_close(*, tab_id: UUID) -> WorkbenchTab:
+    """Any open state -> closed. Closing a closed tab is a no-op (DELETE is idempotent).
+
+    A session that exists is torn down in the background; one still being created for
+    this tab is torn down by its own step when it finds the tab closed.
+    """
+    tab = tab_transition(tab_id=tab_id, to=TabState.CLOSED, closed_at=now())
+    if tab is None:
+        return WorkbenchTab.objects.get(pk=tab_id)
+    if tab.acp_server_id and tab.sandbox_id:
+        workflows.dispatch_after_commit(workflows.start_session_teardown, tab_id=tab.pk)
+    return tab
+
+
+def tab_retry(*, tab_id: UUID) -> WorkbenchTab:
+    """error -> pending_session_create if the task's sandbox is ready, else
+    pending_provision (which provisions afresh if the last attempt failed). Same tab id."""
+    with workspace_transaction(tab_workspace_id(tab_id) or 0):
+        tab = WorkbenchTab.objects.select_related("task").get(pk=tab_id)
+        if tab.state != TabState.ERROR:
+            raise InvalidTransition(
+                f"only a tab in error can be retried; this one is {tab.state}",
+                code="not_in_error",
+            )
+        if tab.task.is_archived:
+            raise Conflict("the task is archived", code="task_archived")
+        sandbox = sandbox_live_for_task(task_id=tab.task_id)
+        ready = sandbox is not None and sandbox.state == SandboxState.READY
+        same_sandbox = ready and sandbox is not None and tab.sandbox_id == sandbox.pk
+        moved = tab_transition(
+            tab_id=tab_id,
+            to=TabState.PENDING_SESSION_CREATE if ready else TabState.PENDING_PROVISION,
+            sources=[TabState.ERROR],
+            at_attempt=tab.attempt,
+            attempt=F("attempt") + 1,
+            redrives=0,
+            session_starts=0,
+            error_code="",
+            error_message="",
+            session_id="",
+            # On the same ready sandbox, the failed attempt's session (if its step made one)
+            # is closed by the new attempt's session step, or by the teardown if the tab
+            # closes first; any other sandbox took its sessions with it.
+            acp_server_id=tab.acp_server_id if same_sandbox else "",
+            sandbox_id=sandbox.pk if ready and sandbox else None,
+        )
+        if moved is None:
+            raise InvalidTransition("the tab changed meanwhile; reload it", code="conflict")
+        if ready:
+            dispatch_session(moved)
+        else:
+            ensure_provisioning(tab.task)
+    return moved
