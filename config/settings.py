@@ -225,10 +225,16 @@ REST_FRAMEWORK = {
 }
 CACHES = {
     "default": {
-        # Django's RedisCache with one connection pool per process, not per request thread.
-        "BACKEND": "core.cache.SharedRedisCache",
+        # django-redis: one connection pool per process, shared by the request threads
+        # (docs/benchmarks.md, "Cache backends"). It waits up to 5 s for a free connection
+        # when more threads than connections want one, rather than failing past 64.
+        "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": env_str("WORKBENCH_CACHE_URL", REDIS_URL),
         "KEY_PREFIX": "workbench",
+        "OPTIONS": {
+            "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+            "CONNECTION_POOL_KWARGS": {"max_connections": 64, "timeout": 5},
+        },
     }
 }
 SPECTACULAR_SETTINGS = {

@@ -1,4 +1,5 @@
-"""The base of every API input shape: a JSON object of declared fields, each of its JSON type.
+"""The base of every API input shape (a JSON object of declared fields, each of its JSON
+type), and the workspace's own input and output shapes.
 
 DRF's serializers are lenient where an API should not be: they ignore unknown fields (a typo
 is silently dropped), and their fields coerce (`CharField` turns 12 into "12", `BooleanField`

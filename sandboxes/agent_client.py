@@ -13,13 +13,17 @@ import socket
 import stat
 import threading
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from httpx_sse import connect_sse
 
-from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
+from sandboxes.providers.base import (
+    PromptResult,
+    ProviderError,
+    ProviderUnavailable,
+    SandboxGone,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -28,15 +32,6 @@ if TYPE_CHECKING:
 ACP_PROTOCOL_VERSION = 1
 # A base URL `unix:/path/to.sock` means HTTP over that unix socket.
 UNIX_PREFIX = "unix:"
-
-
-@dataclass
-class PromptResult:
-    """What one agent turn produced: its text, and the SSE cursor after it."""
-
-    text: str
-    stop_reason: str
-    last_event_id: str
 
 
 def _chunk_text(envelope: dict, session_id: str) -> str:

@@ -33,7 +33,7 @@ from sandboxes.serializers import sandbox_payload, step_event_payload
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from sandboxes.agent_client import PromptResult
+    from sandboxes.providers.base import PromptResult
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A connect is admitted only if the user's connects in the last window are under the
 `socket_connect` rate and their open sockets under WORKBENCH_MAX_SOCKETS_PER_USER; else the
 consumer closes it with 4429 (docs/websocket.md). Counted in Redis, atomically (one Lua
-script per connect, as the HTTP throttle does, core/cache.py):
+script per connect, as the HTTP throttle does, core/throttles.py):
 
 - `sockets:{user}` is a sorted set of the user's open sockets, scored by when their process
   last vouched for them (Redis's own clock, so hosts' clocks need not agree). Each process
@@ -201,14 +201,13 @@ class CacheBackend:
 
 
 def make_backend() -> Backend:
-    """Redis when the default cache is our Redis cache, else the Django cache."""
+    """Redis when the default cache is Redis (django-redis), else the Django cache."""
     from django.core.cache import caches
+    from django_redis.cache import RedisCache
 
-    from core.cache import SharedRedisCache
-
-    if isinstance(caches["default"], SharedRedisCache):
+    if isinstance(caches["default"], RedisCache):
         location = settings.CACHES["default"]["LOCATION"]
-        return RedisBackend(location[0] if isinstance(location, list) else location)
+        return RedisBackend(str(location[0] if isinstance(location, list) else location))
     return CacheBackend()
 
 

@@ -22,9 +22,7 @@ from core.parsers import StrictJSONParser
 from core.serializers import NoInputSerializer, WorkspaceOutputSerializer
 from core.throttles import LOGIN_THROTTLES, CreateRateThrottle
 from tasks_app import selectors as task_selectors
-from tasks_app.serializers import (
-    TaskOutputSerializer,
-)
+from tasks_app.serializers import TaskOutputSerializer
 from workbench import selectors, services
 from workbench.serializers import (
     AuthTokenInputSerializer,

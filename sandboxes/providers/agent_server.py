@@ -16,7 +16,7 @@ from sandboxes.providers.base import ProviderError, SandboxGone, SandboxHandle
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sandboxes.agent_client import PromptResult
+    from sandboxes.providers.base import PromptResult
 
 
 class AgentServerProvider:

@@ -13,7 +13,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
-    from sandboxes.agent_client import PromptResult
+
+@dataclass
+class PromptResult:
+    """What one agent turn produced: its text, and the SSE cursor after it."""
+
+    text: str
+    stop_reason: str
+    last_event_id: str
 
 
 class ProviderError(Exception):

@@ -6,22 +6,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from django_redis.cache import RedisCache
 from rest_framework.authtoken.models import Token
 
-from core.cache import SharedRedisCache
+from core.throttles import sliding_window_hit
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 
 
 @pytest.fixture
-def redis_cache(redis_server) -> SharedRedisCache:
-    cache = SharedRedisCache(redis_server.url, {"KEY_PREFIX": "throttle-test"})
+def redis_cache(redis_server) -> RedisCache:
+    cache = RedisCache(redis_server.url, {"KEY_PREFIX": "throttle-test"})
     cache.clear()
     return cache
 
 
 def test_concurrent_hits_never_take_more_than_the_limit(redis_cache):
     def hit(_: int) -> float | None:
-        return redis_cache.sliding_window_hit("user-1", now=1000.0, window=60.0, limit=10)
+        return sliding_window_hit(redis_cache, "user-1", now=1000.0, window=60.0, limit=10)
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(hit, range(60)))
@@ -31,7 +32,7 @@ def test_concurrent_hits_never_take_more_than_the_limit(redis_cache):
 
 def test_a_slot_frees_when_the_oldest_hit_leaves_the_window(redis_cache):
     def hit(now: float) -> float | None:
-        return redis_cache.sliding_window_hit("user-2", now=now, window=10.0, limit=2)
+        return sliding_window_hit(redis_cache, "user-2", now=now, window=10.0, limit=2)
 
     assert hit(100.0) is None
     assert hit(104.0) is None
@@ -39,14 +40,14 @@ def test_a_slot_frees_when_the_oldest_hit_leaves_the_window(redis_cache):
     assert hit(110.5) is None  # 100.0 has left; 104.0 and 110.5 now fill it
     assert hit(113.0) == pytest.approx(1.0)
     # Another key has its own window.
-    assert redis_cache.sliding_window_hit("user-3", now=113.0, window=10.0, limit=2) is None
+    assert sliding_window_hit(redis_cache, "user-3", now=113.0, window=10.0, limit=2) is None
 
 
 def test_an_unreachable_redis_does_not_refuse_requests(redis_server):
     from tests.integration.services import free_port
 
-    cache = SharedRedisCache(f"redis://127.0.0.1:{free_port()}/0", {})
-    assert cache.sliding_window_hit("k", now=1.0, window=1.0, limit=1) is None
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", {})
+    assert sliding_window_hit(cache, "k", now=1.0, window=1.0, limit=1) is None
 
 
 def test_daphne_answers_429_with_retry_after_past_the_rate(make_daphne_server):

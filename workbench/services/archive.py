@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from core.locks import workspace_transaction
 from sandboxes import services as sandbox_services
 from sandboxes.selectors import sandboxes_to_destroy
@@ -15,8 +13,6 @@ from workbench.models import (
     WorkbenchTab,
 )
 from workbench.services.tabs import tab_close
-
-logger = logging.getLogger(__name__)
 
 
 def task_archive(*, task_id: int) -> Task:

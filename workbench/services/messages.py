@@ -151,7 +151,6 @@ def _claim_next(tab_id: UUID) -> _Turn | None:
 def message_deliver_next(*, tab_id: UUID) -> bool:
     """Deliver the tab's next prompt and record the reply. True if a turn ran (there may be
     more queued); False if there was nothing to do or the tab can no longer take prompts."""
-
     turn = _claim_next(tab_id)
     if turn is None:
         return False

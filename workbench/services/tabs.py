@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from django.contrib.auth.models import User
-
-logger = logging.getLogger(__name__)
 
 
 def tab_create(

@@ -3,11 +3,13 @@
 Each is a conditional update from the states `ALLOWED_TRANSITIONS` permits, bumps the row's
 `version` and records its event in the same transaction. A worker that loses a race gets
 None/False back; the user actions (tabs.py) turn that into InvalidTransition (409).
+
+Also the two hand-offs every path into a pending state ends with: `dispatch_session` (the
+session step, after commit) and `ensure_provisioning` (the task's one provisioning run).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from django.utils.timezone import now
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from django.db.models import QuerySet
-
-logger = logging.getLogger(__name__)
 
 
 def record_tab(tab: WorkbenchTab) -> None:

@@ -43,9 +43,14 @@ from hypothesis.stateful import (
 from core.errors import Conflict, InvalidTransition
 from core.models import Event, Membership, Workspace
 from sandboxes import services as sandbox_services
-from sandboxes.agent_client import PromptResult
 from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
-from sandboxes.providers.base import ProviderError, SandboxGone, SandboxHandle, SandboxSpec
+from sandboxes.providers.base import (
+    PromptResult,
+    ProviderError,
+    SandboxGone,
+    SandboxHandle,
+    SandboxSpec,
+)
 from tasks_app.models import Task
 from tests.factories import MembershipFactory, TaskFactory, UserFactory, WorkspaceFactory
 from workbench import reconciler, services, workflows

@@ -1,4 +1,4 @@
-"""The strict input base (config/serializers.py) and the depth-bounded JSON parser."""
+"""The strict input base (core/serializers.py) and the depth-bounded JSON parser."""
 
 from __future__ import annotations
 
