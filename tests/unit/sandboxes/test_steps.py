@@ -38,7 +38,7 @@ def provision(provider: StepsProvider) -> tuple[Sandbox, bool | Exception]:
     )
     claim = services.sandbox_lease(sandbox_id=sandbox.pk, owner="o")
     spec = SandboxSpec(key=claim.sandbox.key, repository="", branch="", agent="mock")
-    with mock.patch.object(services, "get_provider", return_value=provider):
+    with mock.patch("sandboxes.providers.get_provider", return_value=provider):
         try:
             outcome: bool | Exception = services.sandbox_provision(
                 sandbox_id=claim.sandbox.pk, fence=claim.sandbox.fence, spec=spec
@@ -93,7 +93,9 @@ def test_a_success_is_recorded_even_when_the_provider_fails_between_steps():
 
 
 def test_a_success_is_recorded_even_when_marking_the_sandbox_ready_fails():
-    broken = mock.patch.object(services, "sandbox_mark_ready", side_effect=RuntimeError("gone"))
+    broken = mock.patch(
+        "sandboxes.services.provisioning.sandbox_mark_ready", side_effect=RuntimeError("gone")
+    )
     with broken, pytest.raises(RuntimeError):
         provision(StepsProvider(["a"]))
     [step] = ProvisioningStep.objects.all()

@@ -125,7 +125,7 @@ class FakeProvider:
 
 @contextmanager
 def provider(fail: bool = False) -> Iterator[None]:
-    with mock.patch("sandboxes.services.get_provider", return_value=FakeProvider(fail)):
+    with mock.patch("sandboxes.providers.get_provider", return_value=FakeProvider(fail)):
         yield
 
 

@@ -32,7 +32,7 @@ def test_a_lost_sandbox_is_released_after_commit(django_capture_on_commit_callba
 def test_releasing_stops_the_provider_sandbox_and_keeps_the_row():
     sandbox = SandboxFactory(state=SandboxState.FAILED, error_code="sandbox_lost")
     provider = mock.Mock()
-    with mock.patch("sandboxes.services.get_provider", return_value=provider):
+    with mock.patch("sandboxes.providers.get_provider", return_value=provider):
         assert sandbox_services.sandbox_release_failed(sandbox_id=sandbox.pk)
     provider.destroy.assert_called_once()
     assert provider.destroy.call_args.args[0] == sandbox.key
@@ -42,6 +42,6 @@ def test_releasing_stops_the_provider_sandbox_and_keeps_the_row():
 
 def test_only_failed_sandboxes_are_released():
     sandbox = SandboxFactory(state=SandboxState.READY)
-    with mock.patch("sandboxes.services.get_provider") as get_provider:
+    with mock.patch("sandboxes.providers.get_provider") as get_provider:
         assert not sandbox_services.sandbox_release_failed(sandbox_id=sandbox.pk)
     get_provider.assert_not_called()

@@ -1,0 +1,105 @@
+"""What the service asks of a made sandbox through its provider: health, agent sessions,
+and freeing it (destroyed, or a failed one released)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from django.utils.timezone import now
+
+from core.locks import workspace_transaction
+from core.transitions import transition
+from sandboxes import providers
+from sandboxes.models import (
+    SANDBOX_TRANSITIONS,
+    Sandbox,
+    SandboxState,
+)
+from sandboxes.providers.base import ProviderError
+from sandboxes.services.transitions import handle_of, record_sandbox, workspace_id_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sandboxes.providers.base import PromptResult
+
+logger = logging.getLogger(__name__)
+
+
+def sandbox_destroy(*, sandbox_id: int) -> bool:
+    """destroying -> destroyed: stop its server and remove its files. Safe to repeat."""
+    sandbox = Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.DESTROYING).first()
+    if sandbox is None:
+        return False
+    provider = providers.get_provider(sandbox.provider)
+    provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+    with workspace_transaction(workspace_id_of(sandbox_id)):
+        updated = transition(
+            Sandbox.objects.filter(pk=sandbox_id),
+            table=SANDBOX_TRANSITIONS,
+            to=SandboxState.DESTROYED,
+            destroyed_at=now(),
+        )
+        if updated == 1:
+            record_sandbox(sandbox_id)
+    return updated == 1
+
+
+def sandbox_release_failed(*, sandbox_id: int) -> bool:
+    """Stop whatever a failed sandbox still runs and remove its files; the row keeps its
+    state and error for users and operators. Safe to repeat."""
+    sandbox = Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.FAILED).first()
+    if sandbox is None:
+        return False
+    provider = providers.get_provider(sandbox.provider)
+    provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+    Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.FAILED).update(released_at=now())
+    return True
+
+
+def sandbox_healthy(*, sandbox: Sandbox) -> bool:
+    """Whether a ready sandbox's server answers (a provider error counts as no)."""
+    try:
+        return providers.get_provider(sandbox.provider).health(handle_of(sandbox))
+    except ProviderError:
+        return False
+
+
+def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str) -> str:
+    """Start an agent session in a ready sandbox; returns the session id."""
+    provider = providers.get_provider(sandbox.provider)
+    return provider.create_session(
+        handle_of(sandbox), server_id=server_id, agent=agent, cwd=sandbox.workdir
+    )
+
+
+def sandbox_session_prompt(
+    *,
+    sandbox: Sandbox,
+    server_id: str,
+    session_id: str,
+    text: str,
+    last_event_id: str,
+    on_text: Callable[[str], None],
+) -> PromptResult:
+    """Run one agent turn in the tab's session; raises ProviderError / SandboxGone."""
+    provider = providers.get_provider(sandbox.provider)
+    return provider.prompt(
+        handle_of(sandbox),
+        server_id=server_id,
+        session_id=session_id,
+        text=text,
+        last_event_id=last_event_id,
+        on_text=on_text,
+    )
+
+
+def sandbox_session_cancel(*, sandbox: Sandbox, server_id: str, session_id: str) -> None:
+    provider = providers.get_provider(sandbox.provider)
+    provider.cancel(handle_of(sandbox), server_id=server_id, session_id=session_id)
+
+
+def sandbox_session_close(*, sandbox: Sandbox, server_id: str) -> None:
+    provider = providers.get_provider(sandbox.provider)
+    provider.destroy_session(handle_of(sandbox), server_id=server_id)

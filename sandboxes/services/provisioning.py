@@ -1,0 +1,206 @@
+"""A provisioning run: the provider's steps under the lease, each recorded as it happens,
+ending in the ready mark."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import connection
+from django.utils.timezone import now
+
+from core.events import record_event
+from core.locks import workspace_transaction
+from sandboxes import providers
+from sandboxes.models import (
+    ProvisioningStep,
+    Sandbox,
+    SandboxState,
+    StepOutcome,
+)
+from sandboxes.providers.base import ProviderError, SandboxSpec
+from sandboxes.serializers import step_event_payload
+from sandboxes.services.leases import LeaseLost, lease_until
+from sandboxes.services.transitions import sandbox_mark_ready
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from datetime import datetime
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """A sandbox's task and workspace, read once per provisioning run (they never change):
+    recording each step otherwise re-read them three times on each side of the step."""
+
+    task_id: int
+    workspace_id: int
+
+
+def _owner_of(sandbox_id: int) -> _Owner:
+    task_id, workspace_id = (
+        Sandbox.objects.filter(pk=sandbox_id).values_list("task_id", "task__workspace_id").get()
+    )
+    return _Owner(task_id=task_id, workspace_id=workspace_id)
+
+
+class _StepRecorder:
+    """Records a provisioning run's steps as they happen, for operators and live clients.
+
+    A step's start is written (renewing the lease, stopping the run if it was taken over)
+    before it runs. Its success is written with the next step's start, or with the
+    sandbox's ready mark: one transaction per step boundary instead of two, since each
+    locks the workspace (docs/benchmarks.md). A failure is written at once.
+    """
+
+    def __init__(self, sandbox_id: int, fence: int, owner: _Owner) -> None:
+        self.sandbox_id, self.fence, self.owner = sandbox_id, fence, owner
+        self.succeeded: ProvisioningStep | None = None  # finished, not yet written
+
+    @contextmanager
+    def boundary(self) -> Iterator[None]:
+        """A workspace transaction that also writes the last step's success; if it rolls
+        back, that success is still to be written."""
+        pending = self.succeeded
+        try:
+            with workspace_transaction(self.owner.workspace_id):
+                self.flush()
+                yield
+        except BaseException:
+            self.succeeded = pending
+            raise
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        with self.boundary():
+            renewed = Sandbox.objects.filter(
+                pk=self.sandbox_id, state=SandboxState.PROVISIONING, fence=self.fence
+            ).update(lease_expires_at=lease_until())
+            if not renewed:
+                raise LeaseLost(f"sandbox {self.sandbox_id} fence {self.fence}")
+            step = ProvisioningStep.objects.create(
+                sandbox_id=self.sandbox_id, name=name, fence=self.fence, started_at=now()
+            )
+            _record_step(step, self.owner)
+        keeper = _LeaseKeeper(self.sandbox_id, self.fence)
+        try:
+            with keeper:
+                yield
+            if keeper.lost:
+                raise LeaseLost(
+                    f"sandbox {self.sandbox_id} fence {self.fence} was taken over during {name}"
+                )
+        except Exception as exc:
+            if isinstance(exc, ProviderError):
+                exc.step = name
+                detail = exc.message
+            else:
+                detail = f"{type(exc).__name__}: {exc}"
+            _finish_step(step, StepOutcome.FAILED, detail, self.owner)
+            raise
+        step.outcome, step.finished_at = StepOutcome.SUCCEEDED, now()
+        self.succeeded = step
+
+    def flush(self) -> None:
+        """Write the last step's success (in the caller's transaction, if any)."""
+        step = self.succeeded
+        if step is not None:
+            _finish_step(step, step.outcome, "", self.owner, finished_at=step.finished_at)
+            self.succeeded = None
+
+
+class _LeaseKeeper:
+    """Renews the lease every third of its length while a long step runs (a clone can take
+    minutes), so that only a dead or hung run ever loses it. Short steps never start it."""
+
+    def __init__(self, sandbox_id: int, fence: int):
+        self.sandbox_id, self.fence = sandbox_id, fence
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{sandbox_id}", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = settings.WORKBENCH_PROVISION_LEASE_SECONDS / 3
+        try:
+            while not self._stop.wait(interval):
+                renewed = Sandbox.objects.filter(
+                    pk=self.sandbox_id, state=SandboxState.PROVISIONING, fence=self.fence
+                ).update(lease_expires_at=lease_until())
+                if not renewed:
+                    self.lost = True
+                    return
+        finally:
+            connection.close()  # this thread's own database connection
+
+
+def _record_step(step: ProvisioningStep, owner: _Owner) -> None:
+    payload = step_event_payload(step, task_id=owner.task_id)
+    record_event(owner.workspace_id, "provisioning.step", payload)
+
+
+def _finish_step(
+    step: ProvisioningStep,
+    outcome: str,
+    detail: str,
+    owner: _Owner,
+    finished_at: datetime | None = None,
+) -> None:
+    with workspace_transaction(owner.workspace_id):
+        step.outcome, step.detail = outcome, detail[:2000]
+        step.finished_at = finished_at or now()
+        step.save(update_fields=["outcome", "detail", "finished_at"])
+        _record_step(step, owner)
+
+
+def sandbox_provision(
+    *,
+    sandbox_id: int,
+    fence: int,
+    spec: SandboxSpec,
+    on_ready: Callable[[], object] | None = None,
+) -> bool:
+    """Run the provider's steps under the lease; True when this run made the sandbox ready.
+
+    `on_ready` runs in the transaction that marks it ready (the hand-off to whatever waits
+    on it commits with the mark, or not at all). Raises ProviderError when a step fails
+    (the caller fails the sandbox and its waiting tabs together) and LeaseLost when another
+    run took over.
+    """
+    sandbox = Sandbox.objects.get(pk=sandbox_id)
+    provider = providers.get_provider(sandbox.provider)
+
+    owner = _owner_of(sandbox_id)
+    steps = _StepRecorder(sandbox_id, fence, owner)
+    try:
+        handle = provider.create(spec, step=steps.step)
+        with steps.boundary():
+            made_ready = sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle)
+            if made_ready and on_ready is not None:
+                on_ready()
+    except BaseException:
+        try:
+            steps.flush()  # a step that succeeded before the run failed
+        except Exception:
+            logger.exception("recording sandbox %s's last step failed", sandbox_id)
+        raise
+    if made_ready:
+        return True
+    logger.info(
+        "sandbox %s was taken over while provisioning; leaving it to the new run", sandbox_id
+    )
+    return False
