@@ -126,7 +126,8 @@ def _send(task: str, *args: object) -> None:
     """Publish a message for `workbench.tasks.<task>`, by name: the tasks module calls the
     services, which call this one, so importing it here would close a circle. Celery routes
     by the name (CELERY_TASK_ROUTES), as it does for `delay`."""
-    current_app.send_task(f"workbench.tasks.{task}", args=list(args))
+    # ignore_result as `delay` sends it (CELERY_TASK_IGNORE_RESULT): no result is kept.
+    current_app.send_task(f"workbench.tasks.{task}", args=list(args), ignore_result=True)
 
 
 def start_sandbox_run(*, sandbox_id: int) -> None:

@@ -3,7 +3,6 @@ takes (its fence is the run's token), and the workspace's share of concurrent ru
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -19,9 +18,6 @@ from sandboxes.models import (
     SandboxState,
 )
 from sandboxes.services.transitions import record_sandbox, workspace_id_of
-
-logger = logging.getLogger(__name__)
-
 
 ClaimOutcome = Literal["ready", "lead", "busy", "queued", "exhausted", "gone"]
 

@@ -3,7 +3,6 @@ and freeing it (destroyed, or a failed one released)."""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from django.utils.timezone import now
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sandboxes.providers.base import PromptResult
-
-logger = logging.getLogger(__name__)
 
 
 def sandbox_destroy(*, sandbox_id: int) -> bool:

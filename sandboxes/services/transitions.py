@@ -4,8 +4,6 @@ sandbox's workspace and its provider handle."""
 
 from __future__ import annotations
 
-import logging
-
 from django.utils.timezone import now
 
 from core.events import record_event
@@ -18,8 +16,6 @@ from sandboxes.models import (
 )
 from sandboxes.providers.base import SandboxHandle
 from sandboxes.serializers import sandbox_payload
-
-logger = logging.getLogger(__name__)
 
 
 def handle_of(sandbox: Sandbox) -> SandboxHandle:
