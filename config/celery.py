@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import before_task_publish, worker_ready
+from celery.signals import before_task_publish, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -20,6 +20,15 @@ def _start_upkeep(**_: object) -> None:
     from workbench import upkeep
 
     upkeep.start()
+
+
+@worker_shutdown.connect
+def _stop_upkeep(**_: object) -> None:
+    """A warm shutdown ends the round in progress and releases its lease at once, so the
+    other workers' upkeep does not wait for it to lapse."""
+    from workbench import upkeep
+
+    upkeep.stop()
 
 
 @before_task_publish.connect

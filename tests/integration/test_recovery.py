@@ -10,6 +10,7 @@ import signal
 from sandboxes.models import Sandbox, SandboxState
 from tests.helpers import wait_for_running_step, wait_until
 from tests.integration.test_faults import open_tabs, owner  # noqa: F401 (fixture)
+from workbench import upkeep
 from workbench.models import PENDING_STATES, TabState, WorkbenchTab
 
 # What a deployment would set for fast repair; the defaults are 20 s and 5 s.
@@ -138,4 +139,44 @@ def test_a_lost_session_message_is_found_while_the_provisioning_queue_is_backed_
         )
         assert broker.llen("provision") == len(backlog)  # the backlog was there throughout
     finally:
+        celery_worker.start()
+
+
+def test_a_worker_stopped_or_killed_mid_round_does_not_hold_back_the_others_upkeep(
+    owner,  # noqa: F811
+    celery_worker,
+    make_celery_worker,
+    redis_server,
+):
+    """The upkeep lease is released by a warm shutdown and lapses within LEASE_SECONDS of a
+    SIGKILL: either way the next worker's repair starts within the 30 s bound. (With a lease
+    as long as the longest round, 60 s, a worker stopped mid-round left the others none.)"""
+    broker = redis_server.client()
+    # A ready sandbox whose server is frozen (SIGSTOP) makes every round wait on its health
+    # check; the long grace keeps it ready, so the rounds stay long.
+    slow_rounds = {**UPKEEP, "WORKBENCH_HEALTH_GRACE": "600"}
+    celery_worker.stop()
+    frozen: int | None = None
+    try:
+        worker = make_celery_worker(env=slow_rounds)
+        task, tabs = open_tabs(owner, 1)
+        wait_until(lambda: states([tabs[0]["id"]]) == [(TabState.READY, "")], timeout=60)
+        frozen = Sandbox.objects.get(task_id=task["id"], state=SandboxState.READY).pid
+        os.killpg(frozen, signal.SIGSTOP)
+
+        wait_until(lambda: broker.get(upkeep.LEASE_KEY), timeout=10, message="no round began")
+        worker.stop()  # warm shutdown mid-round
+        assert broker.get(upkeep.LEASE_KEY) is None, "a warm shutdown left its lease held"
+
+        worker = make_celery_worker(env=slow_rounds)
+        wait_until(lambda: broker.get(upkeep.LEASE_KEY), timeout=20, message="no round began")
+        worker.kill(signal.SIGKILL)
+        wait_until(
+            lambda: broker.get(upkeep.LEASE_KEY) is None,
+            timeout=upkeep.LEASE_SECONDS + 2,
+            message=lambda: f"lease still held, {broker.pttl(upkeep.LEASE_KEY)} ms to go",
+        )
+    finally:
+        if frozen is not None:
+            os.killpg(frozen, signal.SIGCONT)
         celery_worker.start()

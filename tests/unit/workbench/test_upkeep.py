@@ -18,23 +18,31 @@ pytestmark = pytest.mark.django_db
 
 
 class Lease:
-    """Redis's SET NX, as the upkeep uses it."""
+    """The upkeep's Redis lease as redis-py's Lock gives it: one holder, by token."""
 
     def __init__(self) -> None:
         self.holder: str | None = None
 
-    def set(self, key: str, value: str, *, nx: bool, ex: int) -> bool:
-        if self.holder is not None:
-            return False
-        self.holder = value
-        return True
+    def lock(self, name: str, **_: object) -> Lease.Held:
+        return Lease.Held(self)
 
-    def eval(self, script: str, keys: int, key: str, owner: str) -> int:
-        """The owner's compare-and-delete."""
-        if self.holder == owner:
-            self.holder = None
-            return 1
-        return 0
+    class Held:
+        def __init__(self, lease: Lease) -> None:
+            self.lease = lease
+            self.token: str | None = None
+
+        def acquire(self, *, token: str) -> bool:
+            if self.lease.holder is not None:
+                return False
+            self.lease.holder = self.token = token
+            return True
+
+        def release(self) -> None:
+            assert self.lease.holder == self.token, "released by someone else's handle"
+            self.lease.holder = None
+
+        def extend(self, seconds: float, *, replace_ttl: bool) -> bool:
+            return True
 
 
 def test_only_the_worker_holding_the_lease_runs_a_round(monkeypatch):
@@ -43,11 +51,19 @@ def test_only_the_worker_holding_the_lease_runs_a_round(monkeypatch):
     monkeypatch.setattr(services, "sandboxes_watch", mock.Mock(return_value=0))
     lease = Lease()
     lease.holder = "worker-a"  # a round of worker-a in progress
-    assert upkeep.run_once(lease, "worker-b") is False
+    assert upkeep.run_once(lease, "worker-b") is False  # type: ignore[arg-type]
     lease.holder = None
-    assert upkeep.run_once(lease, "worker-b") is True
+    assert upkeep.run_once(lease, "worker-b") is True  # type: ignore[arg-type]
     assert lease.holder is None  # released by its owner once the round ended
     assert rounds.call_count == 1
+
+
+def test_a_failing_round_still_releases_its_lease(monkeypatch):
+    monkeypatch.setattr(reconciler, "reconcile", mock.Mock(side_effect=RuntimeError("db away")))
+    lease = Lease()
+    with pytest.raises(RuntimeError):
+        upkeep.run_once(lease, "worker-a")  # type: ignore[arg-type]
+    assert lease.holder is None
 
 
 def test_a_ready_sandbox_whose_server_stays_silent_is_lost_with_its_tabs(settings, monkeypatch):
