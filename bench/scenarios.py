@@ -8,6 +8,7 @@ task's start, a websocket frame's arrival) are all wall-clock times of the one m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import threading
@@ -221,6 +222,7 @@ SCENARIOS = (
     "tab_latency",
     "inline",
     "websocket",
+    "ws_order",
     "orchestration",
     "burst",
     "waiting",
@@ -247,6 +249,9 @@ def run_all(
     if "websocket" in only:
         log("3. websocket fan-out and memory per socket")
         out["websocket"] = websocket(stack, fx, config, log)
+    if "ws_order" in only:
+        log("3b. websocket event order, concurrent writers in several processes")
+        out["ws_order"] = ws_order(stack, fx, config, log)
     if "orchestration" in only:
         log("4. orchestration overhead and Celery wait")
         out["orchestration"] = orchestration(stack, fx, config, log)
@@ -372,8 +377,9 @@ class WsClient:
     """One websocket that records every frame with its arrival time (parsed later, so the
     client spends as little as possible between frames)."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, snapshot_seq: int | None = None) -> None:
         self.ws = ws
+        self.snapshot_seq = snapshot_seq
         self.frames: list[tuple[float, bytes]] = []
         self.reader = asyncio.create_task(self._read())
 
@@ -401,8 +407,8 @@ async def open_clients(url: str, token: str, count: int, *, batch: int = 50) -> 
             ping_interval=None,
             close_timeout=2,
         )
-        await ws.recv(decode=False)  # the snapshot
-        return WsClient(ws)
+        snapshot = json.loads(await ws.recv(decode=False))
+        return WsClient(ws, snapshot.get("seq"))
 
     clients: list[WsClient] = []
     for start in range(0, count, batch):
@@ -531,6 +537,208 @@ async def _websocket(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
     await close_clients(clients)
     stack.purge_queues()
     return {"memory": memory, "sizes": sizes}
+
+
+# -- event order -----------------------------------------------------------------------------
+
+
+def ws_order(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
+    """Event order at each client, and commit-to-client latency, with concurrent writers.
+
+    `order_clients` websocket clients on one workspace. Every `order_interval` s, a round of
+    `order_writers` bench.touch Celery tasks (one event each, alternating between the
+    provisioning pool and the main pool: different worker processes) and `order_patches`
+    task renames (PATCH /api/tasks/{id}/, in Daphne's request threads) start at once, so
+    their commits come back to back under the workspace lock and their publishers race to
+    Redis. Per client, a frame is *out of order* if its seq is neither the highest seen + 1
+    nor a duplicate (a swap of two events counts twice); *late* if it is below the highest
+    seen (by how long: since that highest arrived). A listener on the channel layer in this
+    process records the order the broadcasts arrive in, as a hub receives them.
+    """
+    stack.start_workers(delay=0.0)
+    try:
+        return asyncio.run(_ws_order(fx, cfg, log))
+    finally:
+        stack.stop_workers()
+
+
+def _current_seq(workspace_id: int) -> int:
+    from django.db import close_old_connections
+
+    from core.models import Workspace
+
+    seq = Workspace.objects.values_list("event_seq", flat=True).get(pk=workspace_id)
+    close_old_connections()
+    return seq
+
+
+def _touch(workspace_id: int, writers: int) -> None:
+    from config.celery import app
+
+    for n in range(writers):
+        app.send_task("bench.touch", args=[workspace_id], queue=("provision", "celery")[n % 2])
+
+
+async def _listen(workspace_id: int, heard: list[tuple[int, float]]) -> None:
+    """Record when each event's broadcast reaches a subscriber of the channel layer, as a
+    hub's would (but in a process with nothing else to do)."""
+    from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+
+    from core.publish import group_name
+
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    channel = await layer.new_channel("bench-listener.")
+    await layer.group_add(group_name(workspace_id), channel)
+    try:
+        while True:
+            message = await layer.receive(channel)
+            heard.append((message["seq"], time.time()))
+    finally:
+        with contextlib.suppress(Exception):
+            await layer.group_discard(group_name(workspace_id), channel)
+
+
+def _windows(heard: list[tuple[int, float]]) -> list[float]:
+    """For each broadcast that reached the listener after a later seq: by how long (ms)."""
+    windows, first_after = [], {}
+    for seq, arrived in heard:
+        for later, at in first_after.items():
+            if later > seq:
+                windows.append(ms(arrived - at))
+                break
+        first_after.setdefault(seq, arrived)
+    return windows
+
+
+async def _settle(workspace_id: int, clients: list[WsClient], timeout: float) -> int:
+    """Wait until the log stops growing for 1 s and every client has its last seq."""
+    deadline = time.monotonic() + timeout
+    seq, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        current = await asyncio.to_thread(_current_seq, workspace_id)
+        if current != seq:
+            seq, stable_since = current, time.monotonic()
+        elif time.monotonic() - stable_since > 1.0 and all(
+            c.frames and json.loads(c.frames[-1][1]).get("seq", -1) >= seq for c in clients
+        ):
+            break
+        await asyncio.sleep(0.2)
+    return seq
+
+
+async def _ws_order(fx: Fixture, cfg: Config, log: Log) -> dict:
+    workspace = fx.stream_workspace_id
+    (task,) = await asyncio.to_thread(new_tasks, fx, 1, "order", workspace_id=workspace)
+    url = f"{fx.ws_url}/ws/workspaces/{workspace}/"
+    # Warm every worker process (a fresh pool's first task imports Django's app code).
+    warm_from = await asyncio.to_thread(_current_seq, workspace)
+    await asyncio.to_thread(_touch, workspace, 12)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(_current_seq, workspace) >= warm_from + 12:
+            break
+        await asyncio.sleep(0.1)
+    clients = await open_clients(url, fx.tokens[0], cfg.order_clients)
+    listener = asyncio.create_task(_listen(workspace, heard := []))
+    await asyncio.sleep(0.5)
+    started = time.time()
+    async with make_client(fx.base_url) as http:
+        patches: list[asyncio.Task[httpx.Response]] = []
+        for n in range(cfg.order_rounds):
+            delay = started + n * cfg.order_interval - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            _touch(workspace, cfg.order_writers)
+            patches += [
+                asyncio.create_task(
+                    http.patch(
+                        f"/api/tasks/{task}/",
+                        json={"title": f"order {n}.{k}"},
+                        headers=fx.headers(0),
+                    )
+                )
+                for k in range(cfg.order_patches)
+            ]
+        responses = await asyncio.gather(*patches, return_exceptions=True)
+    patch_errors = sum(1 for r in responses if isinstance(r, BaseException) or r.status_code != 200)
+    last_seq = await _settle(workspace, clients, 30.0)
+    listener.cancel()
+    out_of_order, late, duplicates, missing = [], [], 0, 0
+    lateness: list[float] = []
+    arrivals: list[tuple[int, float]] = []
+    for client in clients:
+        seen: set[int] = set()
+        top = client.snapshot_seq or 0
+        top_arrived = 0.0
+        wrong = 0
+        for arrived, raw in client.frames:
+            frame = json.loads(raw)
+            if frame.get("type") != "event":
+                continue
+            seq = frame["seq"]
+            if seq in seen or seq <= (client.snapshot_seq or 0):
+                duplicates += 1
+                continue
+            seen.add(seq)
+            arrivals.append((seq, arrived))
+            if seq != top + 1:
+                wrong += 1
+                if seq < top:
+                    late.append(seq)
+                    lateness.append(ms(arrived - top_arrived))
+            if seq > top:
+                top, top_arrived = seq, arrived
+        out_of_order.append(wrong)
+        missing += max(0, last_seq - (client.snapshot_seq or 0) - len(seen))
+    created = await asyncio.to_thread(event_times, workspace, sorted({s for s, _ in arrivals}))
+    commit = [ms(t - created[seq]) for seq, t in arrivals if seq in created]
+    last: dict[int, float] = {}
+    first: dict[int, float] = {}
+    for seq, arrived in arrivals:
+        last[seq] = max(last.get(seq, 0.0), arrived)
+        first[seq] = min(first.get(seq, math.inf), arrived)
+    events = len(created)
+    # The slowest events: (seq, commit->first client, commit->last client), in ms.
+    slowest = sorted(
+        ((s, round(ms(first[s] - created[s]), 1), round(ms(t - created[s]), 1))
+         for s, t in last.items() if s in created),
+        key=lambda row: -row[2],
+    )[:5]  # fmt: skip
+    result = {
+        "clients": len(clients),
+        "rounds": cfg.order_rounds,
+        "writers": cfg.order_writers,
+        "patches": cfg.order_patches,
+        "patch_errors": patch_errors,
+        "events": events,
+        "delivered": len(arrivals),
+        "expected": events * len(clients),
+        "missing": missing,
+        "duplicates": duplicates,
+        "out_of_order": sum(out_of_order),
+        "out_of_order_max_per_client": max(out_of_order, default=0),
+        "clients_with_out_of_order": sum(1 for n in out_of_order if n),
+        "layer_reorder_window_ms": stats(_windows(heard)),
+        "layer_reordered": len(_windows(heard)),
+        "late": len(late),
+        "late_by_ms": stats(lateness),
+        "commit_to_client": stats(commit),
+        "last_subscriber": stats([ms(t - created[s]) for s, t in last.items() if s in created]),
+        "slowest": slowest,
+    }
+    await close_clients(clients)
+    worst, late_by = result["out_of_order_max_per_client"], result["late_by_ms"]
+    commit_ms, window = result["commit_to_client"], result["layer_reorder_window_ms"]
+    log(
+        f"   {len(clients)} clients, {events} events: out of order {result['out_of_order']} "
+        f"({result['clients_with_out_of_order']} clients, max {worst}), late {len(late)} "
+        f"(by p50 {late_by['p50']:.1f} max {late_by['max']:.1f} ms), missing {missing}; "
+        f"commit->client p50 {commit_ms['p50']:.1f} p99 {commit_ms['p99']:.1f} "
+        f"max {commit_ms['max']:.1f} ms; at the layer {result['layer_reordered']} reordered "
+        f"(by p50 {window['p50']:.1f} p99 {window['p99']:.1f} max {window['max']:.1f} ms); "
+        f"slowest (seq, first, last ms) {slowest[:3]}"
+    )
+    return result
 
 
 # -- orchestration ---------------------------------------------------------------------------

@@ -68,6 +68,11 @@ class Config:
     ws_events: int = 20
     ws_rate: float = 4.0  # tab events per second while clients listen
     ws_rate_large: float = 2.0  # for 1,000 clients
+    order_clients: int = 1000
+    order_rounds: int = 15
+    order_interval: float = 1.0  # seconds between rounds of concurrent writes
+    order_writers: int = 3  # bench.touch tasks per round, over both worker pools
+    order_patches: int = 1  # task renames per round (Daphne's request threads)
     orch_count: int = 20
     orch_rate: float = 2.0
     burst_tabs: int = 100
@@ -101,6 +106,9 @@ class Config:
             ws_sizes=[2, 1],
             ws_events=2,
             ws_rate=10.0,
+            order_clients=2,
+            order_rounds=2,
+            order_interval=0.5,
             orch_count=2,
             orch_rate=4.0,
             burst_tabs=5,

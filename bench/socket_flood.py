@@ -145,7 +145,7 @@ def make_fixture(stack: Any, tasks: int) -> dict[str, Any]:
             task=task, workspace=big, title=f"tab {n}", agent="mock", created_by=attacker
         )
     task_services.task_create(workspace_id=small.pk, user=victim, title="mine")
-    snapshot = selectors.workbench_snapshot(workspace=big)
+    snapshot = selectors.workbench_snapshot(workspace=big, user_id=attacker.pk)
     ws = stack.daphne.ws_url
     return {
         "snapshot_bytes": len(json.dumps(snapshot)),

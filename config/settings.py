@@ -213,6 +213,8 @@ REST_FRAMEWORK = {
         "message_send": env_str("WORKBENCH_MESSAGE_RATE", "120/min"),
         "task_create": env_str("WORKBENCH_TASK_CREATE_RATE", "60/min"),
         "workspace_create": env_str("WORKBENCH_WORKSPACE_CREATE_RATE", "10/min"),
+        # Adding members looks users up by name or email: bounded like a login.
+        "member_add": env_str("WORKBENCH_MEMBER_ADD_RATE", "30/min"),
         "login": env_str("WORKBENCH_LOGIN_RATE", "30/min"),
         "login_username": env_str("WORKBENCH_LOGIN_USERNAME_RATE", "10/min"),
         # Websocket connects per user (workbench/socket_quota.py), refused with 4429.
@@ -381,6 +383,12 @@ WORKBENCH_SOCKET_STALE_SECONDS = env_float("WORKBENCH_SOCKET_STALE_SECONDS", 90.
 # everyone (workbench/snapshots.py, docs/benchmarks.md "Socket flood").
 WORKBENCH_SNAPSHOT_THREADS = env_int("WORKBENCH_SNAPSHOT_THREADS", 2)
 WORKBENCH_SNAPSHOTS_PER_USER = env_int("WORKBENCH_SNAPSHOTS_PER_USER", 1)
+# A fan-out hub that receives an event before an earlier one of its workspace holds it this
+# long for the earlier one, then reads the missing ones from the event log, so each socket gets
+# its events in seq order (workbench/fanout.py; docs/benchmarks.md, "Event order").
+WORKBENCH_STREAM_GAP_WAIT_MS = env_float("WORKBENCH_STREAM_GAP_WAIT_MS", 50.0)
+if WORKBENCH_STREAM_GAP_WAIT_MS < 0:
+    raise ImproperlyConfigured("WORKBENCH_STREAM_GAP_WAIT_MS must not be negative")
 WORKBENCH_MAX_OPEN_TABS_PER_USER = env_int("WORKBENCH_MAX_OPEN_TABS_PER_USER", 500)
 
 LOGGING = {

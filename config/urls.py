@@ -23,6 +23,16 @@ api = [
     path("auth/token/", views.AuthTokenView.as_view(), name="api-token"),
     path("workspaces/", core_views.WorkspaceListView.as_view(), name="workspace-list"),
     path(
+        "workspaces/<int:workspace_id>/members/",
+        core_views.WorkspaceMemberListView.as_view(),
+        name="workspace-members",
+    ),
+    path(
+        "workspaces/<int:workspace_id>/members/<int:user_id>/",
+        core_views.WorkspaceMemberDetailView.as_view(),
+        name="workspace-member",
+    ),
+    path(
         "workspaces/<int:workspace_id>/tasks/",
         task_views.WorkspaceTaskListView.as_view(),
         name="workspace-tasks",

@@ -55,3 +55,10 @@ class InvalidTransition(DomainError):
 class Conflict(DomainError):
     status_code = 409
     default_code = "conflict"
+
+
+class Forbidden(DomainError):
+    """A member asked for what their role does not allow (403; a non-member gets 404)."""
+
+    status_code = 403
+    default_code = "forbidden"

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils.timezone import now
 
 from core.models import Event, Workspace
-from core.publish import publish
+from core.publish import GroupMessage, publish
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -26,8 +26,11 @@ EventName = Literal[
     "sandbox.updated",
     "provisioning.step",
     "tab.updated",
+    "tab.user_state",
     "message.created",
     "message.updated",
+    "member.updated",
+    "member.removed",
 ]
 EVENT_NAMES: frozenset[str] = frozenset(EventName.__args__)  # type: ignore[attr-defined]
 
@@ -45,34 +48,84 @@ def event_frame(event: Event) -> EventFrame:
     return _frame(event.seq, cast("EventName", event.name), event.data)
 
 
+def group_message(
+    workspace_id: int,
+    seq: int,
+    name: EventName,
+    data: dict[str, Any],
+    audience: list[int] | None,
+    *,
+    text: str | None = None,
+) -> GroupMessage:
+    """What the fan-out hubs get for an event: from its broadcast, or read back from the
+    log to fill a gap (the same message either way)."""
+    return {
+        "type": "workbench.event",
+        "workspace": workspace_id,
+        "seq": seq,
+        "text": text if text is not None else json.dumps(_frame(seq, name, data)),
+        "audience": audience,
+        # A removed member's sockets close once the removal is sent (docs/websocket.md).
+        "revoke": int(data["user"]) if name == "member.removed" else None,
+    }
+
+
+def event_message(event: Event) -> GroupMessage:
+    return group_message(
+        event.workspace_id, event.seq, cast("EventName", event.name), event.data, event.audience
+    )
+
+
 def _frame(seq: int, name: EventName, data: dict[str, Any]) -> EventFrame:
     return {"type": "event", "seq": seq, "event": name, "data": data}
 
 
 def _publish_after_commit(
-    workspace_id: int, seq: int, name: EventName, data: dict[str, Any]
+    workspace_id: int,
+    seq: int,
+    name: EventName,
+    data: dict[str, Any],
+    audience: list[int] | None = None,
 ) -> None:
-    transaction.on_commit(partial(publish_event, workspace_id, seq, name, data), robust=True)
+    transaction.on_commit(
+        partial(publish_event, workspace_id, seq, name, data, audience), robust=True
+    )
 
 
-def publish_event(workspace_id: int, seq: int, name: EventName, data: dict[str, Any]) -> None:
+def publish_event(
+    workspace_id: int,
+    seq: int,
+    name: EventName,
+    data: dict[str, Any],
+    audience: list[int] | None = None,
+) -> None:
     # Encoded after commit, not while the change holds the workspace lock.
-    publish(workspace_id, seq, json.dumps(_frame(seq, name, data)))
+    publish(group_message(workspace_id, seq, name, data, audience))
 
 
-def record_event(workspace_id: int, name: EventName, data: Mapping[str, object]) -> int:
+def record_event(
+    workspace_id: int,
+    name: EventName,
+    data: Mapping[str, object],
+    *,
+    audience: Sequence[int] | None = None,
+) -> int:
     """Append an event to the workspace's log in the current transaction; returns its seq.
 
     1. Increment the workspace's counter; the UPDATE locks the row until commit, so
        concurrent writers of one workspace take consecutive numbers: the log is gapless.
     2. Insert the Event row with that seq.
     3. Broadcast it after commit (never before: a client could see an uncommitted change).
+
+    `audience`: the users the event is for (a member's private state); every other member
+    gets a `private` frame in its place (core.publish.text_for).
     """
     _check_recordable(name)
     text = json.dumps(data, cls=DjangoJSONEncoder)
     plain = json.loads(text)
-    seq = _append(workspace_id, name, plain, text)
-    _publish_after_commit(workspace_id, seq, name, plain)
+    users = None if audience is None else sorted(set(audience))
+    seq = _append(workspace_id, name, plain, text, users)
+    _publish_after_commit(workspace_id, seq, name, plain, users)
     return seq
 
 
@@ -102,7 +155,9 @@ def record_events(
         _publish_after_commit(workspace_id, first + i, name, data)
 
 
-def _append(workspace_id: int, name: str, plain: dict[str, Any], text: str) -> int:
+def _append(
+    workspace_id: int, name: str, plain: dict[str, Any], text: str, audience: list[int] | None
+) -> int:
     """Number the event and insert it; returns its seq.
 
     On PostgreSQL in one statement (the counter's UPDATE feeding the INSERT): every write of
@@ -112,7 +167,9 @@ def _append(workspace_id: int, name: str, plain: dict[str, Any], text: str) -> i
     connection = transaction.get_connection()
     if connection.vendor != "postgresql":
         seq = _next_seq(workspace_id)
-        Event.objects.create(workspace_id=workspace_id, seq=seq, name=name, data=plain)
+        Event.objects.create(
+            workspace_id=workspace_id, seq=seq, name=name, data=plain, audience=audience
+        )
         return seq
     workspaces = connection.ops.quote_name(Workspace._meta.db_table)
     events = connection.ops.quote_name(Event._meta.db_table)
@@ -120,9 +177,16 @@ def _append(workspace_id: int, name: str, plain: dict[str, Any], text: str) -> i
         cursor.execute(
             f"WITH counter AS (UPDATE {workspaces} SET event_seq = event_seq + 1"
             " WHERE id = %s RETURNING event_seq)"
-            f" INSERT INTO {events} (workspace_id, seq, name, data, created_at)"
-            " SELECT %s, event_seq, %s, %s::jsonb, %s FROM counter RETURNING seq",
-            [workspace_id, workspace_id, name, text, now()],
+            f" INSERT INTO {events} (workspace_id, seq, name, data, audience, created_at)"
+            " SELECT %s, event_seq, %s, %s::jsonb, %s::jsonb, %s FROM counter RETURNING seq",
+            [
+                workspace_id,
+                workspace_id,
+                name,
+                text,
+                None if audience is None else json.dumps(audience),
+                now(),
+            ],
         )
         row = cursor.fetchone()
     if row is None:

@@ -48,6 +48,8 @@ class Event(models.Model):
     seq = models.BigIntegerField()
     name = models.CharField(max_length=64)
     data = models.JSONField()
+    # The user ids a private event is for (a member's own unread or draft); NULL for all.
+    audience = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

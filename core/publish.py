@@ -5,6 +5,7 @@ in `seq`, and they resume from the Event table (core.events)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -21,8 +22,26 @@ class GroupMessage(TypedDict):
 
     type: Literal["workbench.event"]
     workspace: int
-    seq: int  # for logs
+    seq: int
     text: str  # the event frame as JSON, encoded once here rather than once per socket
+    # The users the event is for (a member's private state), None for every member; the
+    # others get a `private` frame in its place, so their seq stays gapless.
+    audience: list[int] | None
+    # A user whose sockets on the workspace close (4403) once this event is sent.
+    revoke: int | None
+
+
+def private_frame_text(seq: int) -> str:
+    """What a member gets in place of another member's private event: only its seq."""
+    return json.dumps({"type": "event", "seq": seq, "event": "private", "data": {}})
+
+
+def text_for(message: GroupMessage, user_id: int) -> str:
+    """The frame one member's socket receives for `message`."""
+    audience = message["audience"]
+    if audience is None or user_id in audience:
+        return message["text"]
+    return private_frame_text(message["seq"])
 
 
 def group_name(workspace_id: int) -> str:
@@ -30,20 +49,16 @@ def group_name(workspace_id: int) -> str:
     return f"workspace.{workspace_id}"
 
 
-def publish(workspace_id: int, seq: int, text: str) -> None:
-    """Send one committed event (its frame as JSON) to the workspace's group; failures are
-    logged, not raised."""
-    message: GroupMessage = {
-        "type": "workbench.event",
-        "workspace": workspace_id,
-        "seq": seq,
-        "text": text,
-    }
+def publish(message: GroupMessage) -> None:
+    """Send one committed event to its workspace's group; failures are logged, not raised."""
     try:
-        _publisher().send(group_name(workspace_id), dict(message))
+        _publisher().send(group_name(message["workspace"]), dict(message))
     except Exception:
         logger.warning(
-            "publishing event %s#%s failed; clients will resume", workspace_id, seq, exc_info=True
+            "publishing event %s#%s failed; clients will resume",
+            message["workspace"],
+            message["seq"],
+            exc_info=True,
         )
 
 

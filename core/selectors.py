@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Case, OuterRef, QuerySet, Subquery, Value, When
 
 from core.errors import NotFound
 from core.models import Event, Membership, Workspace
@@ -34,6 +34,22 @@ def workspace_get_for_user(*, workspace_id: int, user: User) -> Workspace:
     if workspace is None:
         raise NotFound("No such workspace.", code="workspace_not_found")
     return workspace
+
+
+def member_list(*, workspace_id: int, user: User) -> QuerySet[Membership]:
+    """A workspace's members, for one of them (NotFound for anyone else)."""
+    workspace_get_for_user(workspace_id=workspace_id, user=user)
+    return members_of(workspace_id=workspace_id)
+
+
+def members_of(*, workspace_id: int) -> QuerySet[Membership]:
+    """A workspace's members, owners first, then in the order they joined."""
+    owners_first = Case(When(role=Membership.Role.OWNER, then=Value(0)), default=Value(1))
+    return (
+        Membership.objects.filter(workspace_id=workspace_id)
+        .select_related("user")
+        .order_by(owners_first, "created_at", "pk")
+    )
 
 
 def events_after(*, workspace_id: int, seq: int, limit: int = 1000) -> list[Event] | None:

@@ -10,14 +10,14 @@ each write route refuses all of these with a 400 in the API's one error shape.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 from rest_framework.fields import empty
 from rest_framework.settings import api_settings
 
-from core.models import Workspace
+from core.models import Membership, Workspace
 
 if TYPE_CHECKING:
     from drf_spectacular.openapi import AutoSchema
@@ -97,3 +97,69 @@ class WorkspaceOutputSerializer(serializers.ModelSerializer):  # type: ignore[ty
 
 class WorkspaceCreateInputSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=200)
+
+
+class MemberPayload(TypedDict):
+    """A workspace member: the `member.updated` event, and an entry of the members list."""
+
+    workspace: int
+    user: int
+    username: str
+    name: str
+    role: str
+    joined_at: str
+
+
+class MemberRemovedPayload(TypedDict):
+    """The `member.removed` event: the user's sockets on the workspace close (4403)."""
+
+    workspace: int
+    user: int
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def member_payload(membership: Membership) -> MemberPayload:
+    user = membership.user
+    return {
+        "workspace": membership.workspace_id,
+        "user": user.pk,
+        "username": user.get_username(),
+        "name": user.get_full_name(),
+        "role": membership.role,
+        "joined_at": _DATETIME.to_representation(membership.created_at),
+    }
+
+
+class MemberOutputSerializer(serializers.Serializer[Membership]):
+    """The schema of member_payload (which builds the dict itself)."""
+
+    workspace = serializers.IntegerField()
+    user = serializers.IntegerField()
+    username = serializers.CharField()
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    joined_at = serializers.DateTimeField()
+
+    def to_representation(self, instance: Membership) -> dict[str, Any]:
+        return dict(member_payload(instance))
+
+
+class MemberAddInputSerializer(StrictInputSerializer):
+    """Who to add: a username or an email address (one of them), and their role."""
+
+    username = serializers.CharField(max_length=150, required=False)
+    email = serializers.EmailField(required=False)
+    role = serializers.ChoiceField(
+        choices=Membership.Role.choices, required=False, default=Membership.Role.MEMBER
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("username" in attrs) == ("email" in attrs):
+            raise serializers.ValidationError("send a username or an email address, not both")
+        return attrs
+
+
+class MemberUpdateInputSerializer(StrictInputSerializer):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)

@@ -1,4 +1,5 @@
-"""Workspace routes: list the caller's workspaces, create one (its creator owns it)."""
+"""Workspace routes: list the caller's workspaces, create one (its creator owns it), and
+its members: list, add, change a role, remove or leave."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from rest_framework.views import APIView
 from core import selectors
 from core import services as core_services
 from core.api import ErrorSerializer, member, validated
-from core.serializers import WorkspaceCreateInputSerializer, WorkspaceOutputSerializer
+from core.serializers import (
+    MemberAddInputSerializer,
+    MemberOutputSerializer,
+    MemberUpdateInputSerializer,
+    WorkspaceCreateInputSerializer,
+    WorkspaceOutputSerializer,
+    member_payload,
+)
 from core.throttles import CreateRateThrottle
 
 if TYPE_CHECKING:
@@ -44,3 +52,66 @@ class WorkspaceListView(APIView):
             workspace_id=workspace.pk, user=member(request)
         )
         return Response(WorkspaceOutputSerializer(workspace).data, status=status.HTTP_201_CREATED)
+
+
+class WorkspaceMemberListView(APIView):
+    throttle_classes = [CreateRateThrottle]
+    throttle_scope = "member_add"
+
+    @extend_schema(responses={200: MemberOutputSerializer(many=True), 404: ErrorSerializer})
+    def get(self, request: Request, workspace_id: int) -> Response:
+        members = selectors.member_list(workspace_id=workspace_id, user=member(request))
+        return Response([member_payload(m) for m in members])
+
+    @extend_schema(
+        request=MemberAddInputSerializer,
+        responses={
+            201: MemberOutputSerializer,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+            429: ErrorSerializer,
+        },
+    )
+    def post(self, request: Request, workspace_id: int) -> Response:
+        """Owners add a member by `username` or `email`, as `member` (default) or `owner`."""
+        user = member(request)
+        selectors.workspace_get_for_user(workspace_id=workspace_id, user=user)
+        data = validated(MemberAddInputSerializer, request.data)
+        added = core_services.member_add(workspace_id=workspace_id, by=user, **data)
+        return Response(member_payload(added), status=status.HTTP_201_CREATED)
+
+
+class WorkspaceMemberDetailView(APIView):
+    @extend_schema(
+        request=MemberUpdateInputSerializer,
+        responses={
+            200: MemberOutputSerializer,
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+    )
+    def patch(self, request: Request, workspace_id: int, user_id: int) -> Response:
+        """Owners change a member's role; the last owner cannot be demoted (409)."""
+        user = member(request)
+        selectors.workspace_get_for_user(workspace_id=workspace_id, user=user)
+        data = validated(MemberUpdateInputSerializer, request.data)
+        changed = core_services.member_update(
+            workspace_id=workspace_id, by=user, user_id=user_id, role=data["role"]
+        )
+        return Response(member_payload(changed))
+
+    @extend_schema(
+        request=None,
+        responses={204: None, 403: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+    )
+    def delete(self, request: Request, workspace_id: int, user_id: int) -> Response:
+        """Owners remove a member; any member removes themselves (leaves). The last owner
+        stays (409). The removed member's open sockets on the workspace close (4403)."""
+        user = member(request)
+        selectors.workspace_get_for_user(workspace_id=workspace_id, user=user)
+        core_services.member_remove(workspace_id=workspace_id, by=user, user_id=user_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 ACP_PROTOCOL_VERSION = 1
+# sandbox-agent's config option for the agent's model: its category, and its id (the same
+# for every agent it knows, as of 0.4).
+MODEL_CATEGORY = "model"
+MODEL_CONFIG_ID = "model"
 # A base URL `unix:/path/to.sock` means HTTP over that unix socket.
 UNIX_PREFIX = "unix:"
 
@@ -248,6 +252,37 @@ class AgentServerClient:
         )
         session_id = result.get("sessionId")
         return str(session_id) if session_id else server_id
+
+    def agent_models(self, agent: str) -> tuple[list[tuple[str, str]], str]:
+        """The agent's model choices as the server reports them ((value, name) pairs) and
+        its default: the `model` category of `GET /v1/agents/{agent}?config=true`."""
+        response = self._request("GET", f"/v1/agents/{agent}", params={"config": "true"})
+        if response.status_code >= 400:
+            raise ProviderError(
+                f"listing agent {agent!r}'s models failed: {_problem(response)}",
+                code="agent_config_failed",
+            )
+        body = response.json()
+        options = body.get("configOptions") if isinstance(body, dict) else None
+        for option in options if isinstance(options, list) else []:
+            if isinstance(option, dict) and option.get("category") == MODEL_CATEGORY:
+                choices = [
+                    (str(choice["value"]), str(choice.get("name") or choice["value"]))
+                    for choice in option.get("options") or []
+                    if isinstance(choice, dict) and "value" in choice
+                ]
+                return choices, str(option.get("currentValue") or "")
+        return [], ""
+
+    def set_model(self, *, server_id: str, session_id: str, model: str, timeout: float) -> None:
+        """ACP `session/set_config_option` on the model option (what sandbox-agent's own SDK
+        sends for setModel); the agent's JSON-RPC error, if any, is the reason it refused."""
+        self.acp_call(
+            server_id,
+            "session/set_config_option",
+            {"sessionId": session_id, "configId": MODEL_CONFIG_ID, "value": model},
+            timeout=timeout,
+        )
 
     @contextlib.contextmanager
     def _feed(self, server_id: str, headers: dict[str, str], timeout: float) -> Iterator[Any]:

@@ -45,6 +45,10 @@ class Sandbox(models.Model):
     token = models.CharField(max_length=200, blank=True, default="")
     workdir = models.CharField(max_length=1000, blank=True, default="")
     pid = models.IntegerField(null=True, blank=True)
+    # The models its server offers for the task's agent ([value, name] pairs; empty: no
+    # choice, or not known), and the default, as reported when it became ready.
+    agent_models = models.JSONField(default=list, blank=True)
+    default_model = models.CharField(max_length=200, blank=True, default="")
     # Provisioning lease: who runs the steps now, until when, and a fencing token that every
     # write of the run must match, so a worker that lost its lease cannot overwrite a newer run.
     lease_owner = models.CharField(max_length=200, blank=True, default="")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TypedDict, cast
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from sandboxes.models import ProvisioningStep, Sandbox
@@ -47,6 +48,13 @@ class StepEventPayload(StepPayload):
     task: int
 
 
+class ModelChoice(TypedDict):
+    """A model the sandbox's server offers for its agent."""
+
+    value: str
+    name: str
+
+
 class SandboxPayload(TypedDict):
     """The `sandbox.updated` event, and a task's `sandbox` (SandboxOutputSerializer)."""
 
@@ -61,6 +69,8 @@ class SandboxPayload(TypedDict):
     created_at: str
     ready_at: str | None
     destroyed_at: str | None
+    models: list[ModelChoice]
+    default_model: str
     steps: list[StepPayload]
 
 
@@ -73,9 +83,19 @@ def sandbox_payload(sandbox: Sandbox) -> SandboxPayload:
     return cast("SandboxPayload", SandboxOutputSerializer(sandbox).data)
 
 
+class ModelChoiceSerializer(serializers.Serializer[tuple[str, str]]):
+    value = serializers.CharField()
+    name = serializers.CharField()
+
+
 class SandboxOutputSerializer(serializers.ModelSerializer):
     task = serializers.IntegerField(source="task_id", read_only=True)
     steps = ProvisioningStepSerializer(many=True, read_only=True)
+    models = serializers.SerializerMethodField()
+
+    @extend_schema_field(ModelChoiceSerializer(many=True))
+    def get_models(self, sandbox: Sandbox) -> list[ModelChoice]:
+        return [{"value": value, "name": name} for value, name in sandbox.agent_models]
 
     class Meta:
         model = Sandbox
@@ -92,6 +112,8 @@ class SandboxOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "ready_at",
             "destroyed_at",
+            "models",
+            "default_model",
             "steps",
         ]
         read_only_fields = fields

@@ -9,11 +9,24 @@ from django.utils.timesince import timesince
 
 from core.errors import DomainError
 from workbench import services
-from workbench.models import TabState, WorkbenchTab
+from workbench.models import TabState, TabUserState, WorkbenchTab
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
     from django.http import HttpRequest
+
+
+class TabUserStateInline(admin.TabularInline):
+    """Who has the tab unread. Drafts are the members' own and are not shown."""
+
+    model = TabUserState
+    extra = 0
+    fields = ("user", "unread", "updated_at")
+    readonly_fields = ("user", "unread", "updated_at")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(WorkbenchTab)
@@ -27,7 +40,7 @@ class WorkbenchTabAdmin(admin.ModelAdmin):
         "error_code",
         "attempt",
         "redrives",
-        "unread",
+        "model",
         "created_at",
     ]
     list_filter = ["state", "error_code", "agent", "workspace"]
@@ -58,7 +71,8 @@ class WorkbenchTabAdmin(admin.ModelAdmin):
         "ready_at",
         "closed_at",
     ]
-    fields = ["title", "draft", "unread", *readonly_fields]
+    fields = ["title", "model", *readonly_fields]
+    inlines = [TabUserStateInline]
 
     @admin.display(description="in state for")
     def age(self, tab: WorkbenchTab) -> str:
@@ -68,7 +82,9 @@ class WorkbenchTabAdmin(admin.ModelAdmin):
         return False  # tabs are opened through the API, which dispatches their work
 
     def save_model(self, request: HttpRequest, obj: WorkbenchTab, form: Any, change: bool) -> None:
-        services.tab_update(tab_id=obj.pk, title=obj.title, draft=obj.draft, unread=obj.unread)
+        services.tab_update(tab_id=obj.pk, user=request.user, title=obj.title)  # type: ignore[arg-type]
+        if "model" in form.changed_data:
+            services.tab_set_model(tab_id=obj.pk, model=obj.model)
 
     @admin.action(description="Retry selected tabs in error")
     def retry_tabs(self, request: HttpRequest, queryset: QuerySet[WorkbenchTab]) -> None:

@@ -12,7 +12,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from core import selectors as core_selectors
 from core.models import Workspace
-from workbench import fanout, metrics, snapshots, socket_quota
+from workbench import fanout, metrics, presence, services, snapshots, socket_quota
+from workbench.models import WorkbenchTab
 from workbench.socket_quota import Admission
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -24,6 +25,20 @@ CLOSE_TOO_MANY = socket_quota.CLOSE_TOO_MANY
 @database_sync_to_async
 def _current_seq(workspace_id: int) -> int:
     return Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
+
+
+@database_sync_to_async
+def _open_tab_in(workspace_id: int, tab_id: str) -> bool:
+    try:
+        tab = uuid.UUID(tab_id)
+    except ValueError:
+        return False
+    return WorkbenchTab.objects.filter(pk=tab, workspace_id=workspace_id).exists()
+
+
+@database_sync_to_async
+def _mark_read(tab_id: str, user_id: int) -> None:
+    services.tab_mark_read(tab_id=uuid.UUID(tab_id), user_id=user_id)
 
 
 # The largest seq a client can hold: the event log's column is a signed 64-bit integer.
@@ -47,6 +62,8 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
 
     # Frames the hub delivered before the snapshot was sent; None once live.
     held: list[str] | None = None
+    # Closed because its user is no longer a member: nothing more is sent.
+    gone = False
 
     async def connect(self) -> None:
         self.workspace_id = int(self.scope["url_route"]["kwargs"]["workspace_id"])
@@ -74,6 +91,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY)
             return
         self.hub = fanout.hub_for(self.channel_layer)
+        self.viewing = presence.ViewerClaims(self.user_id, self.socket_id)
         self.held = []
         metrics.websocket_opened()
         # Join before the snapshot: nothing committed after it can be missed.
@@ -88,15 +106,27 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
 
     async def deliver(self, text: str) -> None:
         """An event frame from the hub (JSON encoded once for every socket)."""
+        if self.gone:
+            return
         if self.held is not None:
             self.held.append(text)
             return
         await self.base_send({"type": "websocket.send", "text": text})
 
+    async def revoked(self) -> None:
+        """Its user was removed from the workspace (a `member.removed` event): close now,
+        not at their next reconnect."""
+        await self._refuse()
+
+    async def _refuse(self) -> None:
+        self.gone = True
+        self.held = None
+        await self.close(code=CLOSE_FORBIDDEN)
+
     async def _go_live(self) -> None:
         # Send what arrived during the snapshot, in order; events the hub delivers while
         # these go out are held too, so the loop ends only with nothing left.
-        while self.held:
+        while self.held and not self.gone:
             text = self.held.pop(0)
             await self.base_send({"type": "websocket.send", "text": text})
         self.held = None
@@ -105,11 +135,12 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "hub"):
             metrics.websocket_closed()
             await self.hub.leave(self.workspace_id, self)
+            await self.viewing.close()
         if hasattr(self, "socket_id"):
             await socket_quota.ledger().release(self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if not hasattr(self, "hub"):
+        if not hasattr(self, "hub") or self.gone:
             return
         raw = text_data.encode("utf-8") if text_data is not None else (bytes_data or b"")
         if len(raw) > MAX_FRAME_BYTES:
@@ -124,16 +155,30 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
-        handlers = {"resume": self._resume, "ping": self._ping}
+        handlers = {"resume": self._resume, "ping": self._ping, "view": self._view}
         handler = handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            await self._error("unknown_type", "expected a frame of type resume or ping")
+            await self._error("unknown_type", "expected a frame of type resume, ping or view")
             return
         await handler(content)
 
     async def _ping(self, content: dict) -> None:
+        await self.viewing.renew()
         # The current seq lets a client notice a lost *last* event (no later one shows the gap).
         await self.send_json({"type": "pong", "seq": await _current_seq(self.workspace_id)})
+
+    async def _view(self, content: dict) -> None:
+        """`{"type": "view", "tab": id}`: this page shows that tab (null: none, or hidden).
+        Viewing clears the tab's unread for this member, and replies there leave it read."""
+        tab = content.get("tab")
+        if tab is None:
+            await self.viewing.view(None)
+            return
+        if not isinstance(tab, str) or not await _open_tab_in(self.workspace_id, tab):
+            await self._error("unknown_tab", "view needs the id of a tab of this workspace")
+            return
+        await self.viewing.view(tab)
+        await _mark_read(tab, self.user_id)
 
     async def _resume(self, content: dict) -> None:
         # Hold the hub's events while the answer goes out, so none overtakes it.
@@ -151,9 +196,13 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
             await self._error("invalid_seq", "resume needs a non-negative integer seq")
             return
-        frames = await snapshots.events_after_texts(
-            workspace_id=self.workspace_id, seq=seq, user_id=self.user_id
-        )
+        try:
+            frames = await snapshots.events_after_texts(
+                workspace_id=self.workspace_id, seq=seq, user_id=self.user_id
+            )
+        except snapshots.NotMember:
+            await self._refuse()
+            return
         if frames is None:  # too old (pruned) or too many: start over from a snapshot
             await self._send_snapshot()
             return
@@ -163,7 +212,13 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     async def _send_snapshot(self) -> None:
         # Built in the user's turn on the snapshot pool (workbench/snapshots.py): one user's
         # many connects wait behind each other, not in front of other users'.
-        text = await snapshots.snapshot_text(workspace_id=self.workspace_id, user_id=self.user_id)
+        try:
+            text = await snapshots.snapshot_text(
+                workspace_id=self.workspace_id, user_id=self.user_id
+            )
+        except snapshots.NotMember:  # removed after the connect's own check
+            await self._refuse()
+            return
         await self.send(text_data=text)
 
     async def _error(self, code: str, message: str) -> None:

@@ -6,7 +6,21 @@ sockets on one workspace that was most of Daphne's CPU per event (docs/benchmark
 Here each process joins a workspace's group once, with one hub channel, and writes the
 event frame (JSON encoded once, by the publisher) straight to each local socket in turn.
 
-Ordering: one hub task receives and sends, so every socket sees events in publish order.
+Ordering: publishers in different processes (Celery workers, Daphne's request threads)
+race to Redis, so the layer may hand over seq N+1 before N (15-18 reorders in 5 rounds of
+20 concurrent tab opens; each cost the client a gap and a resume). So per workspace the
+hub owes its sockets one next seq (`_Stream`), delivered by one task per workspace:
+
+1. the next seq is sent at once, then any held successors, in order;
+2. a later one is held, at most WORKBENCH_STREAM_GAP_WAIT_MS after it arrived; then the
+   missing ones are read from the event log and sent, then the held ones. The log has
+   them: seq is assigned under the workspace row lock, so once N+1 is committed (it was
+   broadcast after commit) every seq <= N is committed too;
+3. an older seq or a duplicate is dropped (already sent, live or from the log);
+4. past MAX_HELD held messages, newcomers are dropped and read from the log at once, so a
+   flood cannot grow memory;
+5. what the log no longer has (pruned) is skipped: clients see the gap and resume.
+
 A socket joins before its snapshot is read (so nothing committed after it is missed) and
 holds what arrives meanwhile until the snapshot is sent; clients drop what the snapshot
 already covers (docs/websocket.md).
@@ -15,30 +29,79 @@ already covers (docs/websocket.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from core.publish import group_name
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from core.events import event_message
+from core.models import Event, Workspace
+from core.publish import GroupMessage, group_name, text_for
 
 logger = logging.getLogger(__name__)
 
 
 class Subscriber(Protocol):
+    user_id: int
+
     async def deliver(self, text: str) -> None: ...
+
+    async def revoked(self) -> None:
+        """Its user is no longer a member: close (4403)."""
+
+
+class _Stream:
+    """One workspace's order: the next seq its sockets are owed and the later ones held."""
+
+    def __init__(self) -> None:
+        self.next: int | None = None  # None until the baseline is read (join)
+        self.held: dict[int, tuple[GroupMessage, float]] = {}  # seq -> (message, arrival)
+        self.known = 0  # the highest seq seen, held or dropped
+        self.dropped = 0  # the highest seq dropped for want of room: the log has it
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def offer(self, message: GroupMessage, now: float, room: int) -> None:
+        seq = message["seq"]
+        if (self.next is not None and seq < self.next) or seq in self.held:
+            return  # a duplicate, or already sent (live or from the log)
+        self.known = max(self.known, seq)
+        if seq != self.next and len(self.held) >= room:
+            self.dropped = max(self.dropped, seq)
+        else:
+            self.held[seq] = (message, now)
+        self.wake.set()
+
+    def start_at(self, next_seq: int) -> None:
+        self.next = next_seq
+        self.known = max(self.known, next_seq - 1)
+        self.forget_older()
+
+    def forget_older(self) -> None:
+        assert self.next is not None
+        for seq in [seq for seq in self.held if seq < self.next]:
+            del self.held[seq]
 
 
 class WorkspaceHub:
-    """The process's (event loop's) members per workspace, and the task that feeds them."""
+    """The process's (event loop's) members per workspace, and the tasks that feed them."""
 
     RETRY_SECONDS = 0.5
+    MAX_HELD = 1000  # per workspace; also the most rows one fill reads
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
         self.members: dict[int, set[Subscriber]] = {}
+        self.streams: dict[int, _Stream] = {}
         self.channel: str | None = None
         self.task: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
+        self.gap_wait = settings.WORKBENCH_STREAM_GAP_WAIT_MS / 1000
 
     async def join(self, workspace_id: int, subscriber: Subscriber) -> None:
         """From now on, `subscriber` gets every event of the workspace published after this
@@ -49,9 +112,26 @@ class WorkspaceHub:
                 self.task = asyncio.get_running_loop().create_task(self._run(self.channel))
             members = self.members.get(workspace_id)
             if members is None:
-                await self.layer.group_add(group_name(workspace_id), self.channel)
+                await self._subscribe(workspace_id, self.channel)
                 members = self.members[workspace_id] = set()
             members.add(subscriber)
+
+    async def _subscribe(self, workspace_id: int, channel: str) -> None:
+        # The stream exists before group_add, so what arrives during the baseline read is
+        # held, not lost. The baseline is read after group_add: every seq after it is
+        # committed later, so its broadcast reaches this channel. Nothing older is owed:
+        # each socket reads its snapshot after join returns, so the snapshot covers it.
+        # Under the hub's lock, so a second socket's join also waits for the baseline.
+        stream = self.streams[workspace_id] = _Stream()
+        try:
+            await self.layer.group_add(group_name(workspace_id), channel)
+            stream.start_at(await _current_seq(workspace_id) + 1)
+        except BaseException:
+            del self.streams[workspace_id]
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(group_name(workspace_id), channel)
+            raise
+        stream.task = asyncio.get_running_loop().create_task(self._feed(workspace_id, stream))
 
     async def leave(self, workspace_id: int, subscriber: Subscriber) -> None:
         async with self.lock:
@@ -61,10 +141,20 @@ class WorkspaceHub:
             members.discard(subscriber)
             if not members:
                 del self.members[workspace_id]
+                stream = self.streams.pop(workspace_id)
+                if stream.task is not None:
+                    stream.task.cancel()
                 assert self.channel is not None
                 await self.layer.group_discard(group_name(workspace_id), self.channel)
 
+    def stop(self) -> None:
+        """Cancel the receiving task and every workspace's (a hub being replaced)."""
+        for task in (self.task, *(stream.task for stream in self.streams.values())):
+            if task is not None:
+                task.cancel()
+
     async def _run(self, channel: str) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 message = await self.layer.receive(channel)
@@ -72,19 +162,117 @@ class WorkspaceHub:
                 raise
             except Exception:
                 # The layer reconnects on its own (config.channel_layer); events lost
-                # meanwhile show up to clients as a gap, which they resume.
+                # meanwhile show up as a gap, filled from the log once a later one arrives.
                 logger.warning("the fan-out hub could not receive; retrying", exc_info=True)
                 await asyncio.sleep(self.RETRY_SECONDS)
                 continue
             if message.get("type") != "workbench.event":
                 continue
-            # A copy: a socket that leaves during the sends changes the set.
-            for subscriber in tuple(self.members.get(message["workspace"], ())):
-                try:
-                    await subscriber.deliver(message["text"])
-                except Exception:
-                    # One broken socket must not keep the event from the others.
-                    logger.warning("delivering an event to a socket failed", exc_info=True)
+            stream = self.streams.get(message["workspace"])
+            if stream is not None:
+                stream.offer(message, loop.time(), self.MAX_HELD)
+
+    async def _feed(self, workspace_id: int, stream: _Stream) -> None:
+        """Send the workspace's events in seq order (the module's steps 1-5). One task per
+        workspace: a gap's wait or log read, or slow sockets, hold up only this workspace."""
+        loop = asyncio.get_running_loop()
+        while True:
+            assert stream.next is not None
+            entry = stream.held.pop(stream.next, None)
+            if entry is not None:
+                stream.next += 1
+                await self._send(entry[0])
+                continue
+            stream.wake.clear()
+            if stream.known < stream.next:  # nothing owed: wait for the next event
+                await stream.wake.wait()
+                continue
+            if stream.dropped < stream.next and stream.held:
+                oldest = min(arrived for _, arrived in stream.held.values())
+                remaining = oldest + self.gap_wait - loop.time()
+                if remaining > 0:  # the missing one may still be on its way
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stream.wake.wait(), remaining)
+                    continue
+            await self._fill(workspace_id, stream)
+
+    async def _fill(self, workspace_id: int, stream: _Stream) -> None:
+        """Send what the log has from the next seq on (at most MAX_HELD rows), then skip
+        what it lacks, up to what is held."""
+        assert stream.next is not None
+        first = stream.next
+        last = min(stream.known, first + self.MAX_HELD - 1)
+        try:
+            messages = await _log_messages(workspace_id, first, last)
+        except Exception:
+            logger.warning(
+                "reading events %s#%s-%s failed", workspace_id, first, last, exc_info=True
+            )
+            messages = []
+        for message in messages:
+            if message["seq"] < stream.next:
+                continue  # arrived live and sent during this fill's sends
+            if message["seq"] > stream.next:
+                logger.info(
+                    "events %s#%s-%s were pruned", workspace_id, stream.next, message["seq"] - 1
+                )
+            stream.next = message["seq"] + 1
+            stream.held.pop(message["seq"], None)
+            await self._send(message)
+        if stream.next <= last:
+            # Not in the log (pruned, or the read failed): on to the first held one; each
+            # client sees the gap and resumes or takes a snapshot, as without ordering.
+            later = [seq for seq in stream.held if seq >= stream.next]
+            stream.next = min(later) if later else last + 1
+            logger.info(
+                "events %s#%s-%s skipped: not in the log", workspace_id, first, stream.next - 1
+            )
+        stream.forget_older()
+
+    async def _send(self, message: GroupMessage) -> None:
+        # A copy: a socket that leaves during the sends changes the set.
+        for subscriber in tuple(self.members.get(message["workspace"], ())):
+            try:
+                await subscriber.deliver(text_for(message, subscriber.user_id))
+                if message["revoke"] == subscriber.user_id:
+                    await subscriber.revoked()
+            except Exception:
+                # One broken socket must not keep the event from the others.
+                logger.warning("delivering an event to a socket failed", exc_info=True)
+
+
+# The hub's reads run on their own threads: not on the event loop, and not queued behind
+# the consumers' reads on Channels' one shared database thread (workbench/snapshots.py).
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fanout-log")
+        return _pool
+
+
+def _read_seq(workspace_id: int) -> int:
+    return Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
+
+
+def _read_log(workspace_id: int, first: int, last: int) -> list[GroupMessage]:
+    events = Event.objects.filter(workspace_id=workspace_id, seq__gte=first, seq__lte=last)
+    return [event_message(event) for event in events.order_by("seq")]
+
+
+async def _current_seq(workspace_id: int) -> int:
+    run = database_sync_to_async(_read_seq, thread_sensitive=False, executor=_executor())
+    return await run(workspace_id)
+
+
+async def _log_messages(workspace_id: int, first: int, last: int) -> list[GroupMessage]:
+    """The log's events first..last of the workspace, in order, as their broadcasts."""
+    run = database_sync_to_async(_read_log, thread_sensitive=False, executor=_executor())
+    return await run(workspace_id, first, last)
 
 
 # One hub per event loop: Daphne has one; tests may run several in turn.
@@ -98,7 +286,7 @@ def hub_for(layer: Any) -> WorkspaceHub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None or hub.layer is not layer:
-        if hub is not None and hub.task is not None:
-            hub.task.cancel()
+        if hub is not None:
+            hub.stop()
         hub = _hubs[loop] = WorkspaceHub(layer)
     return hub

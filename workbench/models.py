@@ -81,8 +81,11 @@ class WorkbenchTab(models.Model):
     acp_server_id = models.CharField(max_length=200, blank=True, default="")
     # Where the next turn reads the session's SSE feed from (it replays history otherwise).
     acp_last_event_id = models.CharField(max_length=64, blank=True, default="")
-    draft = models.TextField(blank=True, default="")
-    unread = models.BooleanField(default=False)
+    # The agent's model for this tab's session ("" for the agent's default): applied when
+    # the session is created, and to the live session where the agent allows it.
+    model = models.CharField(max_length=200, blank=True, default="")
+    # The model the live session was given ("" while it has none, or runs the default).
+    session_model = models.CharField(max_length=200, blank=True, default="")
     # Bumped by every retry; work dispatched for an older attempt finds it stale and stops.
     attempt = models.PositiveIntegerField(default=1)
     # How many times the reconciler re-dispatched this attempt's work, and when it last did:
@@ -122,6 +125,28 @@ class WorkbenchTab(models.Model):
 
     def __str__(self) -> str:
         return f"tab {self.id} ({self.state})"
+
+
+class TabUserState(models.Model):
+    """One member's own state of a tab: unread and draft are per user (DESIGN)."""
+
+    tab = models.ForeignKey(WorkbenchTab, on_delete=models.CASCADE, related_name="user_states")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    unread = models.BooleanField(default=False)
+    draft = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tab", "user"], name="one_tab_state_per_user")
+        ]
+        indexes = [
+            # A snapshot or a tab list: one user's states of many tabs.
+            models.Index(fields=["user", "tab"], name="tab_state_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} on {self.tab_id}"
 
 
 class MessageRole(models.TextChoices):

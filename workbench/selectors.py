@@ -7,13 +7,22 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import NotFound
 from core.models import Workspace
-from core.serializers import WorkspaceOutputSerializer
+from core.selectors import members_of
+from core.serializers import WorkspaceOutputSerializer, member_payload
 from tasks_app.selectors import task_list_for_workspace
 from tasks_app.serializers import TaskOutputSerializer
-from workbench.models import Message, MessageRole, MessageState, TabState, WorkbenchTab
-from workbench.serializers import TabOutputSerializer
+from workbench.models import (
+    Message,
+    MessageRole,
+    MessageState,
+    TabState,
+    TabUserState,
+    WorkbenchTab,
+)
+from workbench.serializers import MemberTabOutputSerializer
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from uuid import UUID
 
     from django.contrib.auth.models import User
@@ -34,11 +43,43 @@ def tab_get_for_user(*, tab_id: UUID, user: User) -> WorkbenchTab:
     return tab
 
 
-def workbench_snapshot(*, workspace: Workspace) -> dict[str, Any]:
-    """The whole workbench of a workspace and the seq it is at least as new as.
+def tab_reload(tab_id: UUID) -> WorkbenchTab:
+    """A tab just written, read afresh (its REST answer)."""
+    return WorkbenchTab.objects.get(pk=tab_id)
+
+
+def with_user_state(tabs: Iterable[WorkbenchTab], user_id: int) -> list[WorkbenchTab]:
+    """The tabs, each with `user_state` set to the user's own state of it (or None), in
+    one query whatever their number."""
+    listed = list(tabs)
+    states = {
+        state.tab_id: state
+        for state in TabUserState.objects.filter(
+            user_id=user_id, tab_id__in=[tab.pk for tab in listed]
+        )
+    }
+    for tab in listed:
+        tab.user_state = states.get(tab.pk)  # type: ignore[attr-defined]
+    return listed
+
+
+def member_tabs(tabs: Iterable[WorkbenchTab], user_id: int) -> list[dict[str, Any]]:
+    """Tabs as the user reads them: the shared fields and their own unread and draft."""
+    serializer = MemberTabOutputSerializer(with_user_state(tabs, user_id), many=True)
+    return list(serializer.data)
+
+
+def member_tab(tab: WorkbenchTab, user_id: int) -> dict[str, Any]:
+    return member_tabs([tab], user_id)[0]
+
+
+def workbench_snapshot(*, workspace: Workspace, user_id: int) -> dict[str, Any]:
+    """The whole workbench of a workspace as one member sees it, and the seq it is at
+    least as new as.
 
     The seq is read before the rows, so the rows may already include later changes;
-    clients apply events by `version`, so replaying those changes is a no-op.
+    clients apply events by `version`, so replaying those changes is a no-op (a member's
+    own state has no version: its events, replayed in seq order, end at its latest value).
     """
     seq = Workspace.objects.filter(pk=workspace.pk).values_list("event_seq", flat=True).get()
     tasks = task_list_for_workspace(workspace_id=workspace.pk)
@@ -47,12 +88,17 @@ def workbench_snapshot(*, workspace: Workspace) -> dict[str, Any]:
         .exclude(state=TabState.CLOSED)
         .order_by("created_at")
     )
+    members = list(members_of(workspace_id=workspace.pk))
+    role = next((m.role for m in members if m.user_id == user_id), None)
+    workspace.my_role = role  # type: ignore[attr-defined]
     return {
         "type": "snapshot",
         "seq": seq,
+        "me": user_id,
         "workspace": WorkspaceOutputSerializer(workspace).data,
+        "members": [member_payload(m) for m in members],
         "tasks": TaskOutputSerializer(tasks, many=True).data,
-        "tabs": TabOutputSerializer(tabs, many=True).data,
+        "tabs": member_tabs(tabs, user_id),
     }
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from core.serializers import StrictInputSerializer
-from workbench.models import Message, WorkbenchTab
+from workbench.models import Message, TabUserState, WorkbenchTab
 
 
 class AuthTokenInputSerializer(StrictInputSerializer, AuthTokenSerializer):
@@ -16,7 +16,7 @@ class AuthTokenInputSerializer(StrictInputSerializer, AuthTokenSerializer):
 
 
 class TabPayload(TypedDict):
-    """The `tab.updated` event, and a tab in REST answers and snapshots."""
+    """The `tab.updated` event: what every member sees of a tab (no one's own state)."""
 
     id: str
     workspace: int
@@ -28,8 +28,8 @@ class TabPayload(TypedDict):
     error_code: str
     error_message: str
     session_id: str
-    draft: str
-    unread: bool
+    model: str
+    session_model: str
     attempt: int
     version: int
     created_at: str
@@ -37,6 +37,22 @@ class TabPayload(TypedDict):
     state_changed_at: str
     ready_at: str | None
     closed_at: str | None
+
+
+class MemberTabPayload(TabPayload):
+    """A tab in REST answers and snapshots: with the asking member's own unread and draft."""
+
+    unread: bool
+    draft: str
+
+
+class TabUserStatePayload(TypedDict):
+    """The `tab.user_state` event, private to its audience: a member's own state of a tab.
+    Only what changed is present (a reply marks many members unread in one event)."""
+
+    tab: str
+    unread: NotRequired[bool]
+    draft: NotRequired[str]
 
 
 class MessagePayload(TypedDict):
@@ -59,6 +75,11 @@ def tab_payload(tab: WorkbenchTab) -> TabPayload:
     return cast("TabPayload", TabOutputSerializer(tab).data)
 
 
+def member_tab_payload(tab: WorkbenchTab) -> MemberTabPayload:
+    """`tab` with `user_state` attached (workbench.selectors.with_user_state)."""
+    return cast("MemberTabPayload", MemberTabOutputSerializer(tab).data)
+
+
 def message_payload(message: Message) -> MessagePayload:
     return cast("MessagePayload", MessageOutputSerializer(message).data)
 
@@ -66,8 +87,8 @@ def message_payload(message: Message) -> MessagePayload:
 # DRF's own formatting of datetimes (ISO 8601 in the current time zone, "Z" for UTC).
 _DATETIME = serializers.DateTimeField()
 _TAB_DATETIMES = ("created_at", "updated_at", "state_changed_at", "ready_at", "closed_at")
-_TAB_PLAIN = ("title", "agent", "state", "error_code", "error_message", "session_id", "draft",
-              "unread", "attempt", "version")  # fmt: skip
+_TAB_PLAIN = ("title", "agent", "state", "error_code", "error_message", "session_id", "model",
+              "session_model", "attempt", "version")  # fmt: skip
 
 
 class TabOutputSerializer(serializers.ModelSerializer):
@@ -115,8 +136,8 @@ class TabOutputSerializer(serializers.ModelSerializer):
             "error_code",
             "error_message",
             "session_id",
-            "draft",
-            "unread",
+            "model",
+            "session_model",
             "attempt",
             "version",
             "created_at",
@@ -128,14 +149,38 @@ class TabOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class MemberTabOutputSerializer(TabOutputSerializer):
+    """A tab as one member reads it over REST and in their snapshot: the shared fields and
+    their own unread and draft (from the `user_state` the selector attached)."""
+
+    unread = serializers.BooleanField(read_only=True)
+    draft = serializers.CharField(read_only=True)
+
+    def to_representation(self, tab: WorkbenchTab) -> dict[str, Any]:
+        data = super().to_representation(tab)
+        state: TabUserState | None = getattr(tab, "user_state", None)
+        data["unread"] = state.unread if state is not None else False
+        data["draft"] = state.draft if state is not None else ""
+        return data
+
+    def generic_representation(self, tab: WorkbenchTab) -> dict[str, Any]:
+        return self.to_representation(tab)
+
+    class Meta(TabOutputSerializer.Meta):
+        fields = [*TabOutputSerializer.Meta.fields, "unread", "draft"]
+        read_only_fields = fields
+
+
 class TabCreateInputSerializer(StrictInputSerializer):
     title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
 class TabUpdateInputSerializer(StrictInputSerializer):
-    """Only these are editable; state, session and error fields are the workflow's."""
+    """Only these are editable; state, session and error fields are the workflow's. Title
+    and model are the tab's (every member sees them); draft and unread are the caller's."""
 
     title = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    model = serializers.CharField(max_length=200, required=False, allow_blank=True)
     draft = serializers.CharField(
         max_length=100_000, required=False, allow_blank=True, trim_whitespace=False
     )
@@ -143,7 +188,9 @@ class TabUpdateInputSerializer(StrictInputSerializer):
 
     def validate(self, attrs: dict) -> dict:
         if not attrs:
-            raise serializers.ValidationError("nothing to update: send title, draft or unread")
+            raise serializers.ValidationError(
+                "nothing to update: send title, model, draft or unread"
+            )
         return attrs
 
 

@@ -31,8 +31,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from core import selectors as core_selectors
-from core.events import event_frame
-from core.models import Workspace
+from core.events import event_message
+from core.models import Membership, Workspace
+from core.publish import text_for
 from workbench import selectors
 
 if TYPE_CHECKING:
@@ -101,24 +102,41 @@ async def _in_turn(user_id: int, build: Callable[[], T]) -> T:
         return await run()
 
 
-def _snapshot_text(workspace_id: int) -> str:
+class NotMember(Exception):
+    """The user is no longer a member (removed while the socket connected or resumed)."""
+
+
+def _check_member(workspace_id: int, user_id: int) -> None:
+    # Read with the frames: a removal that committed before this read closes the socket
+    # even if its `member.removed` broadcast came before the socket joined the hub.
+    if not Membership.objects.filter(workspace_id=workspace_id, user_id=user_id).exists():
+        raise NotMember(user_id)
+
+
+def _snapshot_text(workspace_id: int, user_id: int) -> str:
+    _check_member(workspace_id, user_id)
     workspace = Workspace.objects.get(pk=workspace_id)
-    return json.dumps(selectors.workbench_snapshot(workspace=workspace))
+    return json.dumps(selectors.workbench_snapshot(workspace=workspace, user_id=user_id))
 
 
-def _events_after_texts(workspace_id: int, seq: int) -> list[str] | None:
+def _events_after_texts(workspace_id: int, seq: int, user_id: int) -> list[str] | None:
+    _check_member(workspace_id, user_id)
     current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
     if seq > current:  # never issued here (say, a restored database): the client starts over
         return None
     events = core_selectors.events_after(workspace_id=workspace_id, seq=seq)
-    return None if events is None else [json.dumps(event_frame(event)) for event in events]
+    if events is None:
+        return None
+    return [text_for(event_message(event), user_id) for event in events]
 
 
 async def snapshot_text(*, workspace_id: int, user_id: int) -> str:
-    """The workspace's snapshot frame, as JSON text."""
-    return await _in_turn(user_id, lambda: _snapshot_text(workspace_id))
+    """The workspace's snapshot frame as the user sees it, as JSON text. Raises NotMember."""
+    return await _in_turn(user_id, lambda: _snapshot_text(workspace_id, user_id))
 
 
 async def events_after_texts(*, workspace_id: int, seq: int, user_id: int) -> list[str] | None:
-    """The event frames after `seq` as JSON texts; None when a snapshot is needed instead."""
-    return await _in_turn(user_id, lambda: _events_after_texts(workspace_id, seq))
+    """The event frames after `seq` as the user sees them (another member's private events
+    as `private` frames), as JSON texts; None when a snapshot is needed instead. Raises
+    NotMember."""
+    return await _in_turn(user_id, lambda: _events_after_texts(workspace_id, seq, user_id))

@@ -19,17 +19,17 @@ from core import selectors as core_selectors
 from core.api import ErrorSerializer, member, query_flag, validated
 from core.errors import InvalidInput
 from core.parsers import StrictJSONParser
-from core.serializers import NoInputSerializer, WorkspaceOutputSerializer
+from core.serializers import MemberOutputSerializer, NoInputSerializer, WorkspaceOutputSerializer
 from core.throttles import LOGIN_THROTTLES, CreateRateThrottle
 from tasks_app import selectors as task_selectors
 from tasks_app.serializers import TaskOutputSerializer
 from workbench import selectors, services
 from workbench.serializers import (
     AuthTokenInputSerializer,
+    MemberTabOutputSerializer,
     MessageCreateInputSerializer,
     MessageOutputSerializer,
     TabCreateInputSerializer,
-    TabOutputSerializer,
     TabUpdateInputSerializer,
 )
 from workbench.services import messages
@@ -64,8 +64,10 @@ SnapshotSerializer = inline_serializer(
         "type": serializers.ChoiceField(choices=["snapshot"]),
         "seq": serializers.IntegerField(),
         "workspace": WorkspaceOutputSerializer(),
+        "me": serializers.IntegerField(),
+        "members": MemberOutputSerializer(many=True),
         "tasks": TaskOutputSerializer(many=True),
-        "tabs": TabOutputSerializer(many=True),
+        "tabs": MemberTabOutputSerializer(many=True),
     },
 )
 
@@ -76,7 +78,9 @@ class WorkbenchSnapshotView(APIView):
         workspace = core_selectors.workspace_get_for_user(
             workspace_id=workspace_id, user=member(request)
         )
-        return Response(selectors.workbench_snapshot(workspace=workspace))
+        return Response(
+            selectors.workbench_snapshot(workspace=workspace, user_id=member(request).pk)
+        )
 
 
 class TaskArchiveView(APIView):
@@ -102,20 +106,20 @@ class TaskTabListView(APIView):
 
     @extend_schema(
         parameters=[INCLUDE_CLOSED],
-        responses={200: TabOutputSerializer(many=True), 404: ErrorSerializer},
+        responses={200: MemberTabOutputSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request, task_id: int) -> Response:
         task = task_selectors.task_get_for_user(task_id=task_id, user=member(request))
         tabs = selectors.tab_list_for_task(
             task_id=task.pk, include_closed=query_flag(request, "include_closed")
         )
-        return Response(TabOutputSerializer(tabs, many=True).data)
+        return Response(selectors.member_tabs(tabs, member(request).pk))
 
     @extend_schema(
         parameters=[IDEMPOTENCY_HEADER],
         request=TabCreateInputSerializer,
         responses={
-            201: TabOutputSerializer,
+            201: MemberTabOutputSerializer,
             400: ErrorSerializer,
             404: ErrorSerializer,
             409: ErrorSerializer,
@@ -136,22 +140,24 @@ class TaskTabListView(APIView):
         tab, created = services.tab_create(
             user=member(request), task=task, title=data["title"], idempotency_key=key
         )
-        response = Response(TabOutputSerializer(tab).data, status=status.HTTP_201_CREATED)
+        response = Response(
+            selectors.member_tab(tab, member(request).pk), status=status.HTTP_201_CREATED
+        )
         if not created:
             response["Idempotent-Replayed"] = "true"
         return response
 
 
 class TabDetailView(APIView):
-    @extend_schema(responses={200: TabOutputSerializer, 404: ErrorSerializer})
+    @extend_schema(responses={200: MemberTabOutputSerializer, 404: ErrorSerializer})
     def get(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
-        return Response(TabOutputSerializer(tab).data)
+        return Response(selectors.member_tab(tab, member(request).pk))
 
     @extend_schema(
         request=TabUpdateInputSerializer,
         responses={
-            200: TabOutputSerializer,
+            200: MemberTabOutputSerializer,
             400: ErrorSerializer,
             404: ErrorSerializer,
             409: ErrorSerializer,
@@ -161,8 +167,12 @@ class TabDetailView(APIView):
     def patch(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         data = validated(TabUpdateInputSerializer, request.data)
-        tab = services.tab_update(tab_id=tab.pk, **data)
-        return Response(TabOutputSerializer(tab).data)
+        model = data.pop("model", None)
+        if model is not None:  # first: a refusal leaves the rest unchanged too
+            services.tab_set_model(tab_id=tab.pk, model=model)
+        if data:
+            services.tab_update(tab_id=tab.pk, user=member(request), **data)
+        return Response(selectors.member_tab(selectors.tab_reload(tab.pk), member(request).pk))
 
     @extend_schema(responses={204: None, 404: ErrorSerializer})
     def delete(self, request: Request, tab_id: UUID) -> Response:
@@ -175,7 +185,7 @@ class TabRetryView(APIView):
     @extend_schema(
         request=None,
         responses={
-            200: TabOutputSerializer,
+            200: MemberTabOutputSerializer,
             400: ErrorSerializer,
             404: ErrorSerializer,
             409: ErrorSerializer,
@@ -186,7 +196,7 @@ class TabRetryView(APIView):
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         validated(NoInputSerializer, request.data)
         tab = services.tab_retry(tab_id=tab.pk)
-        return Response(TabOutputSerializer(tab).data)
+        return Response(selectors.member_tab(tab, member(request).pk))
 
 
 class TranscriptPagination(CursorPagination):

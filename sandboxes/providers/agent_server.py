@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from sandboxes.agent_client import AgentServerClient
-from sandboxes.providers.base import ProviderError, SandboxGone, SandboxHandle
+from sandboxes.providers.base import AgentModels, ProviderError, SandboxGone, SandboxHandle
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,6 +70,22 @@ class AgentServerProvider:
         timeout = settings.WORKBENCH_SESSION_TIMEOUT
         with self._client(handle, timeout) as client:
             return client.open_session(server_id=server_id, agent=agent, cwd=cwd, timeout=timeout)
+
+    def agent_models(self, handle: SandboxHandle, *, agent: str) -> AgentModels:
+        self._require_alive(handle)
+        with self._client(handle, timeout=5.0) as client:
+            options, default = client.agent_models(agent)
+        return AgentModels(options=tuple(options), default=default)
+
+    def set_model(
+        self, handle: SandboxHandle, *, server_id: str, session_id: str, model: str
+    ) -> None:
+        self._require_alive(handle)
+        timeout = settings.WORKBENCH_SESSION_TIMEOUT
+        with self._client(handle, timeout) as client:
+            client.set_model(
+                server_id=server_id, session_id=session_id, model=model, timeout=timeout
+            )
 
     def prompt(
         self,

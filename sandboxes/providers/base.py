@@ -23,6 +23,15 @@ class PromptResult:
     last_event_id: str
 
 
+@dataclass(frozen=True)
+class AgentModels:
+    """The models a sandbox's server offers for an agent (empty: it offers no choice), and
+    the one a session gets unless told otherwise."""
+
+    options: tuple[tuple[str, str], ...] = ()  # (value, human name)
+    default: str = ""
+
+
 class ProviderError(Exception):
     """A provider operation failed; `code` is machine-readable, the message is for people."""
 
@@ -88,6 +97,17 @@ class Provider(Protocol):
 
     def create_session(self, handle: SandboxHandle, *, server_id: str, agent: str, cwd: str) -> str:
         """Start an agent session on the server under `server_id`; returns the session id."""
+        ...
+
+    def agent_models(self, handle: SandboxHandle, *, agent: str) -> AgentModels:
+        """The models the sandbox's server offers for `agent`."""
+        ...
+
+    def set_model(
+        self, handle: SandboxHandle, *, server_id: str, session_id: str, model: str
+    ) -> None:
+        """Give a live session another model; ProviderError (with the agent's reason) when
+        the agent refuses."""
         ...
 
     def prompt(

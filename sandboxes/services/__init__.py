@@ -18,6 +18,7 @@ from sandboxes.services.leases import (
     sandboxes_to_start,
 )
 from sandboxes.services.operations import (
+    model_choices,
     sandbox_destroy,
     sandbox_healthy,
     sandbox_release_failed,
@@ -25,6 +26,7 @@ from sandboxes.services.operations import (
     sandbox_session_close,
     sandbox_session_open,
     sandbox_session_prompt,
+    sandbox_session_set_model,
 )
 from sandboxes.services.provisioning import sandbox_provision
 from sandboxes.services.transitions import (
@@ -38,6 +40,7 @@ __all__ = [
     "Claim",
     "LeaseLost",
     "handle_of",
+    "model_choices",
     "sandbox_begin_destroy",
     "sandbox_destroy",
     "sandbox_ensure",
@@ -51,5 +54,6 @@ __all__ = [
     "sandbox_session_close",
     "sandbox_session_open",
     "sandbox_session_prompt",
+    "sandbox_session_set_model",
     "sandboxes_to_start",
 ]

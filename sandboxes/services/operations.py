@@ -63,12 +63,31 @@ def sandbox_healthy(*, sandbox: Sandbox) -> bool:
         return False
 
 
-def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str) -> str:
-    """Start an agent session in a ready sandbox; returns the session id."""
+def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str, model: str = "") -> str:
+    """Start an agent session in a ready sandbox, with `model` if one is chosen; returns
+    the session id."""
     provider = providers.get_provider(sandbox.provider)
-    return provider.create_session(
-        handle_of(sandbox), server_id=server_id, agent=agent, cwd=sandbox.workdir
+    handle = handle_of(sandbox)
+    session_id = provider.create_session(
+        handle, server_id=server_id, agent=agent, cwd=sandbox.workdir
     )
+    if model:
+        provider.set_model(handle, server_id=server_id, session_id=session_id, model=model)
+    return session_id
+
+
+def sandbox_session_set_model(
+    *, sandbox: Sandbox, server_id: str, session_id: str, model: str
+) -> None:
+    """Give a live session another model (ProviderError with the agent's reason if not)."""
+    providers.get_provider(sandbox.provider).set_model(
+        handle_of(sandbox), server_id=server_id, session_id=session_id, model=model
+    )
+
+
+def model_choices(sandbox: Sandbox) -> list[str]:
+    """The model values the sandbox's server offers for its agent (empty: not known)."""
+    return [str(option[0]) for option in sandbox.agent_models]
 
 
 def sandbox_session_prompt(

@@ -22,7 +22,13 @@ from sandboxes.models import (
     SandboxState,
     StepOutcome,
 )
-from sandboxes.providers.base import ProviderError, SandboxSpec
+from sandboxes.providers.base import (
+    AgentModels,
+    Provider,
+    ProviderError,
+    SandboxHandle,
+    SandboxSpec,
+)
 from sandboxes.serializers import step_event_payload
 from sandboxes.services.leases import LeaseLost, lease_until
 from sandboxes.services.transitions import sandbox_mark_ready
@@ -167,6 +173,16 @@ def _finish_step(
         _record_step(step, owner)
 
 
+def _agent_models(provider: Provider, handle: SandboxHandle, agent: str) -> AgentModels:
+    """The models the new server offers; a server that cannot say still serves sessions
+    (tabs then keep the agent's default, and a chosen model is tried as it is)."""
+    try:
+        return provider.agent_models(handle, agent=agent)
+    except ProviderError as exc:
+        logger.warning("listing %s's models failed: %s", agent, exc.message)
+        return AgentModels()
+
+
 def sandbox_provision(
     *,
     sandbox_id: int,
@@ -188,8 +204,11 @@ def sandbox_provision(
     steps = _StepRecorder(sandbox_id, fence, owner)
     try:
         handle = provider.create(spec, step=steps.step)
+        models = _agent_models(provider, handle, spec.agent)
         with steps.boundary():
-            made_ready = sandbox_mark_ready(sandbox_id=sandbox_id, fence=fence, handle=handle)
+            made_ready = sandbox_mark_ready(
+                sandbox_id=sandbox_id, fence=fence, handle=handle, models=models
+            )
             if made_ready and on_ready is not None:
                 on_ready()
     except BaseException:

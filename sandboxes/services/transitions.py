@@ -14,7 +14,7 @@ from sandboxes.models import (
     Sandbox,
     SandboxState,
 )
-from sandboxes.providers.base import SandboxHandle
+from sandboxes.providers.base import AgentModels, SandboxHandle
 from sandboxes.serializers import sandbox_payload
 
 
@@ -33,8 +33,12 @@ def record_sandbox(sandbox_id: int) -> None:
     record_event(workspace_id_of(sandbox_id), "sandbox.updated", sandbox_payload(sandbox))
 
 
-def sandbox_mark_ready(*, sandbox_id: int, fence: int, handle: SandboxHandle) -> bool:
-    """provisioning -> ready, only for the run holding `fence`."""
+def sandbox_mark_ready(
+    *, sandbox_id: int, fence: int, handle: SandboxHandle, models: AgentModels | None = None
+) -> bool:
+    """provisioning -> ready, only for the run holding `fence`; with the models its server
+    offers for the agent."""
+    models = models or AgentModels()
     with workspace_transaction(workspace_id_of(sandbox_id)):
         updated = transition(
             Sandbox.objects.filter(pk=sandbox_id, fence=fence),
@@ -44,6 +48,8 @@ def sandbox_mark_ready(*, sandbox_id: int, fence: int, handle: SandboxHandle) ->
             token=handle.token,
             workdir=handle.workdir,
             pid=handle.pid,
+            agent_models=[list(option) for option in models.options],
+            default_model=models.default,
             ready_at=now(),
             lease_owner="",
             lease_expires_at=None,

@@ -42,7 +42,12 @@ def queries(run) -> int:
 @pytest.mark.parametrize(
     "read",
     [
-        pytest.param(lambda ws, client: selectors.workbench_snapshot(workspace=ws), id="snapshot"),
+        pytest.param(
+            lambda ws, client: selectors.workbench_snapshot(
+                workspace=ws, user_id=ws.memberships.first().user_id
+            ),
+            id="snapshot",
+        ),
         pytest.param(
             lambda ws, client: client.get(f"/api/workspaces/{ws.pk}/tasks/").json(),
             id="task list",

@@ -2,8 +2,9 @@
 of the service calls; the transcript's services are used as their module (`messages`).
 
 transitions.py  the tab transition primitive and the workflow's transitions
-tabs.py         what members do to tabs (open, edit, close, retry)
+tabs.py         what members do to tabs (open, edit, read, close, retry)
 runs.py         the task's provisioning run, its hand-off, lost sandboxes, the health watch
+agent_models.py a tab's model, chosen and given to its session
 sessions.py     a tab's agent session, opened and torn down
 messages.py     prompts and replies, one turn at a time
 archive.py      archiving a task
@@ -15,10 +16,18 @@ cycle.
 from __future__ import annotations
 
 from workbench.services import messages
+from workbench.services.agent_models import tab_set_model
 from workbench.services.archive import task_archive
 from workbench.services.runs import sandbox_lost, sandbox_run, sandboxes_watch, tab_redrive
 from workbench.services.sessions import tab_open_session, tab_session_teardown
-from workbench.services.tabs import tab_close, tab_create, tab_retry, tab_update
+from workbench.services.tabs import (
+    tab_close,
+    tab_create,
+    tab_mark_read,
+    tab_mark_unread,
+    tab_retry,
+    tab_update,
+)
 from workbench.services.transitions import tab_fail, tab_mark_ready
 
 __all__ = [
@@ -29,11 +38,14 @@ __all__ = [
     "tab_close",
     "tab_create",
     "tab_fail",
+    "tab_mark_read",
     "tab_mark_ready",
+    "tab_mark_unread",
     "tab_open_session",
     "tab_redrive",
     "tab_retry",
     "tab_session_teardown",
+    "tab_set_model",
     "tab_update",
     "task_archive",
 ]

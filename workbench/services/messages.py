@@ -22,7 +22,7 @@ from core.transitions import transition
 from sandboxes import services as sandbox_services
 from sandboxes.models import SandboxState
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
-from workbench import workflows
+from workbench import presence, workflows
 from workbench.models import (
     MESSAGE_TRANSITIONS,
     Message,
@@ -198,11 +198,12 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
             )
             return False
         return True
+    viewing = presence.viewers(tab.pk)  # read before the lock: it is a Redis round trip
     with workspace_transaction(tab.workspace_id):
         _update(reply.pk, to=MessageState.COMPLETE, text=result.text)
         _update(message.pk, to=MessageState.COMPLETE)
         WorkbenchTab.objects.filter(pk=tab.pk).update(acp_last_event_id=result.last_event_id)
-        tab_mark_unread(tab_id=tab.pk)
+        tab_mark_unread(tab_id=tab.pk, viewers=viewing)
     return True
 
 

@@ -22,6 +22,7 @@ from workbench.models import (
     WorkbenchTab,
 )
 from workbench.selectors import tab_has_prompts_waiting
+from workbench.services.agent_models import tab_apply_chosen_model
 from workbench.services.runs import sandbox_lost
 from workbench.services.transitions import tab_fail, tab_mark_ready, tab_mark_session_pending
 
@@ -79,9 +80,19 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
             "retry to try again.",
         )
         return
+    model = tab.model
+    if model and (choices := sandbox_services.model_choices(sandbox)) and model not in choices:
+        tab_fail(
+            tab_id=tab_id,
+            attempt=attempt,
+            code=TabErrorCode.SESSION_FAILED,
+            message=f"The agent {tab.agent} offers no model {model!r} here; choose one of "
+            f"{', '.join(choices)} and retry.",
+        )
+        return
     try:
         session_id = sandbox_services.sandbox_session_open(
-            sandbox=sandbox, server_id=server_id, agent=tab.agent
+            sandbox=sandbox, server_id=server_id, agent=tab.agent, model=model
         )
     except SandboxGone as exc:
         sandbox_lost(sandbox_id=sandbox.pk, message=exc.message)
@@ -96,7 +107,15 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
             message=f"Starting the agent session failed: {exc.message}",
         )
         return
-    if tab_mark_ready(tab_id=tab_id, attempt=attempt, session_id=session_id, server_id=server_id):
+    if tab_mark_ready(
+        tab_id=tab_id,
+        attempt=attempt,
+        session_id=session_id,
+        server_id=server_id,
+        session_model=model,
+    ):
+        # A model chosen while the session was being made applies now it is ready.
+        tab_apply_chosen_model(tab_id=tab_id)
         # Prompts queued before an error and retry go out now that a session exists. Only
         # then: a delivery takes the workspace lock, and a prompt sent from now on (the tab
         # is ready) dispatches its own.

@@ -1,4 +1,4 @@
-"""What members do to tabs: open, edit, mark unread, close, retry."""
+"""What members do to tabs: open, edit, read and mark unread (per member), close, retry."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from django.db.models.functions import Coalesce
 from django.utils.timezone import now
 
 from core.errors import Conflict, InvalidTransition
+from core.events import record_event
 from core.locks import row_locks, workspace_transaction
+from core.models import Membership
 from sandboxes.models import SandboxState
 from sandboxes.selectors import live_sandbox_value, sandbox_live_for_task
 from tasks_app.models import Task
@@ -21,6 +23,7 @@ from workbench import workflows
 from workbench.models import (
     OPEN_STATES,
     TabState,
+    TabUserState,
     WorkbenchTab,
 )
 from workbench.services.transitions import (
@@ -32,6 +35,7 @@ from workbench.services.transitions import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
     from uuid import UUID
 
     from django.contrib.auth.models import User
@@ -156,47 +160,90 @@ def _tab_for_key(*, task: Task, user: User, key: str, title: str) -> WorkbenchTa
 def tab_update(
     *,
     tab_id: UUID,
+    user: User,
     title: str | None = None,
     draft: str | None = None,
     unread: bool | None = None,
 ) -> WorkbenchTab:
-    """Edit title, draft or unread, in any state but closed (a draft is never lost)."""
-    fields: dict[str, object] = {}
-    if title is not None:
-        fields["title"] = title
-    if draft is not None:
-        fields["draft"] = draft
-    if unread is not None:
-        fields["unread"] = unread
+    """Edit a tab in any state but closed (a draft is never lost): its title, which every
+    member sees, and the caller's own draft and unread. (Its model:
+    agent_models.tab_set_model.)"""
     workspace_id = tab_workspace_id(tab_id)
     if workspace_id is None:
         raise WorkbenchTab.DoesNotExist(tab_id)
     with workspace_transaction(workspace_id):
-        updated = (
-            WorkbenchTab.objects.filter(pk=tab_id)
-            .exclude(state=TabState.CLOSED)
-            .update(updated_at=now(), version=F("version") + 1, **fields)
-        )
-        if updated != 1:
-            raise InvalidTransition(
-                "the tab is closed; closed tabs cannot be edited", code="tab_closed"
-            )
-        tab = WorkbenchTab.objects.get(pk=tab_id)
-        record_tab(tab)
-    return tab
-
-
-def tab_mark_unread(*, tab_id: UUID) -> bool:
-    """An agent reply arrived: set unread once (no event when it already was)."""
-    with workspace_transaction(tab_workspace_id(tab_id) or 0):
-        updated = (
-            WorkbenchTab.objects.filter(pk=tab_id, unread=False)
-            .exclude(state=TabState.CLOSED)
-            .update(unread=True, updated_at=now(), version=F("version") + 1)
-        )
-        if updated:
+        open_tab = WorkbenchTab.objects.filter(pk=tab_id).exclude(state=TabState.CLOSED)
+        if title is not None:
+            if not open_tab.update(title=title, updated_at=now(), version=F("version") + 1):
+                raise _closed()
             record_tab(WorkbenchTab.objects.get(pk=tab_id))
-    return bool(updated)
+        elif not open_tab.exists():
+            raise _closed()
+        own = {k: v for k, v in (("draft", draft), ("unread", unread)) if v is not None}
+        if own:
+            _user_state_set(tab_id=tab_id, workspace_id=workspace_id, user_id=user.pk, **own)
+        return WorkbenchTab.objects.get(pk=tab_id)
+
+
+def _closed() -> InvalidTransition:
+    return InvalidTransition("the tab is closed; closed tabs cannot be edited", code="tab_closed")
+
+
+def _user_state_set(*, tab_id: UUID, workspace_id: int, user_id: int, **fields: str | bool) -> None:
+    """Under the workspace lock: set one member's own state and tell only them (other
+    members' sockets get a `private` frame in its place)."""
+    TabUserState.objects.update_or_create(tab_id=tab_id, user_id=user_id, defaults=fields)
+    record_event(workspace_id, "tab.user_state", {"tab": str(tab_id), **fields}, audience=[user_id])
+
+
+def tab_mark_read(*, tab_id: UUID, user_id: int) -> bool:
+    """The member is viewing the tab: clear their unread (no event when it was clear)."""
+    workspace_id = tab_workspace_id(tab_id)
+    if workspace_id is None:
+        return False
+    with workspace_transaction(workspace_id):
+        cleared = TabUserState.objects.filter(tab_id=tab_id, user_id=user_id, unread=True).update(
+            unread=False, updated_at=now()
+        )
+        if cleared:
+            record_event(
+                workspace_id,
+                "tab.user_state",
+                {"tab": str(tab_id), "unread": False},
+                audience=[user_id],
+            )
+    return bool(cleared)
+
+
+def tab_mark_unread(*, tab_id: UUID, viewers: Collection[int] = ()) -> list[int]:
+    """An agent reply arrived: mark the tab unread for every member not viewing it, once
+    (members for whom it already is unread get nothing). One event for all of them.
+    Returns the members marked."""
+    workspace_id = tab_workspace_id(tab_id)
+    if workspace_id is None:
+        return []
+    with workspace_transaction(workspace_id):
+        if not WorkbenchTab.objects.filter(pk=tab_id).exclude(state=TabState.CLOSED).exists():
+            return []
+        already = TabUserState.objects.filter(tab_id=tab_id, unread=True).values("user_id")
+        users = sorted(
+            Membership.objects.filter(workspace_id=workspace_id)
+            .exclude(user_id__in=already)
+            .exclude(user_id__in=list(viewers))
+            .values_list("user_id", flat=True)
+        )
+        if not users:
+            return []
+        TabUserState.objects.bulk_create(
+            [TabUserState(tab_id=tab_id, user_id=user, unread=True) for user in users],
+            update_conflicts=True,
+            unique_fields=["tab", "user"],
+            update_fields=["unread", "updated_at"],
+        )
+        record_event(
+            workspace_id, "tab.user_state", {"tab": str(tab_id), "unread": True}, audience=users
+        )
+    return users
 
 
 def tab_close(*, tab_id: UUID) -> WorkbenchTab:

@@ -122,7 +122,9 @@ def tab_mark_session_pending(*, tab_id: UUID, attempt: int, sandbox_id: int) -> 
     )
 
 
-def tab_mark_ready(*, tab_id: UUID, attempt: int, session_id: str, server_id: str) -> bool:
+def tab_mark_ready(
+    *, tab_id: UUID, attempt: int, session_id: str, server_id: str, session_model: str = ""
+) -> bool:
     """pending_session_create -> ready. False if the tab moved on (closed, retried)."""
     return (
         tab_transition(
@@ -132,6 +134,7 @@ def tab_mark_ready(*, tab_id: UUID, attempt: int, session_id: str, server_id: st
             at_attempt=attempt,
             session_id=session_id,
             acp_server_id=server_id,
+            session_model=session_model,
             ready_at=now(),
         )
         is not None

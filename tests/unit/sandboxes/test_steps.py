@@ -9,7 +9,7 @@ import pytest
 from core.models import Event
 from sandboxes import services
 from sandboxes.models import ProvisioningStep, Sandbox, SandboxState, StepOutcome
-from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
+from sandboxes.providers.base import AgentModels, ProviderError, SandboxHandle, SandboxSpec
 from tests.factories import TaskFactory
 
 pytestmark = pytest.mark.django_db
@@ -29,6 +29,9 @@ class StepsProvider:
                 if name == self.fail_at:
                     raise ProviderError(f"{name} broke", code="boom")
         return SandboxHandle(base_url="http://127.0.0.1:1", token="t")
+
+    def agent_models(self, handle: SandboxHandle, *, agent: str) -> AgentModels:
+        return AgentModels(options=(("mock", "Mock"), ("mock-fast", "Mock Fast")), default="mock")
 
 
 def provision(provider: StepsProvider) -> tuple[Sandbox, bool | Exception]:

@@ -35,7 +35,9 @@ const results = jobs.map(({ snapshot, frames }) => {
   }
   return {
     seq: model.seq,
+    me: model.me,
     workspace: model.workspace,
+    members: Object.fromEntries(model.members),
     tasks: Object.fromEntries(model.tasks),
     tabs: Object.fromEntries(model.tabs),
   };
@@ -67,6 +69,7 @@ def as_held(snapshot: dict[str, Any]) -> dict[str, Any]:
     model = load(snapshot)
     return {
         **model,
+        "members": {str(key): member for key, member in model["members"].items()},
         "tasks": {str(key): task for key, task in model["tasks"].items()},
         "tabs": {str(key): tab for key, tab in model["tabs"].items()},
     }

@@ -89,8 +89,9 @@ def plain(data: Any) -> Any:
     return json.loads(json.dumps(data))
 
 
-def current_snapshot(workspace: Workspace) -> dict[str, Any]:
-    return plain(selectors.workbench_snapshot(workspace=Workspace.objects.get(pk=workspace.pk)))
+def current_snapshot(workspace: Workspace, user) -> dict[str, Any]:
+    fresh = Workspace.objects.get(pk=workspace.pk)
+    return plain(selectors.workbench_snapshot(workspace=fresh, user_id=user.pk))
 
 
 call = database_sync_to_async  # a service call from the scenario, committed on this thread
@@ -103,7 +104,7 @@ call = database_sync_to_async  # a service call from the scenario, committed on 
 def test_a_member_with_a_token_first_receives_the_snapshot(via, workspace, bob):
     TabFactory(task=TaskFactory(workspace=workspace))
     TabFactory(task=TaskFactory(workspace=workspace), state=TabState.CLOSED)
-    expected = current_snapshot(workspace)
+    expected = current_snapshot(workspace, bob)
     headers = token_header(bob)
     key = headers[0][1].decode().split()[1]
     seq = Workspace.objects.get(pk=workspace.pk).event_seq
@@ -249,7 +250,7 @@ def test_changes_arrive_as_events_in_order_with_consecutive_seqs(workspace, alic
     async def scenario() -> None:
         ws = await open_socket(url(workspace), headers)
         start = (await receive(ws))["seq"]
-        await call(services.tab_update)(tab_id=tab.pk, draft="half a thought")
+        await call(services.tab_update)(tab_id=tab.pk, user=alice, draft="half a thought")
         await call(services.tab_close)(tab_id=tab.pk)
         with mock.patch("workbench.workflows.start_sandbox_run") as dispatched:
             new_tab, _ = await call(services.tab_create)(user=alice, task=task)
@@ -257,8 +258,9 @@ def test_changes_arrive_as_events_in_order_with_consecutive_seqs(workspace, alic
         frames = [await receive(ws) for _ in range(4)]
         assert [f["seq"] for f in frames] == [start + 1, start + 2, start + 3, start + 4]
         assert all(f["type"] == "event" for f in frames)
-        assert [f["event"] for f in frames] == ["tab.updated"] * 3 + ["sandbox.updated"]
-        assert frames[0]["data"]["draft"] == "half a thought"
+        names = ["tab.user_state", "tab.updated", "tab.updated", "sandbox.updated"]
+        assert [f["event"] for f in frames] == names
+        assert frames[0]["data"] == {"tab": str(tab.pk), "draft": "half a thought"}
         assert frames[1]["data"]["state"] == TabState.CLOSED
         assert frames[2]["data"]["id"] == str(new_tab.pk)
         assert frames[2]["data"]["state"] == TabState.PENDING_PROVISION
@@ -276,7 +278,7 @@ def test_events_of_another_workspace_are_not_sent(workspace, alice, charlie):
     async def scenario() -> None:
         ws = await open_socket(url(workspace), headers)
         await receive(ws)
-        await call(services.tab_update)(tab_id=other_tab.pk, title="elsewhere")
+        await call(services.tab_update)(tab_id=other_tab.pk, user=charlie, title="elsewhere")
         assert await ws.receive_nothing()
         await ws.disconnect()
 
@@ -289,8 +291,9 @@ def test_events_of_another_workspace_are_not_sent(workspace, alice, charlie):
 def make_events(workspace: Workspace, count: int) -> list[int]:
     """Record `count` tab.updated events; returns their seqs."""
     tab = TabFactory(task=TaskFactory(workspace=workspace))
+    owner = workspace.memberships.get(role="owner").user
     for n in range(count):
-        services.tab_update(tab_id=tab.pk, draft=f"draft {n}")
+        services.tab_update(tab_id=tab.pk, user=owner, title=f"title {n}")
     return list(Event.objects.filter(workspace=workspace).values_list("seq", flat=True))
 
 
@@ -337,7 +340,7 @@ def test_resume_past_pruned_events_gets_a_fresh_snapshot(lost, workspace, alice)
         assert core_services.events_prune(older_than_hours=0) == 4
     else:
         Event.objects.filter(workspace=workspace, seq=2).delete()
-    expected = current_snapshot(workspace)
+    expected = current_snapshot(workspace, alice)
     headers = token_header(alice)
 
     async def scenario() -> None:
@@ -553,8 +556,8 @@ def test_a_reconnecting_client_gets_only_what_it_missed(alice, workspace, dispat
 
     token = Token.objects.create(user=alice).key
     tab = TabFactory(task__workspace=workspace, state="pending_provision")
-    services.tab_update(tab_id=tab.pk, draft="one")
-    services.tab_update(tab_id=tab.pk, draft="two")
+    services.tab_update(tab_id=tab.pk, user=alice, draft="one")
+    services.tab_update(tab_id=tab.pk, user=alice, draft="two")
 
     async def scenario() -> list[dict]:
         url = f"/ws/workspaces/{workspace.pk}/?seq=1&token={token}"
@@ -573,7 +576,7 @@ def test_a_reconnecting_client_gets_only_what_it_missed(alice, workspace, dispat
 @pytest.mark.parametrize("seq", ["%C2%B2", "%B2", "1e3", "-1", str(2**63), "9" * 400, "9" * 5000])
 def test_a_seq_that_is_not_a_plain_number_in_range_gets_a_snapshot(seq, workspace, bob):
     """'²' passes str.isdigit() but int() refuses it: the connect must not crash."""
-    expected = current_snapshot(workspace)
+    expected = current_snapshot(workspace, bob)
     _, token = token_header(bob)[0]
 
     async def scenario() -> None:
@@ -581,5 +584,17 @@ def test_a_seq_that_is_not_a_plain_number_in_range_gets_a_snapshot(seq, workspac
         ws = await open_socket(url(workspace, f"seq={seq}&token={key}"))
         assert await receive(ws) == expected
         await ws.disconnect()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("workspace_id", [str(2**63), "9" * 30, "0"])
+def test_a_workspace_id_out_of_range_is_refused_like_an_unknown_one(workspace_id, alice):
+    """Not an HTTP 500 at the handshake: the ordinary 4403."""
+    headers = token_header(alice)
+
+    async def scenario() -> None:
+        communicator = await open_socket(f"/ws/workspaces/{workspace_id}/", headers)
+        await assert_closed_forbidden(communicator)
 
     run(scenario)

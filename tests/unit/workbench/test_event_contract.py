@@ -17,13 +17,15 @@ from django.conf import settings
 from jsonschema import Draft202012Validator
 
 from core import events
+from core import services as core_services
 from core.models import Event, Workspace
+from core.publish import text_for
 from sandboxes import services as sandbox_services
 from sandboxes.models import SandboxState
-from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
+from sandboxes.providers.base import AgentModels, ProviderError, SandboxHandle, SandboxSpec
 from sandboxes.serializers import SandboxOutputSerializer
 from tasks_app import services as task_services
-from tests.factories import SandboxFactory, TabFactory, TaskFactory
+from tests.factories import SandboxFactory, TabFactory, TaskFactory, UserFactory
 from workbench import selectors, services
 from workbench.models import TabErrorCode, TabState
 from workbench.serializers import TabOutputSerializer
@@ -50,7 +52,9 @@ def load(snapshot: dict[str, Any]) -> Model:
     """
     return {
         "seq": snapshot["seq"],
+        "me": snapshot["me"],
         "workspace": snapshot["workspace"],
+        "members": {member["user"]: member for member in snapshot["members"]},
         "tasks": {task["id"]: task for task in snapshot["tasks"]},
         "tabs": {tab["id"]: tab for tab in snapshot["tabs"]},
     }
@@ -75,11 +79,23 @@ def apply(model: Model, frame: dict[str, Any]) -> None:
             else:
                 tasks[data["id"]] = data
     elif name == "tab.updated":
-        if newer(tabs.get(data["id"]), data):
+        current = tabs.get(data["id"])
+        if newer(current, data):
             if data["state"] == TabState.CLOSED:
                 tabs.pop(data["id"], None)
-            else:
-                tabs[data["id"]] = data
+            else:  # what is the member's own stays as it was
+                own = current or {"unread": False, "draft": ""}
+                tabs[data["id"]] = {**data, "unread": own["unread"], "draft": own["draft"]}
+    elif name == "tab.user_state":
+        tab = tabs.get(data.pop("tab"))
+        if tab is not None:
+            tab.update(data)
+    elif name == "member.updated":
+        model["members"][data["user"]] = data
+        if data["user"] == model["me"]:
+            model["workspace"] = {**model["workspace"], "role": data["role"]}
+    elif name == "member.removed":
+        model["members"].pop(data["user"], None)
     elif name == "sandbox.updated":
         task = tasks.get(data["task"])
         current = task["sandbox"] if task else None
@@ -103,9 +119,10 @@ def apply(model: Model, frame: dict[str, Any]) -> None:
 # -- the server's side ------------------------------------------------------------------------
 
 
-def snapshot(workspace: Workspace) -> dict[str, Any]:
+def snapshot(workspace: Workspace, user) -> dict[str, Any]:
+    """The snapshot as `user` receives it."""
     fresh = Workspace.objects.get(pk=workspace.pk)
-    return json.loads(json.dumps(selectors.workbench_snapshot(workspace=fresh)))
+    return json.loads(json.dumps(selectors.workbench_snapshot(workspace=fresh, user_id=user.pk)))
 
 
 class FakeProvider:
@@ -121,6 +138,9 @@ class FakeProvider:
             if self.fail:
                 raise ProviderError("the agent server did not start", code="start_failed")
         return SandboxHandle(base_url="http://127.0.0.1:9", token="t", workdir="/tmp/x", pid=1)
+
+    def agent_models(self, handle: SandboxHandle, *, agent: str) -> AgentModels:
+        return AgentModels(options=(("mock", "Mock"),), default="mock")
 
 
 @contextmanager
@@ -145,12 +165,54 @@ def case_tab_create_on_a_ready_sandbox(workspace, alice) -> Action:
 
 def case_tab_update_draft(workspace, alice) -> Action:
     tab = TabFactory(task=TaskFactory(workspace=workspace))
-    return lambda: services.tab_update(tab_id=tab.pk, draft="half a thought")
+    return lambda: services.tab_update(tab_id=tab.pk, user=alice, draft="half a thought")
 
 
 def case_tab_update_title_and_unread(workspace, alice) -> Action:
     tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.READY)
-    return lambda: services.tab_update(tab_id=tab.pk, title="renamed", unread=True)
+    return lambda: services.tab_update(tab_id=tab.pk, user=alice, title="renamed", unread=True)
+
+
+def case_another_members_draft(workspace, alice) -> Action:
+    """Bob's draft reaches alice as a `private` frame: nothing of it, and no gap."""
+    bob = workspace.memberships.get(role="member").user
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+    return lambda: services.tab_update(tab_id=tab.pk, user=bob, draft="bob's own words")
+
+
+def case_an_agent_reply_marks_unread_for_those_not_viewing(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.READY)
+    return lambda: services.tab_mark_unread(tab_id=tab.pk)
+
+
+def case_viewing_clears_unread(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.READY)
+    services.tab_mark_unread(tab_id=tab.pk)
+    return lambda: services.tab_mark_read(tab_id=tab.pk, user_id=alice.pk)
+
+
+def case_a_model_chosen_for_a_pending_tab(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+    return lambda: services.tab_set_model(tab_id=tab.pk, model="mock-fast")
+
+
+def case_member_added(workspace, alice) -> Action:
+    newcomer = UserFactory(username="newcomer")
+    return lambda: core_services.member_add(
+        workspace_id=workspace.pk, by=alice, username=newcomer.username
+    )
+
+
+def case_member_role_changed(workspace, alice) -> Action:
+    bob = workspace.memberships.get(role="member").user
+    return lambda: core_services.member_update(
+        workspace_id=workspace.pk, by=alice, user_id=bob.pk, role="owner"
+    )
+
+
+def case_member_removed(workspace, alice) -> Action:
+    bob = workspace.memberships.get(role="member").user
+    return lambda: core_services.member_remove(workspace_id=workspace.pk, by=alice, user_id=bob.pk)
 
 
 def case_tab_close(workspace, alice) -> Action:
@@ -261,7 +323,7 @@ CASES: dict[str, Callable[..., Action]] = {
 def run_case(name: str, workspace, alice, capture) -> tuple[dict, list[dict], dict]:
     """(snapshot before, the event frames the action recorded, snapshot after)."""
     action = CASES[name](workspace, alice)
-    before = snapshot(workspace)
+    before = snapshot(workspace, alice)
     with (
         mock.patch("workbench.workflows.start_session_teardown"),
         mock.patch("workbench.workflows.start_sandbox_destroy"),
@@ -269,13 +331,12 @@ def run_case(name: str, workspace, alice, capture) -> tuple[dict, list[dict], di
         capture(execute=True) as callbacks,
     ):
         action()
-    frames = [
-        dict(events.event_frame(event))
-        for event in Event.objects.filter(workspace=workspace, seq__gt=before["seq"])
-    ]
+    recorded = list(Event.objects.filter(workspace=workspace, seq__gt=before["seq"]))
+    # As alice's socket receives them (another member's private events as `private`).
+    frames = [json.loads(text_for(events.event_message(event), alice.pk)) for event in recorded]
     published = [c.args[1:] for c in callbacks if getattr(c, "func", None) is events.publish_event]
-    assert published == [(f["seq"], f["event"], f["data"]) for f in frames]
-    return before, frames, snapshot(workspace)
+    assert published == [(e.seq, e.name, e.data, e.audience) for e in recorded]
+    return before, frames, snapshot(workspace, alice)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -312,8 +373,9 @@ def test_every_event_name_has_a_shape_in_the_schema():
     schema = json.loads(SCHEMA_PATH.read_text())
     branches = schema["$defs"]["eventFrame"]["oneOf"]
     named = {branch["properties"]["event"]["const"] for branch in branches}
-    assert named == set(events.EVENT_NAMES)
-    assert set(schema["$defs"]["eventName"]["enum"]) == set(events.EVENT_NAMES)
+    # `private` is not recorded: it stands in for another member's private event.
+    assert named == set(events.EVENT_NAMES) | {"private"}
+    assert set(schema["$defs"]["eventName"]["enum"]) == set(events.EVENT_NAMES) | {"private"}
 
 
 def test_the_schema_refuses_what_clients_must_not_receive():

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.utils.timezone import now
 
 from sandboxes.models import Sandbox, SandboxState
-from tests.factories import SandboxFactory, TabFactory
+from tests.factories import SandboxFactory, TabFactory, UserFactory
 from workbench import reconciler
 from workbench.models import TabState, WorkbenchTab
 
@@ -227,12 +227,12 @@ def test_a_tab_another_reconciler_holds_is_skipped_not_waited_for():
         assert reconciler._claim(tab) == 1
 
 
-def test_a_draft_typed_into_a_stuck_tab_does_not_push_its_recovery_back(dispatched):
+def test_an_edit_of_a_stuck_tab_does_not_push_its_recovery_back(dispatched):
     from workbench import services
 
     tab = TabFactory(state=TabState.PENDING_PROVISION)
     stale(tab)
-    services.tab_update(tab_id=tab.pk, draft="still typing")  # updated_at is now
+    services.tab_update(tab_id=tab.pk, user=UserFactory(), title="renamed")  # updated_at is now
     assert reconciler.reconcile()["redriven"] == 1
 
 

@@ -77,12 +77,14 @@ def test_the_snapshot_is_built_and_encoded_off_the_event_loop(workspace, monkeyp
     threads: list[str] = []
     original = snapshots._snapshot_text
 
-    def spy(workspace_id: int) -> str:
+    def spy(workspace_id: int, user_id: int) -> str:
         threads.append(threading.current_thread().name)
-        return original(workspace_id)
+        return original(workspace_id, user_id)
+
+    owner = workspace.memberships.get(role="owner").user
 
     async def scenario() -> str:
-        return await snapshots.snapshot_text(workspace_id=workspace.pk, user_id=1)
+        return await snapshots.snapshot_text(workspace_id=workspace.pk, user_id=owner.pk)
 
     monkeypatch.setattr(snapshots, "_snapshot_text", spy)
     text = async_to_sync(scenario)()

@@ -8,9 +8,9 @@ import pytest
 
 from core.errors import InvalidTransition
 from core.models import Event
-from tests.factories import SandboxFactory, TabFactory
+from tests.factories import SandboxFactory, TabFactory, UserFactory
 from workbench import services
-from workbench.models import ALLOWED_TRANSITIONS, TabState, WorkbenchTab
+from workbench.models import ALLOWED_TRANSITIONS, TabState, TabUserState, WorkbenchTab
 from workbench.services.transitions import tab_transition
 
 pytestmark = pytest.mark.django_db
@@ -114,12 +114,14 @@ def test_work_for_an_old_attempt_cannot_touch_a_retried_tab():
 
 @pytest.mark.parametrize("state", [s for s in ALL_STATES if s != TabState.CLOSED])
 def test_a_draft_can_be_saved_in_every_open_state(state):
-    tab = TabFactory(state=state)
-    updated = services.tab_update(tab_id=tab.pk, draft="half a thought")
-    assert (updated.state, updated.draft) == (state, "half a thought")
+    tab, user = TabFactory(state=state), UserFactory()
+    updated = services.tab_update(tab_id=tab.pk, user=user, draft="half a thought")
+    mine = TabUserState.objects.get(tab=tab, user=user)
+    assert (updated.state, mine.draft) == (state, "half a thought")
 
 
 def test_a_closed_tab_cannot_be_edited():
     tab = TabFactory(state=TabState.CLOSED)
     with pytest.raises(InvalidTransition):
-        services.tab_update(tab_id=tab.pk, draft="x")
+        services.tab_update(tab_id=tab.pk, user=UserFactory(), draft="x")
+    assert not TabUserState.objects.filter(tab=tab).exists()

@@ -15,10 +15,10 @@ from channels.testing import WebsocketCommunicator
 from rest_framework.authtoken.models import Token
 
 from config.asgi import application
-from core.models import Event, Workspace
+from core.models import Event, Membership, Workspace
 from tasks_app.models import Task
 from tests.factories import TabFactory, TaskFactory
-from workbench.models import Message, TabState, WorkbenchTab
+from workbench.models import Message, TabState, TabUserState, WorkbenchTab
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,7 +44,7 @@ def tab(task):
     return TabFactory(task=task, state=TabState.ERROR, error_code="provision_failed")
 
 
-def write_routes(workspace, task, tab) -> list[tuple[str, str, dict[str, Any], str | None]]:
+def write_routes(workspace, task, tab, bob) -> list[tuple[str, str, dict[str, Any], str | None]]:
     """Every write route: method, path, a valid body, and a field that takes a string."""
     return [
         ("post", "/api/workspaces/", {"name": "w"}, "name"),
@@ -53,6 +53,9 @@ def write_routes(workspace, task, tab) -> list[tuple[str, str, dict[str, Any], s
         ("post", f"/api/tasks/{task.pk}/archive/", {}, None),
         ("post", f"/api/tasks/{task.pk}/tabs/", {}, "title"),
         ("patch", f"/api/tabs/{tab.pk}/", {"draft": "d"}, "draft"),
+        ("patch", f"/api/tabs/{tab.pk}/", {"model": "mock"}, "model"),
+        ("post", f"/api/workspaces/{workspace.pk}/members/", {"username": "bob"}, "username"),
+        ("patch", f"/api/workspaces/{workspace.pk}/members/{bob.pk}/", {"role": "owner"}, "role"),
         ("post", f"/api/tabs/{tab.pk}/retry/", {}, None),
         ("post", f"/api/tabs/{tab.pk}/messages/", {"text": "hi"}, "text"),
         ("post", f"/api/tabs/{tab.pk}/cancel/", {}, None),
@@ -64,7 +67,9 @@ def written() -> tuple[Any, ...]:
     """Everything a write route could change."""
     return (
         Workspace.objects.count(),
-        list(WorkbenchTab.objects.values_list("state", "title", "draft", "version")),
+        list(WorkbenchTab.objects.values_list("state", "title", "model", "version")),
+        list(TabUserState.objects.values_list("tab", "user", "draft", "unread")),
+        list(Membership.objects.values_list("workspace", "user", "role")),
         list(Task.objects.values_list("title", "archived_at", "version")),
         Message.objects.count(),
         Event.objects.count(),
@@ -90,13 +95,13 @@ def bad_bodies(valid: dict[str, Any], string_field: str | None) -> list[tuple[st
 
 
 def test_every_write_route_refuses_bad_bodies_with_a_400_and_writes_nothing(
-    client_for, alice, workspace, task, tab, dispatched
+    client_for, alice, bob, workspace, task, tab, dispatched
 ):
     alice.set_password("pw")
     alice.save()
     client = client_for(alice)
     before = written()
-    for method, path, valid, string_field in write_routes(workspace, task, tab):
+    for method, path, valid, string_field in write_routes(workspace, task, tab, bob):
         for label, body in bad_bodies(valid, string_field):
             response = getattr(client, method)(path, body, content_type="application/json")
             assert response.status_code == 400, (path, label, response.content)

@@ -47,6 +47,7 @@ from core.models import Event, Membership, Workspace
 from sandboxes import services as sandbox_services
 from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
 from sandboxes.providers.base import (
+    AgentModels,
     PromptResult,
     ProviderError,
     SandboxGone,
@@ -251,6 +252,9 @@ class FakeProvider:
     def health(self, handle: SandboxHandle) -> bool:
         server = self._server(handle)
         return server is not None and server.alive
+
+    def agent_models(self, handle: SandboxHandle, *, agent: str) -> AgentModels:
+        return AgentModels()
 
     def create_session(self, handle: SandboxHandle, *, server_id: str, agent: str, cwd: str) -> str:
         tab_id = uuid.UUID(hex=server_id.split("-")[1])

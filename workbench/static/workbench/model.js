@@ -17,7 +17,9 @@ function upsert(items, key, data, { drop = false } = {}) {
 export class WorkbenchModel {
   constructor() {
     this.seq = -1;
+    this.me = null; // the user this page belongs to: `unread` and `draft` are theirs
     this.workspace = null;
+    this.members = new Map(); // user id -> member
     this.tasks = new Map(); // id -> task (with its current sandbox and that sandbox's steps)
     this.tabs = new Map(); // id -> tab; only open ones
     this.messages = new Map(); // tab id -> Map(message id -> message)
@@ -28,7 +30,9 @@ export class WorkbenchModel {
 
   loadSnapshot(frame) {
     this.seq = frame.seq;
+    this.me = frame.me;
     this.workspace = frame.workspace;
+    this.members = new Map(frame.members.map((member) => [member.user, member]));
     this.tasks = new Map(frame.tasks.map((task) => [task.id, task]));
     this.tabs = new Map(frame.tabs.filter((tab) => !this.closedTabs.has(tab.id)).map((tab) => [tab.id, tab]));
     for (const tabId of this.messages.keys()) {
@@ -49,6 +53,17 @@ export class WorkbenchModel {
       case "tab.updated":
         this.upsertTab(data);
         break;
+      case "tab.user_state":
+        this.updateOwnState(data);
+        break;
+      case "member.updated":
+        this.members.set(data.user, data);
+        if (data.user === this.me) this.workspace = { ...this.workspace, role: data.role };
+        break;
+      case "member.removed":
+        this.members.delete(data.user);
+        break;
+      case "private": // another member's own state changed: nothing of it is ours
       case "sandbox.updated":
         this.upsertSandbox(data);
         break;
@@ -74,13 +89,34 @@ export class WorkbenchModel {
     }
   }
 
+  /** A tab from an event (every member's fields) or from REST (with my own unread and
+   * draft): what is mine stays unless the data carries it. */
   upsertTab(tab) {
     if (this.closedTabs.has(tab.id)) return;
     if (tab.state === "closed") {
       this.forgetTab(tab.id);
       return;
     }
-    upsert(this.tabs, tab.id, tab);
+    const current = this.tabs.get(tab.id);
+    upsert(this.tabs, tab.id, {
+      unread: current ? current.unread : false,
+      draft: current ? current.draft : "",
+      ...tab,
+    });
+  }
+
+  /** My own unread or draft of a tab changed (only the fields present). */
+  updateOwnState({ tab: tabId, ...fields }) {
+    const tab = this.tabs.get(tabId);
+    if (tab) this.tabs.set(tabId, { ...tab, ...fields });
+  }
+
+  /** The workspace's members, owners first, then in the order they joined. */
+  memberList() {
+    const rank = (member) => (member.role === "owner" ? 0 : 1);
+    return [...this.members.values()].sort(
+      (a, b) => rank(a) - rank(b) || instant(a.joined_at) - instant(b.joined_at) || a.user - b.user,
+    );
   }
 
   forgetTab(tabId) {
