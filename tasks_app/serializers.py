@@ -124,5 +124,19 @@ class TaskCreateInputSerializer(StrictInputSerializer):
         return value
 
 
-class TaskUpdateInputSerializer(StrictInputSerializer):
-    title = serializers.CharField(max_length=200)
+class TaskUpdateInputSerializer(TaskCreateInputSerializer):
+    """Title, repository, branch and agent; the next provisioning attempt uses the new
+    values (a sandbox that is live keeps what it was made with)."""
+
+    title = serializers.CharField(max_length=200, required=False)
+    repository = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+    branch = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    agent = serializers.CharField(max_length=64, required=False)
+    provider = None  # type: ignore[assignment]  # a task stays with its provider
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError(
+                "nothing to update: send title, repository, branch or agent"
+            )
+        return attrs

@@ -59,10 +59,29 @@ def _workspace_of(task_id: int) -> int:
     return Task.objects.values_list("workspace_id", flat=True).get(pk=task_id)
 
 
-def task_update(*, task_id: int, title: str) -> Task:
+def task_update(
+    *,
+    task_id: int,
+    title: str | None = None,
+    repository: str | None = None,
+    branch: str | None = None,
+    agent: str | None = None,
+) -> Task:
+    """Edit a task. Repository, branch and agent apply from the next provisioning attempt:
+    a live sandbox keeps what it was made with, and so do the tabs opened on it."""
+    fields = {
+        name: value
+        for name, value in (
+            ("title", title),
+            ("repository", repository),
+            ("branch", branch),
+            ("agent", agent),
+        )
+        if value is not None
+    }
     with workspace_transaction(_workspace_of(task_id)):
         Task.objects.filter(pk=task_id).update(
-            title=title, updated_at=now(), version=F("version") + 1
+            updated_at=now(), version=F("version") + 1, **fields
         )
         task = Task.objects.get(pk=task_id)
         _record_task(task)

@@ -77,5 +77,5 @@ class TaskDetailView(APIView):
     def patch(self, request: Request, task_id: int) -> Response:
         task = selectors.task_get_for_user(task_id=task_id, user=member(request))
         data = validated(TaskUpdateInputSerializer, request.data)
-        task = task_services.task_update(task_id=task.pk, title=data["title"])
+        task = task_services.task_update(task_id=task.pk, **data)
         return Response(TaskOutputSerializer(task).data)

@@ -63,7 +63,9 @@ def tab_create(
                 task=task,
                 created_by=user,
                 title=title or f"{task.agent} {seen.tabs_on_task + 1}",
-                agent=task.agent,
+                # A live sandbox runs the agent it was made with (a task's agent edited since
+                # applies from its next provisioning attempt).
+                agent=seen.sandbox_agent or task.agent,
                 state=TabState.PENDING_SESSION_CREATE if ready else TabState.PENDING_PROVISION,
                 sandbox_id=seen.sandbox_id if ready else None,
                 idempotency_key=idempotency_key or None,
@@ -90,6 +92,7 @@ class _TabCreateView:
     tabs_on_task: int
     sandbox_id: int | None
     sandbox_state: str | None
+    sandbox_agent: str | None
 
 
 def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
@@ -118,7 +121,7 @@ def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    archived_at, total, open_on_task, open_by_user, sandbox_id, sandbox_state = (
+    archived_at, total, open_on_task, open_by_user, sandbox_id, sandbox_state, sandbox_agent = (
         Task.objects.filter(pk=task.pk)
         .annotate(
             total=Count("tabs"),
@@ -126,8 +129,17 @@ def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
             by_user=Coalesce(Subquery(by_user), 0),
             sandbox_id=live_sandbox_value("pk"),
             sandbox_state=live_sandbox_value("state"),
+            sandbox_agent=live_sandbox_value("agent"),
         )
-        .values_list("archived_at", "total", "open", "by_user", "sandbox_id", "sandbox_state")
+        .values_list(
+            "archived_at",
+            "total",
+            "open",
+            "by_user",
+            "sandbox_id",
+            "sandbox_state",
+            "sandbox_agent",
+        )
         .get()
     )
     if archived_at is not None:
@@ -144,7 +156,12 @@ def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
             f"you already have {open_by_user} open tabs (the limit); close some first",
             code="too_many_tabs_for_user",
         )
-    return _TabCreateView(tabs_on_task=total, sandbox_id=sandbox_id, sandbox_state=sandbox_state)
+    return _TabCreateView(
+        tabs_on_task=total,
+        sandbox_id=sandbox_id,
+        sandbox_state=sandbox_state,
+        sandbox_agent=sandbox_agent,
+    )
 
 
 def _tab_for_key(*, task: Task, user: User, key: str, title: str) -> WorkbenchTab | None:

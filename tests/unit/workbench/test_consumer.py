@@ -4,6 +4,7 @@ resume, heartbeats and error frames. Every frame received is checked against the
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from core.models import Event, Workspace
 from tests.factories import TabFactory, TaskFactory
 from workbench import selectors, services
 from workbench.consumers import MAX_FRAME_BYTES
-from workbench.models import TabState
+from workbench.models import TabState, TabUserState
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -598,3 +599,100 @@ def test_a_workspace_id_out_of_range_is_refused_like_an_unknown_one(workspace_id
         await assert_closed_forbidden(communicator)
 
     run(scenario)
+
+
+# -- teams: private state, removal, viewing ---------------------------------------------------
+
+
+def test_a_members_draft_reaches_only_them_and_the_others_keep_a_gapless_seq(
+    workspace, alice, bob
+):
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+    alice_headers, bob_headers = token_header(alice), token_header(bob)
+
+    async def scenario() -> None:
+        mine = await open_socket(url(workspace), alice_headers)
+        theirs = await open_socket(url(workspace), bob_headers)
+        start = (await receive(mine))["seq"]
+        await receive(theirs)
+        await call(services.tab_update)(tab_id=tab.pk, user=alice, draft="my own words")
+        await call(services.tab_update)(tab_id=tab.pk, user=alice, title="shared")
+        own = [await receive(mine) for _ in range(2)]
+        seen = [await receive(theirs) for _ in range(2)]
+        assert [(f["seq"], f["event"]) for f in own] == [
+            (start + 1, "tab.user_state"),
+            (start + 2, "tab.updated"),
+        ]
+        assert own[0]["data"] == {"tab": str(tab.pk), "draft": "my own words"}
+        assert [(f["seq"], f["event"], f["data"]) for f in seen] == [
+            (start + 1, "private", {}),
+            (start + 2, "tab.updated", own[1]["data"]),
+        ]
+        assert "my own words" not in json.dumps(seen)
+        for ws in (mine, theirs):
+            await ws.disconnect()
+
+    run(scenario)
+
+
+def test_resume_gives_another_members_private_event_as_a_private_frame(workspace, alice, bob):
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+    services.tab_update(tab_id=tab.pk, user=alice, draft="my own words")
+    headers = token_header(bob)
+
+    async def scenario() -> None:
+        ws = await open_socket(url(workspace, "seq=0"), headers)
+        frame = await receive(ws)
+        assert (frame["seq"], frame["event"], frame["data"]) == (1, "private", {})
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_removed_member_is_closed_at_once_and_the_others_hear_of_it(workspace, alice, bob):
+    alice_headers, bob_headers = token_header(alice), token_header(bob)
+
+    async def scenario() -> None:
+        owner = await open_socket(url(workspace), alice_headers)
+        removed = await open_socket(url(workspace), bob_headers)
+        await receive(owner)
+        await receive(removed)
+        await call(core_services.member_remove)(
+            workspace_id=workspace.pk, by=alice, user_id=bob.pk
+        )
+        last = await receive(removed)
+        assert (last["event"], last["data"]["user"]) == ("member.removed", bob.pk)
+        assert await removed.receive_output(timeout=TIMEOUT) == {
+            "type": "websocket.close",
+            "code": 4403,
+        }
+        heard = await receive(owner)
+        assert heard["event"] == "member.removed"
+        await ping_answers(owner)  # the owner's socket stays
+        await owner.disconnect()
+
+    run(scenario)
+
+
+def test_viewing_a_tab_clears_its_unread_for_this_member_only(workspace, alice, bob):
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.READY)
+    assert sorted(services.tab_mark_unread(tab_id=tab.pk)) == sorted([alice.pk, bob.pk])
+    headers = token_header(alice)
+
+    async def scenario() -> None:
+        ws = await open_socket(url(workspace), headers)
+        snapshot = await receive(ws)
+        assert [t["unread"] for t in snapshot["tabs"]] == [True]
+        await ws.send_json_to({"type": "view", "tab": str(tab.pk)})
+        cleared = await receive(ws)
+        assert (cleared["event"], cleared["data"]) == (
+            "tab.user_state",
+            {"tab": str(tab.pk), "unread": False},
+        )
+        await ws.send_json_to({"type": "view", "tab": str(uuid.uuid4())})
+        assert (await receive(ws))["code"] == "unknown_tab"
+        await ws.disconnect()
+
+    run(scenario)
+    states = dict(TabUserState.objects.filter(tab=tab).values_list("user", "unread"))
+    assert states == {alice.pk: False, bob.pk: True}

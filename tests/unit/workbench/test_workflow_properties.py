@@ -692,7 +692,7 @@ class Workflow(RuleBasedStateMachine):
         last: dict[tuple[str, Any], dict[str, Any]] = {}
         for name, data in Event.objects.order_by("workspace_id", "seq").values_list("name", "data"):
             kind = name.split(".")[0]
-            if kind in ("tab", "message", "sandbox", "task"):
+            if name in OBJECT_EVENTS:  # not a member's own state, nor membership
                 previous = last.get((kind, data["id"]))
                 assert previous is None or data["version"] > previous["version"], (name, data)
                 last[(kind, data["id"])] = data
@@ -777,6 +777,12 @@ class Workflow(RuleBasedStateMachine):
                     cause = ("teardown", tabs[server_id][0])
                     found.append(("teardown_lost", cause, f"session {server_id} on {key}"))
         return found
+
+
+# The events that carry a whole object (its id, version and state).
+OBJECT_EVENTS = frozenset(
+    {"tab.updated", "message.created", "message.updated", "sandbox.updated", "task.updated"}
+)
 
 
 @pytest.fixture
