@@ -1,6 +1,7 @@
 """A small Python client of the workbench websocket protocol (docs/websocket.md).
 
-It keeps a local model of one workspace's workbench (tasks with their sandbox, open tabs),
+It keeps a local model of one workspace's workbench (its members, tasks with their sandbox,
+open tabs with this user's own unread and draft),
 applies events by `seq` and `version`, detects gaps (including a lost last event, through
 the `seq` in each `pong`) and resumes; on a dropped connection it reconnects with backoff
 and resumes from the last applied seq.
@@ -35,14 +36,18 @@ class WorkbenchModel:
     """The client-side copy of a workbench, built from a snapshot plus events."""
 
     seq: int = -1
+    me: int | None = None  # the user this socket belongs to: `unread` and `draft` are theirs
     workspace: dict[str, Any] = field(default_factory=dict)
+    members: dict[int, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
     tabs: dict[str, dict[str, Any]] = field(default_factory=dict)
     applied: list[dict[str, Any]] = field(default_factory=list)  # every event frame applied
 
     def load_snapshot(self, frame: dict[str, Any]) -> None:
         self.seq = frame["seq"]
+        self.me = frame["me"]
         self.workspace = frame["workspace"]
+        self.members = {member["user"]: member for member in frame["members"]}
         self.tasks = {task["id"]: task for task in frame["tasks"]}
         self.tabs = {tab["id"]: tab for tab in frame["tabs"]}
 
@@ -50,7 +55,20 @@ class WorkbenchModel:
         """Apply the event that directly follows `seq` (callers check ordering)."""
         name, data = frame["event"], frame["data"]
         if name == "tab.updated":
-            _upsert(self.tabs, data["id"], data, drop=data["state"] == "closed")
+            current = self.tabs.get(data["id"]) or {"unread": False, "draft": ""}
+            # What is my own (unread, draft) comes from tab.user_state, not from here.
+            mine = {"unread": current["unread"], "draft": current["draft"]}
+            _upsert(self.tabs, data["id"], {**data, **mine}, drop=data["state"] == "closed")
+        elif name == "tab.user_state":
+            tab = self.tabs.get(data["tab"])
+            if tab is not None:
+                tab.update({k: v for k, v in data.items() if k != "tab"})
+        elif name == "member.updated":
+            self.members[data["user"]] = data
+            if data["user"] == self.me:
+                self.workspace = {**self.workspace, "role": data["role"]}
+        elif name == "member.removed":
+            self.members.pop(data["user"], None)
         elif name == "task.updated":
             _upsert(self.tasks, data["id"], data, drop=data["archived"])
             if data["archived"]:
@@ -113,6 +131,7 @@ class WorkbenchClient:
         self._resuming_from: int | None = None
         self._stopped = False
         self._first_snapshot = asyncio.Event()
+        self._viewing: str | None = None
 
     async def __aenter__(self) -> WorkbenchClient:
         await self.start()
@@ -142,6 +161,13 @@ class WorkbenchClient:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._runner
+
+    async def view(self, tab_id: str | None) -> None:
+        """Say which tab this client shows (None: none): viewing clears its unread for this
+        user, and agent replies there do not mark it unread for them."""
+        self._viewing = tab_id
+        if self._ws is not None:
+            await self._ws.send(json.dumps({"type": "view", "tab": tab_id}))
 
     async def drop_connection(self) -> None:
         """Cut the socket abruptly (tests of reconnect); the client reconnects by itself."""
@@ -188,6 +214,8 @@ class WorkbenchClient:
             self.connects += 1
             # The server replays from our seq first: no separate resume for that gap.
             self._resuming_from = self.model.seq if resuming else None
+            if self._viewing is not None:  # a reconnect: say again what this client shows
+                await ws.send(json.dumps({"type": "view", "tab": self._viewing}))
             pinger = asyncio.create_task(self._ping_forever(ws))
             try:
                 async for raw in ws:
