@@ -80,9 +80,7 @@ def task_update(
         if value is not None
     }
     with workspace_transaction(_workspace_of(task_id)):
-        Task.objects.filter(pk=task_id).update(
-            updated_at=now(), version=F("version") + 1, **fields
-        )
+        Task.objects.filter(pk=task_id).update(updated_at=now(), version=F("version") + 1, **fields)
         task = Task.objects.get(pk=task_id)
         _record_task(task)
     return task

@@ -604,9 +604,7 @@ def test_a_workspace_id_out_of_range_is_refused_like_an_unknown_one(workspace_id
 # -- teams: private state, removal, viewing ---------------------------------------------------
 
 
-def test_a_members_draft_reaches_only_them_and_the_others_keep_a_gapless_seq(
-    workspace, alice, bob
-):
+def test_a_members_draft_reaches_only_them_and_the_others_keep_a_gapless_seq(workspace, alice, bob):
     tab = TabFactory(task=TaskFactory(workspace=workspace))
     alice_headers, bob_headers = token_header(alice), token_header(bob)
 
@@ -657,9 +655,7 @@ def test_a_removed_member_is_closed_at_once_and_the_others_hear_of_it(workspace,
         removed = await open_socket(url(workspace), bob_headers)
         await receive(owner)
         await receive(removed)
-        await call(core_services.member_remove)(
-            workspace_id=workspace.pk, by=alice, user_id=bob.pk
-        )
+        await call(core_services.member_remove)(workspace_id=workspace.pk, by=alice, user_id=bob.pk)
         last = await receive(removed)
         assert (last["event"], last["data"]["user"]) == ("member.removed", bob.pk)
         assert await removed.receive_output(timeout=TIMEOUT) == {
