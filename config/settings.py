@@ -145,11 +145,13 @@ if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # A psycopg pool per process (Django's own), shared by its threads. Sized for
-        # Daphne: every request thread (config.handlers) plus a few for the websocket
-        # consumers' queries, so requests never queue for a connection.
+        # Daphne: every request thread (config.handlers) plus the websocket side's: the
+        # consumers' shared thread, the snapshot pool (2, workbench/snapshots.py), the
+        # fan-out hub's log reads (2, workbench/fanout.py) and one spare, so requests
+        # never queue for a connection.
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("WORKBENCH_DB_POOL_MIN", 1),
-            "max_size": env_int("WORKBENCH_DB_POOL_MAX", WORKBENCH_REQUEST_THREADS + 4),
+            "max_size": env_int("WORKBENCH_DB_POOL_MAX", WORKBENCH_REQUEST_THREADS + 6),
             "timeout": env_float("WORKBENCH_DB_POOL_TIMEOUT", 10.0),
         }
 else:

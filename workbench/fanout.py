@@ -175,26 +175,35 @@ class WorkspaceHub:
     async def _feed(self, workspace_id: int, stream: _Stream) -> None:
         """Send the workspace's events in seq order (the module's steps 1-5). One task per
         workspace: a gap's wait or log read, or slow sockets, hold up only this workspace."""
-        loop = asyncio.get_running_loop()
         while True:
-            assert stream.next is not None
-            entry = stream.held.pop(stream.next, None)
-            if entry is not None:
-                stream.next += 1
-                await self._send(entry[0])
-                continue
-            stream.wake.clear()
-            if stream.known < stream.next:  # nothing owed: wait for the next event
-                await stream.wake.wait()
-                continue
-            if stream.dropped < stream.next and stream.held:
-                oldest = min(arrived for _, arrived in stream.held.values())
-                remaining = oldest + self.gap_wait - loop.time()
-                if remaining > 0:  # the missing one may still be on its way
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stream.wake.wait(), remaining)
-                    continue
-            await self._fill(workspace_id, stream)
+            try:
+                await self._step(workspace_id, stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug here must not leave the workspace silent in this process for good.
+                logger.exception("the fan-out of workspace %s failed; going on", workspace_id)
+                await asyncio.sleep(self.RETRY_SECONDS)
+
+    async def _step(self, workspace_id: int, stream: _Stream) -> None:
+        assert stream.next is not None
+        entry = stream.held.pop(stream.next, None)
+        if entry is not None:
+            stream.next += 1
+            await self._send(entry[0])
+            return
+        stream.wake.clear()
+        if stream.known < stream.next:  # nothing owed: wait for the next event
+            await stream.wake.wait()
+            return
+        if stream.dropped < stream.next and stream.held:
+            oldest = min(arrived for _, arrived in stream.held.values())
+            remaining = oldest + self.gap_wait - asyncio.get_running_loop().time()
+            if remaining > 0:  # the missing one may still be on its way
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stream.wake.wait(), remaining)
+                return
+        await self._fill(workspace_id, stream)
 
     async def _fill(self, workspace_id: int, stream: _Stream) -> None:
         """Send what the log has from the next seq on (at most MAX_HELD rows), then skip
@@ -209,9 +218,7 @@ class WorkspaceHub:
                 "reading events %s#%s-%s failed", workspace_id, first, last, exc_info=True
             )
             messages = []
-        for message in messages:
-            if message["seq"] < stream.next:
-                continue  # arrived live and sent during this fill's sends
+        for message in messages:  # in seq order, from `first` on
             if message["seq"] > stream.next:
                 logger.info(
                     "events %s#%s-%s were pruned", workspace_id, stream.next, message["seq"] - 1
@@ -222,10 +229,11 @@ class WorkspaceHub:
         if stream.next <= last:
             # Not in the log (pruned, or the read failed): on to the first held one; each
             # client sees the gap and resumes or takes a snapshot, as without ordering.
-            later = [seq for seq in stream.held if seq >= stream.next]
+            missing = stream.next
+            later = [seq for seq in stream.held if seq >= missing]
             stream.next = min(later) if later else last + 1
             logger.info(
-                "events %s#%s-%s skipped: not in the log", workspace_id, first, stream.next - 1
+                "events %s#%s-%s skipped: not in the log", workspace_id, missing, stream.next - 1
             )
         stream.forget_older()
 

@@ -276,6 +276,55 @@ def test_events_filled_from_the_log_keep_private_frames_and_revocations(gap_wait
     async_to_sync(scenario)()
 
 
+def test_an_event_broadcast_while_the_baseline_is_read_is_kept(gap_wait, monkeypatch):
+    workspace = WorkspaceFactory()
+
+    async def scenario() -> None:
+        layer = InMemoryChannelLayer()
+        hub = WorkspaceHub(layer)
+        read = fanout._current_seq
+
+        async def current_seq(workspace_id: int) -> int:
+            seq = await read(workspace_id)
+            await send(layer, workspace_id, seq + 1)  # committed just after the read
+            await until(lambda: hub.streams[workspace_id].held)
+            return seq
+
+        monkeypatch.setattr(fanout, "_current_seq", current_seq)
+        socket = Socket()
+        await hub.join(workspace.pk, socket)
+        await until(lambda: socket.frames)
+        assert socket.seqs() == [1]
+        hub.stop()
+
+    async_to_sync(scenario)()
+
+
+def test_when_the_log_cannot_be_read_the_held_events_still_go_out(gap_wait, monkeypatch):
+    gap_wait(SHORT_WAIT_MS)
+    workspace = WorkspaceFactory()
+
+    async def failing(workspace_id: int, first: int, last: int) -> list[GroupMessage]:
+        raise ConnectionError("database down")
+
+    monkeypatch.setattr(fanout, "_log_messages", failing)
+
+    async def scenario() -> None:
+        layer = InMemoryChannelLayer()
+        hub = WorkspaceHub(layer)
+        socket = Socket()
+        await hub.join(workspace.pk, socket)
+        await send(layer, workspace.pk, 2, 3)
+        await until(lambda: len(socket.frames) == 2)
+        assert socket.seqs() == [2, 3]  # the client sees the gap and resumes
+        await send(layer, workspace.pk, 1, 4)
+        await until(lambda: len(socket.frames) == 3)
+        assert socket.seqs() == [2, 3, 4]
+        hub.stop()
+
+    async_to_sync(scenario)()
+
+
 def test_a_slow_log_read_for_one_workspace_holds_up_no_other(gap_wait, monkeypatch):
     gap_wait(SHORT_WAIT_MS)
     slow, other = WorkspaceFactory(), WorkspaceFactory()
