@@ -251,6 +251,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two choice sets named `role`: a member's and a message's.
+    "ENUM_NAME_OVERRIDES": {
+        "MemberRoleEnum": "core.models.Membership.Role",
+        "MessageRoleEnum": "workbench.models.MessageRole",
+    },
 }
 
 CHANNEL_LAYERS = {
