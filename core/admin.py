@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from core import services
+from core.errors import DomainError
 from core.models import Event, Membership, Workspace
 
 if TYPE_CHECKING:
@@ -27,6 +29,37 @@ class WorkspaceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ["name"]
     readonly_fields = ["event_seq", "created_at"]
     inlines = [MembershipInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Members change through the services, as over the API: each change is an event,
+        a removed member's sockets close, and the last owner stays."""
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        workspace = form.instance
+        # What formset.save() would have set, for the admin's change message.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline in formset.forms:
+            if not inline.has_changed() and not formset._should_delete_form(inline):
+                continue
+            member: Membership = inline.instance
+            try:
+                if formset._should_delete_form(inline) and member.pk:
+                    services.member_remove(
+                        workspace_id=workspace.pk, by=None, user_id=member.user_id
+                    )
+                elif member.pk:
+                    services.member_update(
+                        workspace_id=workspace.pk, by=None, user_id=member.user_id, role=member.role
+                    )
+                elif inline.cleaned_data.get("user") is not None:
+                    services.membership_add(
+                        workspace_id=workspace.pk,
+                        user=inline.cleaned_data["user"],
+                        role=member.role,
+                    )
+            except DomainError as exc:
+                self.message_user(request, f"{member.user}: {exc.message}", messages.ERROR)
 
 
 @admin.register(Event)

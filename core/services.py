@@ -60,10 +60,12 @@ def member_add(
     return membership
 
 
-def member_update(*, workspace_id: int, by: User, user_id: int, role: str) -> Membership:
-    """An owner changes a member's role; the last owner cannot be demoted."""
+def member_update(*, workspace_id: int, by: User | None, user_id: int, role: str) -> Membership:
+    """An owner (or an operator: `by` None) changes a member's role; the last owner cannot
+    be demoted."""
     with workspace_transaction(workspace_id):
-        _require_owner(workspace_id, by)
+        if by is not None:
+            _require_owner(workspace_id, by)
         membership = _membership(workspace_id, user_id)
         if membership.role == role:
             return membership
@@ -75,15 +77,17 @@ def member_update(*, workspace_id: int, by: User, user_id: int, role: str) -> Me
     return membership
 
 
-def member_remove(*, workspace_id: int, by: User, user_id: int) -> None:
-    """An owner removes a member, or a member leaves; the last owner stays. The removed
-    member's sockets on the workspace are closed by the `member.removed` event."""
+def member_remove(*, workspace_id: int, by: User | None, user_id: int) -> None:
+    """An owner (or an operator: `by` None) removes a member, or a member leaves; the last
+    owner stays. The removed member's sockets on the workspace are closed by the
+    `member.removed` event."""
+    leaving = by is not None and by.pk == user_id
     with workspace_transaction(workspace_id):
-        if by.pk != user_id:
+        if by is not None and not leaving:
             _require_owner(workspace_id, by)
         membership = _membership(workspace_id, user_id)
         if membership.role == Membership.Role.OWNER:
-            _keep_an_owner(workspace_id, "removed" if by.pk != user_id else "leave")
+            _keep_an_owner(workspace_id, "leave" if leaving else "removed")
         membership.delete()
         record_event(workspace_id, "member.removed", {"workspace": workspace_id, "user": user_id})
 
