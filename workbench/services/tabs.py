@@ -215,11 +215,14 @@ def _user_state_set(*, tab_id: UUID, workspace_id: int, user_id: int, **fields: 
 
 def tab_mark_read(*, tab_id: UUID, user_id: int) -> bool:
     """The member is viewing the tab: clear their unread (no event when it was clear)."""
-    workspace_id = tab_workspace_id(tab_id)
+    unread = TabUserState.objects.filter(tab_id=tab_id, user_id=user_id, unread=True)
+    # A read first: a page sends `view` on every tab switch and focus, and most find nothing
+    # to clear; only a clear takes the workspace lock every writer of the workspace waits on.
+    workspace_id = tab_workspace_id(tab_id) if unread.exists() else None
     if workspace_id is None:
         return False
     with workspace_transaction(workspace_id):
-        cleared = TabUserState.objects.filter(tab_id=tab_id, user_id=user_id, unread=True).update(
+        cleared = unread.update(
             unread=False, updated_at=now()
         )
         if cleared:
