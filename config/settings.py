@@ -384,6 +384,10 @@ WORKBENCH_METRICS_PUBLIC = env_bool("WORKBENCH_METRICS_PUBLIC", False)
 # while it lives and ignored once older than WORKBENCH_SOCKET_STALE_SECONDS, so a Daphne
 # that dies leaks nothing for longer than that.
 WORKBENCH_MAX_SOCKETS_PER_USER = env_int("WORKBENCH_MAX_SOCKETS_PER_USER", 20)
+# Client frames per socket (workbench/consumers.py FrameBudget): a second, and in a burst.
+# The browser sends a ping every 10 s and a view per tab switch.
+WORKBENCH_SOCKET_FRAME_RATE = env_float("WORKBENCH_SOCKET_FRAME_RATE", 10.0)
+WORKBENCH_SOCKET_FRAME_BURST = env_int("WORKBENCH_SOCKET_FRAME_BURST", 40)
 WORKBENCH_SOCKET_STALE_SECONDS = env_float("WORKBENCH_SOCKET_STALE_SECONDS", 90.0)
 # Snapshots (and resumes) are built on their own threads, at most this many at once per user
 # and process, so one user's flood of connects queues behind itself, not in front of

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from core import selectors as core_selectors
 from core.models import Workspace
@@ -56,6 +58,36 @@ def _seq_param(scope: dict) -> int | None:
     return seq if seq <= _MAX_SEQ else None
 
 
+class FrameBudget:
+    """A token bucket of client frames per socket: WORKBENCH_SOCKET_FRAME_RATE a second,
+    bursts of WORKBENCH_SOCKET_FRAME_BURST. Every frame may cost a query on the consumers'
+    shared thread (a ping reads the seq, a view checks the tab), so one socket's flood would
+    slow every other socket's connect; past the budget a frame is dropped unread. (Ten
+    lines in-process: a library would add a dependency and nothing this needs.)"""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.at = float(burst), time.monotonic()
+        self.warned_at = float("-inf")
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def warn(self) -> bool:
+        """Whether to tell the client it is over budget: at most once a second."""
+        now = time.monotonic()
+        if now - self.warned_at < 1:
+            return False
+        self.warned_at = now
+        return True
+
+
 class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     """One member's socket on one workspace. Events reach it through the process's fan-out
     hub (workbench.fanout), not through a group membership of its own."""
@@ -92,6 +124,9 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
             return
         self.hub = fanout.hub_for(self.channel_layer)
         self.viewing = presence.ViewerClaims(self.user_id, self.socket_id)
+        self.budget = FrameBudget(
+            settings.WORKBENCH_SOCKET_FRAME_RATE, settings.WORKBENCH_SOCKET_FRAME_BURST
+        )
         self.held = []
         metrics.websocket_opened()
         # Join before the snapshot: nothing committed after it can be missed.
@@ -141,6 +176,14 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not hasattr(self, "hub") or self.gone:
+            return
+        if not self.budget.take():
+            if self.budget.warn():  # not once per dropped frame: that would be a flood too
+                await self._error(
+                    "too_many_frames",
+                    f"at most {settings.WORKBENCH_SOCKET_FRAME_RATE:g} frames a second; "
+                    "frames past that are dropped",
+                )
             return
         raw = text_data.encode("utf-8") if text_data is not None else (bytes_data or b"")
         if len(raw) > MAX_FRAME_BYTES:

@@ -392,3 +392,43 @@ async def eventually(
                 await asyncio.sleep(0.5)  # polling a condition, within the deadline
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout:g}s: {message}") from None
+
+
+def test_a_flood_of_frames_on_one_socket_is_cut_to_its_budget(daphne_server):
+    """500 pings at once on one socket: each would cost a query on the consumers' shared
+    thread. Past its budget (40 in a burst) the socket's frames are dropped, it is told so
+    once, and another user's socket on the same Daphne is answered as usual."""
+    flood_ws, flood_token = member_of_new_workspace("frame-flooder")
+    calm_ws, calm_token = member_of_new_workspace("frame-calm")
+    base = daphne_server.url.replace("http://", "ws://")
+
+    async def scenario() -> None:
+        kind, _, flood = await first_frame(
+            f"{base}/ws/workspaces/{flood_ws}/", {"Authorization": f"Token {flood_token}"}
+        )
+        assert kind == "snapshot" and flood is not None
+        await asyncio.gather(*(flood.send(json.dumps({"type": "ping"})) for _ in range(500)))
+        await flood.send(json.dumps({"type": "resume", "seq": 10**6}))  # never answered
+        pongs = errors = 0
+        while True:  # until the socket has said all it will: one frame past a quiet second
+            try:
+                frame = json.loads(await asyncio.wait_for(flood.recv(), timeout=2))
+            except TimeoutError:
+                break
+            if frame["type"] == "pong":
+                pongs += 1
+            elif frame["type"] == "error":
+                assert frame["code"] == "too_many_frames"
+                errors += 1
+        assert errors == 1
+        assert pongs < 100, pongs  # the burst and a few refills, not 500
+        kind, _, calm = await first_frame(
+            f"{base}/ws/workspaces/{calm_ws}/", {"Authorization": f"Token {calm_token}"}
+        )
+        assert kind == "snapshot" and calm is not None
+        await calm.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(calm.recv(), timeout=10))["type"] == "pong"
+        await flood.close()
+        await calm.close()
+
+    asyncio.run(scenario())
