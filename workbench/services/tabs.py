@@ -222,9 +222,7 @@ def tab_mark_read(*, tab_id: UUID, user_id: int) -> bool:
     if workspace_id is None:
         return False
     with workspace_transaction(workspace_id):
-        cleared = unread.update(
-            unread=False, updated_at=now()
-        )
+        cleared = unread.update(unread=False, updated_at=now())
         if cleared:
             record_event(
                 workspace_id,
