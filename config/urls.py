@@ -22,6 +22,7 @@ from workbench.metrics import metrics_view
 api = [
     path("auth/token/", views.AuthTokenView.as_view(), name="api-token"),
     path("workspaces/", core_views.WorkspaceListView.as_view(), name="workspace-list"),
+    path("agents/", task_views.AgentListView.as_view(), name="agent-list"),
     path(
         "workspaces/<int:workspace_id>/members/",
         core_views.WorkspaceMemberListView.as_view(),

@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ErrorSerializer, member, query_flag, validated
 from core.selectors import workspace_get_for_user
 from core.throttles import CreateRateThrottle
+from sandboxes.serializers import ModelChoiceSerializer
 from tasks_app import selectors
 from tasks_app import services as task_services
 from tasks_app.serializers import (
@@ -79,3 +80,19 @@ class TaskDetailView(APIView):
         data = validated(TaskUpdateInputSerializer, request.data)
         task = task_services.task_update(task_id=task.pk, **data)
         return Response(TaskOutputSerializer(task).data)
+
+
+class AgentSerializer(serializers.Serializer[dict[str, object]]):
+    """An agent a task may run (tasks_app.selectors.agent_list_for_user)."""
+
+    name = serializers.CharField()
+    models = ModelChoiceSerializer(many=True)
+    default_model = serializers.CharField()
+
+
+class AgentListView(APIView):
+    @extend_schema(responses={200: AgentSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        """The agents a task may run, with the models their server offers (as last reported
+        in one of your workspaces; a task's sandbox lists its own once it is ready)."""
+        return Response(selectors.agent_list_for_user(user=member(request)))

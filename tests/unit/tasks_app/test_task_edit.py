@@ -4,6 +4,7 @@ tabs opened meanwhile on its live sandbox run the agent that sandbox was made wi
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from sandboxes.models import SandboxState
 from tests.factories import SandboxFactory, TaskFactory
@@ -35,3 +36,38 @@ def test_a_tab_on_a_live_sandbox_runs_its_agent_until_the_next_attempt(
     assert edited.status_code == 200, edited.json()
     tab = client.post(f"/api/tasks/{task.pk}/tabs/", {}, format="json").json()
     assert tab["agent"] == "mock"
+
+
+def test_the_agents_list_names_each_agent_with_the_models_seen_in_my_workspaces(
+    client_for, workspace, alice, charlie, settings
+):
+    settings.WORKBENCH_AGENTS = ["mock", "other"]
+    mine = TaskFactory(workspace=workspace, agent="mock")
+    SandboxFactory(
+        task=mine,
+        state=SandboxState.READY,
+        agent="mock",
+        ready_at=timezone.now(),
+        agent_models=[["mock", "Mock"], ["mock-fast", "Mock Fast"]],
+        default_model="mock",
+    )
+    # Another tenant's sandbox reports models for "other": not shown to alice.
+    SandboxFactory(
+        task=TaskFactory(agent="other"),
+        state=SandboxState.READY,
+        agent="other",
+        ready_at=timezone.now(),
+        agent_models=[["secret", "Secret"]],
+    )
+    agents = client_for(alice).get("/api/agents/").json()
+    assert agents == [
+        {
+            "name": "mock",
+            "models": [
+                {"value": "mock", "name": "Mock"},
+                {"value": "mock-fast", "name": "Mock Fast"},
+            ],
+            "default_model": "mock",
+        },
+        {"name": "other", "models": [], "default_model": ""},
+    ]
