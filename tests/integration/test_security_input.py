@@ -24,11 +24,11 @@ from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from core.models import Event, Workspace
+from core.models import Event, Membership, Workspace
 from tasks_app.models import Task
 from tests.factories import TabFactory, TaskFactory
 from tests.integration.services import DaphneServer
-from workbench.models import Message, TabState, WorkbenchTab
+from workbench.models import Message, TabState, TabUserState, WorkbenchTab
 
 LIMIT = 1024 * 1024  # WORKBENCH_MAX_BODY_BYTES's default, which the session's Daphne runs with
 HUGE = 150_000_000
@@ -66,7 +66,9 @@ def written() -> tuple[Any, ...]:
     return (
         Workspace.objects.count(),
         list(Task.objects.values_list("title", "archived_at", "version")),
-        list(WorkbenchTab.objects.values_list("state", "title", "draft", "version")),
+        list(WorkbenchTab.objects.values_list("state", "title", "model", "version")),
+        list(TabUserState.objects.values_list("tab", "user", "draft", "unread")),
+        list(Membership.objects.values_list("workspace", "user", "role")),
         Message.objects.count(),
         Event.objects.count(),
         Token.objects.count(),
@@ -205,6 +207,7 @@ def write_routes(member: dict[str, Any]) -> list[tuple[str, str, dict[str, Any],
     workspace = Workspace.objects.get(pk=member["workspace"])
     task = TaskFactory(workspace=workspace)
     tab = TabFactory(task=task, state=TabState.ERROR, error_code="provision_failed")
+    owner = workspace.memberships.get(role="owner").user_id
     return [
         ("POST", "/api/workspaces/", {"name": "w"}, "name"),
         ("POST", f"/api/workspaces/{workspace.pk}/tasks/", {"title": "t"}, "title"),
@@ -212,6 +215,9 @@ def write_routes(member: dict[str, Any]) -> list[tuple[str, str, dict[str, Any],
         ("POST", f"/api/tasks/{task.pk}/archive/", {}, None),
         ("POST", f"/api/tasks/{task.pk}/tabs/", {}, "title"),
         ("PATCH", f"/api/tabs/{tab.pk}/", {"draft": "d"}, "draft"),
+        ("PATCH", f"/api/tabs/{tab.pk}/", {"model": "mock"}, "model"),
+        ("POST", f"/api/workspaces/{workspace.pk}/members/", {"username": "member"}, "username"),
+        ("PATCH", f"/api/workspaces/{workspace.pk}/members/{owner}/", {"role": "owner"}, "role"),
         ("POST", f"/api/tabs/{tab.pk}/retry/", {}, None),
         ("POST", f"/api/tabs/{tab.pk}/messages/", {"text": "hi"}, "text"),
         ("POST", f"/api/tabs/{tab.pk}/cancel/", {}, None),
