@@ -8,7 +8,8 @@ written by `team` before the browser starts, the browser is closed before pytest
 flushes the database, and test bodies change things through the REST API, as users do.
 
 Fixtures:
-- team: Team                     alice (owner) and bob (member) of one workspace, with tokens
+- team: Team                     alice (owner) and bob (member) of one workspace, with tokens,
+                                 and carol, who is in no workspace (to be added)
 - open_page(member, *, base_url=None, width=1280, height=800) -> WorkbenchPage
                                  a logged-in page in its own browser context
 - console: ConsoleErrors         every console error and uncaught exception of those pages;
@@ -72,6 +73,7 @@ class Member:
 class Team:
     owner: Member
     member: Member
+    outsider: Member
     workspace_id: int
     base_url: str
     clients: list[httpx.Client] = field(default_factory=list)
@@ -155,19 +157,25 @@ def e2e_server(
 def team(
     e2e_server: DaphneServer, e2e_worker: CeleryWorker, integration_run: IntegrationRun
 ) -> Iterator[Team]:
-    """alice (owner) and bob (member) of the workspace "Acme", password "pw" each."""
+    """alice (owner) and bob (member) of the workspace "Acme", and carol (carol@example.com)
+    of none; password "pw" each."""
     workspace = WorkspaceFactory(name="Acme")
     members = []
-    for username, role in (("alice", Membership.Role.OWNER), ("bob", Membership.Role.MEMBER)):
-        user = UserFactory(username=username)
+    for username, role in (
+        ("alice", Membership.Role.OWNER),
+        ("bob", Membership.Role.MEMBER),
+        ("carol", None),
+    ):
+        user = UserFactory(username=username, email=f"{username}@example.com")
         # Daphne checks the password with Django's default hashers, which do not include
         # the MD5 one this process uses: store a (cheap, few-iteration) PBKDF2 hash.
         hasher = PBKDF2PasswordHasher()
         user.password = hasher.encode("pw", hasher.salt(), iterations=1000)
         user.save(update_fields=["password"])
-        MembershipFactory(workspace=workspace, user=user, role=role)
+        if role is not None:
+            MembershipFactory(workspace=workspace, user=user, role=role)
         members.append(Member(username, "pw", Token.objects.create(user=user).key))
-    team = Team(members[0], members[1], workspace.pk, e2e_server.url)
+    team = Team(members[0], members[1], members[2], workspace.pk, e2e_server.url)
     yield team
     for client in team.clients:
         client.close()

@@ -50,6 +50,13 @@ class WorkbenchPage:
         self.composer = page.get_by_label("Message", exact=True)
         self.send_button = page.get_by_role("button", name="Send", exact=True)
         self.composer_reason = page.locator("#composer-reason")
+        self.workspace_select = page.get_by_label("Workspace", exact=True)
+        self.model = page.get_by_label("Model", exact=True)  # a select, or free text
+        self.model_note = page.locator("#model-note")
+        self.members_button = page.get_by_role("button", name="Members", exact=True)
+        self.members = page.get_by_role("dialog")
+        self.members_error = page.locator("#members-error")
+        self.members_status = page.locator("#members-status")
 
     # -- tasks ---------------------------------------------------------------------------
     def task(self, title: str) -> Locator:
@@ -107,6 +114,16 @@ class WorkbenchPage:
 
     def unread_dot(self, tab_id: str) -> Locator:
         return self.tab(tab_id).locator(".unread-dot")
+
+    # -- members -------------------------------------------------------------------------
+    def open_members(self) -> None:
+        self.members_button.click()
+        expect(self.members).to_be_visible()
+
+    def member_row(self, username: str) -> Locator:
+        return self.members.locator("#member-list li").filter(
+            has=self.page.locator(".member-username", has_text=re.compile(f"^{username}$"))
+        )
 
     # -- the page itself -----------------------------------------------------------------
     def mark_document(self) -> None:

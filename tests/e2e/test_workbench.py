@@ -243,3 +243,209 @@ def test_a_narrow_window_keeps_everything_reachable_by_keyboard(team, open_page)
     # Nothing wider than the window: no sideways scrolling.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(page, "narrow", full_page=True)
+
+
+# -- teams ---------------------------------------------------------------------------------
+
+
+def test_an_owner_manages_members_in_the_panel_and_a_member_sees_no_owner_controls(
+    team, open_page, console
+):
+    # The browser reports each refused request (the unknown user, the last owner) itself.
+    console.allow(r"status of (404|409)")
+    alice = open_page(team.owner)
+    bob = open_page(team.member)
+
+    alice.open_members()
+    panel = alice.members
+    expect(panel.get_by_label("Username or email")).to_be_focused()
+    expect(panel).to_contain_text("Members of Acme")
+    expect(alice.member_row("alice")).to_contain_text("you")
+    expect(panel.get_by_label("Role of alice (you)")).to_have_value("owner")
+    expect(panel.get_by_label("Role of bob")).to_have_value("member")
+
+    panel.get_by_label("Username or email").fill("nobody")
+    panel.get_by_role("button", name="Add", exact=True).click()
+    expect(alice.members_error).to_contain_text("No user with the username 'nobody'")
+
+    panel.get_by_label("Username or email").fill("carol")
+    panel.get_by_label("Role", exact=True).select_option("member")
+    panel.get_by_role("button", name="Add", exact=True).click()
+    expect(alice.member_row("carol")).to_be_visible()
+    expect(alice.members_status).to_have_text("Added carol as member.")
+    expect(alice.members_error).to_be_hidden()
+
+    # bob's panel is live too, and shows him no owner controls.
+    bob.open_members()
+    expect(bob.member_row("carol")).to_contain_text("member")
+    expect(bob.member_row("bob")).to_contain_text("you")
+    expect(bob.members.get_by_label("Username or email")).to_be_hidden()
+    expect(bob.members.get_by_role("combobox")).to_have_count(0)
+    expect(bob.members.get_by_role("button", name=re.compile(r"^Remove"))).to_have_count(0)
+    expect(bob.members.get_by_role("button", name="Leave workspace")).to_be_visible()
+
+    panel.get_by_label("Role of carol").select_option("owner")
+    expect(alice.members_status).to_have_text("carol is now an owner.")
+    expect(bob.member_row("carol")).to_contain_text("owner")
+    members = {m["username"]: m["role"] for m in team.api().get(
+        f"/api/workspaces/{team.workspace_id}/members/").json()}  # fmt: skip
+    assert members == {"alice": "owner", "bob": "member", "carol": "owner"}
+
+    panel.get_by_role("button", name="Remove carol").click()
+    expect(alice.member_row("carol")).to_have_count(0)
+    expect(bob.member_row("carol")).to_have_count(0)
+    expect(panel.get_by_label("Username or email")).to_be_focused()
+
+    # The last owner cannot leave: asked to confirm, then refused with the server's reason.
+    panel.get_by_role("button", name="Leave workspace").click()
+    expect(panel.get_by_role("button", name="Cancel")).to_be_focused()
+    panel.get_by_role("button", name="Leave", exact=True).click()
+    expect(alice.members_error).to_contain_text("the last owner cannot leave")
+    expect(panel.get_by_role("button", name="Leave workspace")).to_be_focused()
+    expect(alice.connection).to_have_text("Connected")
+    screenshot(alice.page, "members")
+
+    # Escape closes the panel and gives focus back to the button that opened it.
+    alice.page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(alice.members_button).to_be_focused()
+
+
+def test_a_removed_members_page_loses_access_at_once_and_offers_their_other_workspaces(
+    team, open_page
+):
+    other = team.api(team.member).post("/api/workspaces/", json={"name": "Side project"})
+    assert other.status_code == 201, other.text
+    create_task(team.api(), team.workspace_id, "Secret plans")
+    bob = open_page(team.member)
+    bob.workspace_select.select_option(label="Acme")
+    expect(bob.task("Secret plans")).to_be_visible()
+    bob.mark_document()
+
+    alice = open_page(team.owner)
+    alice.open_members()
+    alice.members.get_by_role("button", name="Remove bob").click()
+    expect(alice.member_row("bob")).to_have_count(0)
+
+    lost = bob.page.get_by_role("heading", name="You no longer have access to “Acme”")
+    expect(lost).to_be_visible()
+    expect(lost).to_be_focused()
+    expect(bob.task("Secret plans")).to_have_count(0)
+    expect(bob.connection).to_contain_text("no access")
+    expect(bob.workspace_select.locator("option", has_text="Acme")).to_have_count(0)
+    screenshot(bob.page, "no-access")
+
+    bob.page.get_by_role("button", name="Side project").click()
+    expect(bob.connection).to_have_text("Connected")
+    expect(bob.workspace_select).to_have_value(str(other.json()["id"]))
+    expect(lost).to_be_hidden()
+    expect(bob.page.locator("#no-task")).to_be_visible()
+    assert bob.still_same_document()
+
+
+def test_two_members_unread_is_their_own_the_viewer_stays_read(team, open_page):
+    api = team.api()
+    bob_api = team.api(team.member)
+    task = create_task(api, team.workspace_id, "Share a tab")
+    watched = open_tab(api, task["id"])["id"]
+    elsewhere = open_tab(api, task["id"])["id"]
+    wait_for_tab(api, watched, "ready")
+    wait_for_tab(api, elsewhere, "ready")
+
+    alice = open_page(team.owner)
+    alice.select_task("Share a tab")
+    alice.select_tab(watched)
+    bob = open_page(team.member)
+    bob.select_task("Share a tab")
+    bob.select_tab(elsewhere)
+
+    sent = api.post(f"/api/tabs/{watched}/messages/", json={"text": "status?"})
+    assert sent.status_code == 202, sent.text
+    expect(bob.unread_dot(watched)).to_be_visible(timeout=30_000)
+    expect(alice.transcript.locator(".message-agent")).to_have_attribute(
+        "data-state", "complete", timeout=30_000
+    )
+    expect(alice.unread_dot(watched)).to_be_hidden()
+    assert get_tab(api, watched)["unread"] is False
+    assert get_tab(bob_api, watched)["unread"] is True
+    expect(bob.page).to_have_title("(1) Workbench")
+    expect(alice.page).to_have_title("Workbench")
+
+    # bob opens it: read for him too (the page says so over the socket: `view`).
+    bob.select_tab(watched)
+    expect(bob.unread_dot(watched)).to_be_hidden()
+    wait_until(
+        lambda: get_tab(bob_api, watched)["unread"] is False,
+        message="viewing the tab did not mark it read for bob",
+    )
+
+    # A hidden page views nothing: a reply then is unread for alice, until she is back.
+    set_visibility(alice, "hidden")
+    sent = api.post(f"/api/tabs/{watched}/messages/", json={"text": "and now?"})
+    assert sent.status_code == 202, sent.text
+    expect(alice.unread_dot(watched)).to_be_visible(timeout=30_000)
+    expect(alice.page).to_have_title("(1) Workbench")
+    set_visibility(alice, "visible")
+    expect(alice.unread_dot(watched)).to_be_hidden()
+    wait_until(
+        lambda: get_tab(api, watched)["unread"] is False,
+        message="coming back to the page did not mark the tab read for alice",
+    )
+    expect(bob.unread_dot(watched)).to_be_hidden()  # bob was viewing it all along
+
+
+def test_a_member_leaves_a_workspace_from_the_panel(team, open_page):
+    bob = open_page(team.member)
+    bob.open_members()
+    bob.members.get_by_role("button", name="Leave workspace").click()
+    bob.members.get_by_role("button", name="Leave", exact=True).click()
+
+    expect(bob.members).to_be_hidden()
+    expect(bob.page.get_by_role("heading", name="You left “Acme”")).to_be_focused()
+    # No workspace left: the page offers to create one.
+    expect(bob.page.get_by_label("Create a workspace")).to_be_visible()
+    members = team.api().get(f"/api/workspaces/{team.workspace_id}/members/").json()
+    assert [m["username"] for m in members] == ["alice"]
+
+
+def set_visibility(wb, state: str) -> None:
+    """As when the window is minimised or another browser tab is in front (headless
+    Chromium's pages are always visible, so the page's own view of it is replaced)."""
+    wb.page.evaluate(
+        """state => {
+            const property = { value: state, configurable: true };
+            Object.defineProperty(document, "visibilityState", property);
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        state,
+    )
+
+
+def test_a_model_chosen_while_pending_is_what_the_session_runs_and_can_be_changed_when_ready(
+    team, open_page
+):
+    api = team.api()
+    wb = open_page(team.owner)
+    wb.create_task("Pick a model")
+    tab_id = wb.open_tab()
+    expect(wb.tab(tab_id)).to_have_attribute("data-state", "pending_provision")
+
+    # Before the sandbox is ready its models are not known: a name is typed.
+    expect(wb.model).to_have_attribute("placeholder", "default")
+    wb.model.fill("mock-fast")
+    wb.model.press("Enter")
+    expect(wb.model_note).to_have_text("Model set to mock-fast. Applies when the session starts.")
+    assert get_tab(api, tab_id)["model"] == "mock-fast"
+
+    wb.expect_state(tab_id, "ready")
+    # Now a select of what the sandbox offers, on the chosen model, which the session runs.
+    expect(wb.model).to_have_js_property("tagName", "SELECT")
+    expect(wb.model).to_have_value("mock-fast")
+    expect(wb.model_note).to_contain_text("The session runs Mock Fast.")
+    tab = get_tab(api, tab_id)
+    assert (tab["model"], tab["session_model"]) == ("mock-fast", "mock-fast")
+
+    wb.model.select_option("mock")  # a ready tab: given to the live session at once
+    expect(wb.model_note).to_contain_text("The session runs Mock.")
+    tab = get_tab(api, tab_id)
+    assert (tab["model"], tab["session_model"]) == ("mock", "mock")

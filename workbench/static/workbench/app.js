@@ -64,6 +64,31 @@ const els = {
   composerInput: $("composer-input"),
   composerReason: $("composer-reason"),
   composerSend: $("composer-send"),
+  modelLabel: $("model-label"),
+  modelSelect: $("model-select"),
+  modelForm: $("model-form"),
+  modelInput: $("model-input"),
+  modelNote: $("model-note"),
+  noAccess: $("no-access"),
+  noAccessHeading: $("no-access-heading"),
+  noAccessDetail: $("no-access-detail"),
+  noAccessLoading: $("no-access-loading"),
+  noAccessOthers: $("no-access-others"),
+  noAccessList: $("no-access-list"),
+  membersButton: $("members-button"),
+  membersDialog: $("members-dialog"),
+  membersHeading: $("members-heading"),
+  membersError: $("members-error"),
+  membersStatus: $("members-status"),
+  memberList: $("member-list"),
+  memberAdd: $("member-add"),
+  memberAddWho: $("member-add-who"),
+  memberAddRole: $("member-add-role"),
+  memberLeave: $("member-leave"),
+  memberLeaveConfirm: $("member-leave-confirm"),
+  memberLeaveQuestion: $("member-leave-question"),
+  memberLeaveYes: $("member-leave-yes"),
+  memberLeaveNo: $("member-leave-no"),
 };
 
 const app = {
@@ -75,12 +100,17 @@ const app = {
   lastTabOfTask: new Map(), // task id -> the tab last shown there
   stripOrder: [], // the tab ids last drawn in the strip (to pick a neighbour on close)
   transcripts: new Map(), // tab id -> "loading" | "loaded" | "failed"
-  markingRead: new Set(),
+  reviewed: null, // the shown tab `view` was re-sent for, once each time it turns unread
   closing: new Set(),
   openingTab: false,
   sending: false,
   shownTabId: null, // the tab whose draft the composer holds
   statusKey: "",
+  noAccess: null, // {id, name, left, removed, loading}: the workspace this page lost access to
+  members: { error: "", status: "", busy: new Set() }, // the members panel's own state
+  modelSaving: null, // {tab, value}: a model change on its way to the server
+  modelFeedback: null, // {tab, text, error}: how the last model change went
+  modelKey: "",
 };
 
 // -- drafts: kept locally until the server has them, so nothing typed is ever lost --------
@@ -207,10 +237,9 @@ function renderConnection(status, detail) {
   els.connection.dataset.state = status;
   const text = detail && status !== "connected" ? `${labels[status]} (${detail})` : labels[status];
   setText(els.connection.querySelector(".connection-label"), text);
-  if (status === "offline" && detail === NO_ACCESS) {
-    // Logged out elsewhere? The API answers 401 then, and we go to the login page.
-    api("GET", "/api/workspaces/").catch(() => {});
-  }
+  // Removed from the workspace (or logged out elsewhere: the API then answers 401, and we
+  // go to the login page).
+  if (status === "offline" && detail === NO_ACCESS) lostAccess();
 }
 
 // -- workspaces and the stream ------------------------------------------------------------
@@ -244,13 +273,15 @@ async function boot() {
 
 function renderWorkspacePicker() {
   const select = els.workspaceSelect;
+  const shown = app.workspaces.some((workspace) => workspace.id === app.workspaceId);
   select.replaceChildren(
+    ...(shown ? [] : [h("option", { value: "", disabled: true, selected: true }, "Choose a workspace")]),
     ...app.workspaces.map((workspace) =>
       h("option", { value: workspace.id, selected: workspace.id === app.workspaceId }, workspace.name),
     ),
   );
   select.disabled = app.workspaces.length === 0;
-  if (app.workspaceId) select.value = String(app.workspaceId);
+  select.value = shown ? String(app.workspaceId) : "";
 }
 
 function openWorkspace(workspaceId) {
@@ -258,9 +289,14 @@ function openWorkspace(workspaceId) {
     drafts.flushAll();
     app.stream.stop();
   }
+  closeMembers({ restoreFocus: false });
+  app.members = { error: "", status: "", busy: new Set() };
+  app.noAccess = null;
   app.workspaceId = workspaceId;
   app.transcripts.clear();
   app.shownTabId = null;
+  app.reviewed = null;
+  app.modelFeedback = null;
   localStorage.setItem(WORKSPACE_KEY, String(workspaceId));
   renderWorkspacePicker();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -272,10 +308,54 @@ function openWorkspace(workspaceId) {
         if (!change.first) app.transcripts.clear();
         drafts.reconcileWith(app.stream.model, workspaceId);
       }
+      // Removed: the server closes the socket (4403) right after this event.
+      const { frame } = change;
+      if (frame && frame.event === "member.removed" && frame.data.user === app.stream.model.me) {
+        lostAccess({ left: app.members.leaving === workspaceId });
+        return;
+      }
       scheduleRender();
     },
   });
   app.stream.start();
+  render();
+}
+
+/**
+ * This page may no longer show the workspace (removed by an owner, or left): say so, drop
+ * what it showed, and offer the workspaces still mine (the list is fetched again).
+ */
+async function lostAccess({ left = false } = {}) {
+  const workspaceId = app.workspaceId;
+  if (workspaceId === null || app.noAccess) return;
+  const name =
+    app.workspaces.find((workspace) => workspace.id === workspaceId)?.name ??
+    app.stream?.model.workspace?.name ??
+    `workspace ${workspaceId}`;
+  const removed = Boolean(app.stream && app.stream.snapshots > 0); // else: never let in
+  if (app.stream) {
+    app.stream.stop();
+    app.stream = null;
+  }
+  closeMembers({ restoreFocus: false });
+  app.noAccess = { id: workspaceId, name, left, removed, loading: true };
+  app.workspaceId = null;
+  app.taskId = null;
+  app.tabId = null;
+  app.shownTabId = null;
+  if (localStorage.getItem(WORKSPACE_KEY) === String(workspaceId)) localStorage.removeItem(WORKSPACE_KEY);
+  history.replaceState(null, "", location.pathname + location.search);
+  renderConnection("offline", NO_ACCESS);
+  render();
+  els.noAccessHeading.focus();
+  try {
+    app.workspaces = await api("GET", "/api/workspaces/");
+  } catch (error) {
+    notify(`Could not load your workspaces: ${error.message}`);
+  }
+  if (app.noAccess?.id !== workspaceId) return; // another workspace was opened meanwhile
+  app.noAccess.loading = false;
+  renderWorkspacePicker();
   render();
 }
 
@@ -292,11 +372,19 @@ function scheduleRender() {
 function render() {
   renderQueued = false;
   const stream = app.stream;
-  const ready = stream && stream.snapshots > 0;
-  show(els.noWorkspace, app.workspaces.length === 0);
+  const ready = Boolean(stream && stream.snapshots > 0);
+  renderNoAccess();
+  show(els.noWorkspace, app.workspaces.length === 0 && !app.noAccess?.loading);
+  show(els.taskForm, !app.noAccess);
+  els.membersButton.disabled = !ready;
   if (!ready) {
     show(els.noTask, false);
     show(els.taskView, false);
+    if (app.noAccess) {
+      els.taskList.replaceChildren();
+      show(els.taskEmpty, false);
+      document.title = "Workbench";
+    }
     return;
   }
   const model = stream.model;
@@ -306,9 +394,63 @@ function render() {
   show(els.noTask, !task);
   show(els.taskView, Boolean(task));
   if (task) renderTask(model, task);
+  else app.shownTabId = null;
+  syncView(model);
+  if (els.membersDialog.open) renderMembers(model);
   const unread = [...model.tabs.values()].filter((tab) => tab.unread).length;
   document.title = unread ? `(${unread}) Workbench` : "Workbench";
   writeHash();
+}
+
+/**
+ * Tell the server which tab this page shows while it is visible (`view`): that keeps the
+ * tab read for me, and clears its unread. A shown tab that turned unread anyway (a reply
+ * that beat the claim) is claimed once more, which clears it.
+ */
+function syncView(model) {
+  const visible = document.visibilityState === "visible";
+  const tab = visible && app.shownTabId ? model.tabs.get(app.shownTabId) : null;
+  const tabId = tab ? tab.id : null;
+  if (app.stream.viewing !== tabId) {
+    app.stream.view(tabId);
+    app.reviewed = tab && tab.unread ? tabId : null;
+  } else if (tab && tab.unread && app.reviewed !== tabId) {
+    app.reviewed = tabId;
+    app.stream.view(tabId, { again: true });
+  } else if (!tab || !tab.unread) {
+    app.reviewed = null;
+  }
+}
+
+function renderNoAccess() {
+  const lost = app.noAccess;
+  show(els.noAccess, Boolean(lost));
+  if (!lost) return;
+  let heading = `You no longer have access to “${lost.name}”`;
+  let detail = "An owner removed you from this workspace, so its tasks and tabs are no longer shown.";
+  if (lost.left) {
+    heading = `You left “${lost.name}”`;
+    detail = "Its tasks and tabs are no longer shown here.";
+  } else if (!lost.removed) {
+    heading = `You have no access to “${lost.name}”`;
+    detail = "You are not a member of this workspace (or no longer are).";
+  }
+  setText(els.noAccessHeading, heading);
+  setText(els.noAccessDetail, detail);
+  show(els.noAccessLoading, lost.loading);
+  const others = lost.loading ? [] : app.workspaces.filter((workspace) => workspace.id !== lost.id);
+  show(els.noAccessOthers, others.length > 0);
+  reconcile(
+    els.noAccessList,
+    others,
+    (workspace) => workspace.id,
+    () => h("li", {}, h("button", { type: "button", class: "workspace-open" })),
+    (li, workspace) => {
+      const button = li.firstElementChild;
+      button.dataset.workspaceId = workspace.id;
+      setText(button, workspace.name);
+    },
+  );
 }
 
 /** Keep the selection on things that exist: a closed tab gives way to its neighbour. */
@@ -480,7 +622,7 @@ function renderTab(model, task, tab) {
   renderTabStatus(model, task, tab);
   renderTranscript(model, tab);
   renderComposer(tab);
-  if (tab.unread && document.visibilityState === "visible") markRead(tab);
+  renderModel(task, tab);
   if (!app.transcripts.has(tab.id)) loadTranscript(tab.id);
 }
 
@@ -577,6 +719,299 @@ function renderComposer(tab) {
   setAttr(els.composerReason, "data-blocked", !ready);
 }
 
+// -- the tab's model ----------------------------------------------------------------------
+
+/** The models the task's sandbox offers; known once it is ready (before: free text). */
+function modelChoices(task) {
+  const sandbox = task.sandbox;
+  const known = sandbox && sandbox.state === "ready" && Array.isArray(sandbox.models);
+  return {
+    models: known ? sandbox.models : [],
+    defaultModel: (sandbox && sandbox.default_model) || "",
+  };
+}
+
+function modelName(value, { models, defaultModel }) {
+  if (!value) return defaultModel ? `default (${modelName(defaultModel, { models })})` : "default";
+  return models.find((choice) => choice.value === value)?.name || value;
+}
+
+function renderModel(task, tab) {
+  const choices = modelChoices(task);
+  const saving = app.modelSaving && app.modelSaving.tab === tab.id ? app.modelSaving : null;
+  const chosen = saving ? saving.value : tab.model;
+  const listed = choices.models.length > 0;
+  const select = els.modelSelect;
+  show(select, listed);
+  show(els.modelForm, !listed);
+  setAttr(els.modelLabel, "for", listed ? "model-select" : "model-input");
+  if (listed) {
+    // Rebuilt only when what it lists changes, so an open select is left alone. A model
+    // chosen before the choices were known, and not among them, stays listed as it is.
+    const key = JSON.stringify([choices, chosen, tab.model]);
+    if (app.modelKey !== key) {
+      app.modelKey = key;
+      const values = new Set(choices.models.map((choice) => choice.value));
+      const extra = [...new Set([chosen, tab.model])].filter((value) => value && !values.has(value));
+      select.replaceChildren(
+        h("option", { value: "" }, modelName("", choices)),
+        ...choices.models.map((choice) => h("option", { value: choice.value }, choice.name || choice.value)),
+        ...extra.map((value) => h("option", { value }, `${value} (not offered)`)),
+      );
+    }
+    if (select.value !== chosen) select.value = chosen;
+  } else {
+    app.modelKey = "";
+    const input = els.modelInput;
+    setAttr(input, "placeholder", modelName("", choices));
+    // Not while the user is typing a name: only what the server holds, once they are done.
+    if (document.activeElement !== input && !saving && input.dataset.tab !== `${tab.id}:${tab.model}`) {
+      input.value = tab.model;
+    }
+    input.dataset.tab = `${tab.id}:${tab.model}`;
+  }
+  const feedback = app.modelFeedback && app.modelFeedback.tab === tab.id ? app.modelFeedback : null;
+  const differs =
+    tab.state === "ready" && tab.session_model && tab.session_model !== (tab.model || choices.defaultModel);
+  setText(els.modelNote, modelNote(tab, choices, { saving, feedback }));
+  els.modelNote.dataset.tone = feedback?.error ? "error" : differs ? "warn" : "";
+}
+
+/** How the last change went, what the choice does in this state, what the session runs. */
+function modelNote(tab, choices, { saving, feedback }) {
+  const parts = [];
+  if (saving) parts.push("Saving…");
+  else if (feedback) parts.push(feedback.text);
+  if (tab.state === "pending_provision" || tab.state === "pending_session_create") {
+    parts.push("Applies when the session starts.");
+  } else if (tab.state === "error") {
+    parts.push("Changing it retries the tab.");
+  } else if (tab.state === "ready" && tab.session_model) {
+    const wanted = tab.model || choices.defaultModel;
+    parts.push(
+      tab.session_model === wanted
+        ? `The session runs ${modelName(tab.session_model, choices)}.`
+        : `The session still runs ${modelName(tab.session_model, choices)}, not ${modelName(tab.model, choices)}.`,
+    );
+  }
+  return parts.join(" ");
+}
+
+async function setModel(tabId, value) {
+  const model = app.stream.model;
+  const tab = model.tabs.get(tabId);
+  if (!tab || (value === tab.model && !app.modelSaving)) return;
+  const stream = app.stream;
+  const saving = { tab: tabId, value };
+  app.modelSaving = saving;
+  app.modelFeedback = null;
+  scheduleRender();
+  try {
+    const saved = await api("PATCH", `/api/tabs/${tabId}/`, { model: value });
+    if (stream !== app.stream) return;
+    stream.model.upsertTab(saved);
+    const task = stream.model.tasks.get(saved.task);
+    const name = modelName(saved.model, task ? modelChoices(task) : { models: [], defaultModel: "" });
+    app.modelFeedback = { tab: tabId, text: `Model set to ${name}.`, error: false };
+  } catch (error) {
+    if (stream !== app.stream) return;
+    const choices = error.fields && error.fields.model ? ` (${error.fields.model.join("; ")})` : "";
+    app.modelFeedback = { tab: tabId, text: `Could not change the model: ${error.message}${choices}.`, error: true };
+  } finally {
+    if (app.modelSaving === saving) app.modelSaving = null;
+    scheduleRender();
+  }
+}
+
+// -- members ------------------------------------------------------------------------------
+
+function myMembership(model) {
+  return model.members.get(model.me) ?? null;
+}
+
+function openMembers() {
+  if (!app.stream || app.stream.snapshots === 0 || els.membersDialog.open) return;
+  app.members = { error: "", status: "", busy: new Set() };
+  show(els.memberLeaveConfirm, false);
+  els.memberAdd.reset();
+  renderMembers(app.stream.model);
+  els.membersDialog.showModal();
+  // Owners came to add someone, most likely; everyone else to read the list.
+  const owner = myMembership(app.stream.model)?.role === "owner";
+  (owner ? els.memberAddWho : els.membersDialog.querySelector(".dialog-close")).focus();
+}
+
+function closeMembers({ restoreFocus = true } = {}) {
+  if (!els.membersDialog.open) return;
+  els.membersDialog.close();
+  if (restoreFocus) els.membersButton.focus();
+}
+
+function membersMessage({ error = "", status = "" }) {
+  app.members.error = error;
+  app.members.status = status;
+}
+
+function renderMembers(model) {
+  const me = myMembership(model);
+  const owner = me?.role === "owner";
+  const state = app.members;
+  const workspaceName = model.workspace?.name ?? "this workspace";
+  setText(els.membersHeading, `Members of ${workspaceName}`);
+  setText(els.membersError, state.error);
+  show(els.membersError, Boolean(state.error));
+  setText(els.membersStatus, state.status);
+  // No longer an owner (demoted meanwhile): focus must not stay on the form that goes away.
+  if (!owner && els.memberAdd.contains(document.activeElement)) {
+    els.membersDialog.querySelector(".dialog-close").focus();
+  }
+  show(els.memberAdd, owner);
+  setText(els.memberLeaveQuestion, `Leave ${workspaceName}? You lose access to its tasks and tabs until an owner adds you again.`);
+  // A row moved (a role changed the order) loses focus: put it back where it was.
+  const focused = document.activeElement?.closest?.("#member-list li");
+  const focusedKey = focused?.dataset.key;
+  const focusedAction = document.activeElement?.dataset?.action;
+  reconcile(
+    els.memberList,
+    model.memberList(),
+    (member) => member.user,
+    () =>
+      h(
+        "li",
+        { class: "member" },
+        h(
+          "div",
+          { class: "member-who" },
+          h("span", { class: "member-username" }),
+          h("span", { class: "member-name" }),
+          h("span", { class: "badge member-you", hidden: true }, "you"),
+        ),
+        h("span", { class: "badge member-role" }),
+        h(
+          "select",
+          { class: "member-role-select", dataset: { action: "role" } },
+          h("option", { value: "owner" }, "owner"),
+          h("option", { value: "member" }, "member"),
+        ),
+        h("button", { type: "button", class: "member-remove", dataset: { action: "remove" } }, "Remove"),
+      ),
+    (li, member) => {
+      const mine = member.user === model.me;
+      li.dataset.user = member.user;
+      setAttr(li, "data-me", mine ? "true" : null);
+      setText(li.querySelector(".member-username"), member.username);
+      setText(li.querySelector(".member-name"), member.name);
+      show(li.querySelector(".member-name"), Boolean(member.name));
+      show(li.querySelector(".member-you"), mine);
+      const role = li.querySelector(".member-role");
+      role.dataset.role = member.role;
+      setText(role, member.role);
+      show(role, !owner);
+      const busy = state.busy.has(member.user);
+      const select = li.querySelector(".member-role-select");
+      show(select, owner);
+      setAttr(select, "aria-label", `Role of ${member.username}${mine ? " (you)" : ""}`);
+      if (!busy && select.value !== member.role) select.value = member.role;
+      const remove = li.querySelector(".member-remove");
+      show(remove, owner && !mine); // leaving is the button below, with its confirmation
+      setAttr(remove, "aria-label", `Remove ${member.username}`);
+      remove.disabled = busy;
+    },
+  );
+  if (focusedKey && document.activeElement === document.body) {
+    const row = els.memberList.querySelector(`li[data-key="${focusedKey}"]`);
+    row?.querySelector(`[data-action="${focusedAction}"]`)?.focus();
+  }
+}
+
+async function addMember() {
+  const workspaceId = app.workspaceId;
+  const who = els.memberAddWho.value.trim();
+  if (!who) {
+    els.memberAddWho.focus();
+    return;
+  }
+  const role = els.memberAddRole.value;
+  const body = who.includes("@") ? { email: who, role } : { username: who, role };
+  const button = els.memberAdd.querySelector("button[type=submit]");
+  button.disabled = true;
+  membersMessage({ status: `Adding ${who}…` });
+  scheduleRender();
+  try {
+    const added = await api("POST", `/api/workspaces/${workspaceId}/members/`, body);
+    // The list itself follows the member.updated event, like every other page's.
+    membersMessage({ status: `Added ${added.username} as ${added.role}.` });
+    els.memberAdd.reset();
+  } catch (error) {
+    membersMessage({ error: `Could not add ${who}: ${error.message}` });
+  } finally {
+    button.disabled = false;
+    scheduleRender();
+    els.memberAddWho.focus();
+  }
+}
+
+async function changeRole(userId, role) {
+  const workspaceId = app.workspaceId;
+  const member = app.stream.model.members.get(userId);
+  if (!member || member.role === role) return;
+  app.members.busy.add(userId);
+  membersMessage({ status: `Changing ${member.username}'s role…` });
+  scheduleRender();
+  try {
+    const changed = await api("PATCH", `/api/workspaces/${workspaceId}/members/${userId}/`, { role });
+    membersMessage({ status: `${changed.username} is now ${changed.role === "owner" ? "an owner" : "a member"}.` });
+  } catch (error) {
+    membersMessage({ error: `Could not change ${member.username}'s role: ${error.message}` });
+  } finally {
+    app.members.busy.delete(userId);
+    scheduleRender(); // a refusal puts the select back on the role the member has
+  }
+}
+
+async function removeMember(userId) {
+  const workspaceId = app.workspaceId;
+  const member = app.stream.model.members.get(userId);
+  if (!member || app.members.busy.has(userId)) return;
+  app.members.busy.add(userId);
+  membersMessage({ status: `Removing ${member.username}…` });
+  scheduleRender();
+  try {
+    await api("DELETE", `/api/workspaces/${workspaceId}/members/${userId}/`);
+    membersMessage({ status: `Removed ${member.username}.` });
+    els.memberAddWho.focus(); // their row (and the focused button) goes away
+  } catch (error) {
+    membersMessage({ error: `Could not remove ${member.username}: ${error.message}` });
+  } finally {
+    app.members.busy.delete(userId);
+    scheduleRender();
+  }
+}
+
+function askToLeave(asking) {
+  show(els.memberLeaveConfirm, asking);
+  show(els.memberLeave, !asking);
+  (asking ? els.memberLeaveNo : els.memberLeave).focus();
+}
+
+async function leaveWorkspace() {
+  const workspaceId = app.workspaceId;
+  const model = app.stream.model;
+  els.memberLeaveYes.disabled = true;
+  app.members.leaving = workspaceId;
+  try {
+    await api("DELETE", `/api/workspaces/${workspaceId}/members/${model.me}/`);
+    lostAccess({ left: true });
+  } catch (error) {
+    app.members.leaving = null;
+    membersMessage({ error: `Could not leave: ${error.message}` });
+    askToLeave(false);
+    scheduleRender();
+  } finally {
+    els.memberLeaveYes.disabled = false;
+  }
+}
+
 // -- actions ------------------------------------------------------------------------------
 
 function newKey() {
@@ -598,20 +1033,6 @@ async function loadTranscript(tabId) {
     if (error.status !== 404) notify(`Could not load the transcript: ${error.message}`);
   }
   scheduleRender();
-}
-
-async function markRead(tab) {
-  if (app.markingRead.has(tab.id)) return;
-  const model = app.stream.model;
-  app.markingRead.add(tab.id);
-  try {
-    model.upsertTab(await api("PATCH", `/api/tabs/${tab.id}/`, { unread: false }));
-  } catch {
-    // Closed meanwhile, or offline: the dot stays until the next view.
-  } finally {
-    app.markingRead.delete(tab.id);
-    scheduleRender();
-  }
 }
 
 async function createTask(form) {
@@ -768,6 +1189,47 @@ function bindEvents() {
   els.composer.addEventListener("submit", (event) => {
     event.preventDefault();
     send();
+  });
+  els.modelSelect.addEventListener("change", () => {
+    if (app.shownTabId) setModel(app.shownTabId, els.modelSelect.value);
+  });
+  els.modelForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (app.shownTabId) setModel(app.shownTabId, els.modelInput.value.trim());
+  });
+  els.membersButton.addEventListener("click", openMembers);
+  els.membersDialog.querySelector(".dialog-close").addEventListener("click", () => closeMembers());
+  // Escape (the dialog's own "cancel") and every other way of closing: focus goes back.
+  els.membersDialog.addEventListener("cancel", (event) => {
+    event.preventDefault();
+    closeMembers();
+  });
+  els.membersDialog.addEventListener("click", (event) => {
+    if (event.target === els.membersDialog) closeMembers(); // the backdrop
+  });
+  els.memberAdd.addEventListener("submit", (event) => {
+    event.preventDefault();
+    addMember();
+  });
+  els.memberList.addEventListener("change", (event) => {
+    const select = event.target.closest("select[data-action=role]");
+    const userId = Number(select?.closest("li")?.dataset.key);
+    if (userId) changeRole(userId, select.value);
+  });
+  els.memberList.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action=remove]");
+    const userId = Number(button?.closest("li")?.dataset.key);
+    if (userId) removeMember(userId);
+  });
+  els.memberLeave.addEventListener("click", () => askToLeave(true));
+  els.memberLeaveNo.addEventListener("click", () => askToLeave(false));
+  els.memberLeaveYes.addEventListener("click", leaveWorkspace);
+  els.noAccessList.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-workspace-id]");
+    if (!button) return;
+    app.taskId = null;
+    app.tabId = null;
+    openWorkspace(Number(button.dataset.workspaceId));
   });
   els.notice.querySelector(".notice-dismiss").addEventListener("click", () => show(els.notice, false));
   window.addEventListener("hashchange", () => {

@@ -64,6 +64,7 @@ export class WorkbenchModel {
         this.members.delete(data.user);
         break;
       case "private": // another member's own state changed: nothing of it is ours
+        break;
       case "sandbox.updated":
         this.upsertSandbox(data);
         break;

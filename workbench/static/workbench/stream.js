@@ -2,6 +2,8 @@
 // `seq` order; a gap (or a pong ahead of us) asks for a resume; a dropped connection is
 // reconnected with exponential backoff and jitter, asking with `?seq=` for only the events
 // it missed (or a snapshot when they are too old). Mirrors workbench_client.WorkbenchClient.
+// It also tells the server which tab the page shows (`view`), again on every connection:
+// the server forgets it when a socket closes.
 
 import { WorkbenchModel } from "./model.js";
 
@@ -31,6 +33,8 @@ export class WorkbenchStream {
     this.heartbeat = null;
     this.retryTimer = null;
     this.stopped = false;
+    this.viewing = null; // the tab the page shows (null: none, or the page is hidden)
+    this.viewSent = null; // what the current connection was last told
     this.onOnline = () => {
       if (this.ws && this.ws.readyState === WebSocket.OPEN) this.setStatus("connected");
       else this.reconnectNow();
@@ -72,6 +76,9 @@ export class WorkbenchStream {
       this.heartbeat = setInterval(() => this.beat(), this.heartbeatMs);
       // Nothing missed means nothing replayed: a pong shows the connection is up.
       if (resuming) this.send({ type: "ping" });
+      // A new socket views nothing until told; the heartbeat's pings keep the claim alive.
+      this.viewSent = null;
+      this.view(this.viewing);
     };
     ws.onmessage = (message) => {
       this.lastFrameAt = Date.now();
@@ -132,6 +139,19 @@ export class WorkbenchStream {
 
   send(frame) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+  }
+
+  /**
+   * "This page shows tab `tabId`" (null: none, or the page is hidden): the server keeps that
+   * tab read for this user while it is shown. Sent on changes and on each new connection;
+   * `again` re-sends it (the tab turned unread anyway: viewing clears it).
+   */
+  view(tabId, { again = false } = {}) {
+    this.viewing = tabId ?? null;
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    if (!again && this.viewSent === this.viewing) return;
+    this.viewSent = this.viewing;
+    this.send({ type: "view", tab: this.viewing });
   }
 
   resume() {
