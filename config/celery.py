@@ -24,8 +24,8 @@ def _start_upkeep(**_: object) -> None:
 
 @worker_shutdown.connect
 def _stop_upkeep(**_: object) -> None:
-    """A warm shutdown ends the round in progress and releases its lease at once, so the
-    other workers' upkeep does not wait for it to lapse."""
+    """A warm shutdown lets the round in progress finish (up to upkeep.SHUTDOWN_WAIT_SECONDS)
+    and releases its lease, so the other workers' upkeep does not wait for it to lapse."""
     from workbench import upkeep
 
     upkeep.stop()

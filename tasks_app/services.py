@@ -113,7 +113,7 @@ def task_provision_run(
     *, sandbox_id: int, owner: str, on_ready: Callable[[], object] | None = None
 ) -> ProvisionResult:
     """One run of a task's provisioning: take the sandbox's lease and run the provider's
-    steps with the task's current repository, branch and agent.
+    steps with the task's current repository and branch and the sandbox's agent.
 
     ready: the sandbox is ready (this run made it so, and `on_ready` ran in the same
     commit; or it already was). busy: a live run holds the lease (its `lease_expires_at`
@@ -142,8 +142,10 @@ def task_provision_run(
     task = Task.objects.filter(pk=sandbox.task_id, archived_at__isnull=True).first()
     if task is None:
         return ProvisionResult("gone", sandbox)
+    # The agent is the sandbox's own, fixed when it was made: its tabs open sessions with
+    # it, so a task edit during the run (or before a re-run) reaches the next sandbox only.
     spec = SandboxSpec(
-        key=sandbox.key, repository=task.repository, branch=task.branch, agent=task.agent
+        key=sandbox.key, repository=task.repository, branch=task.branch, agent=sandbox.agent
     )
     try:
         made_ready = sandbox_services.sandbox_provision(

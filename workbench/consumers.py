@@ -15,7 +15,7 @@ from django.conf import settings
 from core import selectors as core_selectors
 from core.models import Workspace
 from workbench import fanout, metrics, presence, services, snapshots, socket_quota
-from workbench.models import WorkbenchTab
+from workbench.models import TabState, WorkbenchTab
 from workbench.socket_quota import Admission
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -35,7 +35,11 @@ def _open_tab_in(workspace_id: int, tab_id: str) -> bool:
         tab = uuid.UUID(tab_id)
     except ValueError:
         return False
-    return WorkbenchTab.objects.filter(pk=tab, workspace_id=workspace_id).exists()
+    return (
+        WorkbenchTab.objects.filter(pk=tab, workspace_id=workspace_id)
+        .exclude(state=TabState.CLOSED)
+        .exists()
+    )
 
 
 @database_sync_to_async
@@ -218,7 +222,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
             await self.viewing.view(None)
             return
         if not isinstance(tab, str) or not await _open_tab_in(self.workspace_id, tab):
-            await self._error("unknown_tab", "view needs the id of a tab of this workspace")
+            await self._error("unknown_tab", "view needs the id of an open tab of this workspace")
             return
         await self.viewing.view(tab)
         await _mark_read(tab, self.user_id)
@@ -246,6 +250,8 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         except snapshots.NotMember:
             await self._refuse()
             return
+        if self.gone:  # removed while the frames were read: the hub already closed it
+            return
         if frames is None:  # too old (pruned) or too many: start over from a snapshot
             await self._send_snapshot()
             return
@@ -262,7 +268,8 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         except snapshots.NotMember:  # removed after the connect's own check
             await self._refuse()
             return
-        await self.send(text_data=text)
+        if not self.gone:
+            await self.send(text_data=text)
 
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"type": "error", "code": code, "message": message})

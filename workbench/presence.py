@@ -47,17 +47,24 @@ class ViewerClaims:
 
     async def view(self, tab: str | None) -> None:
         """Now viewing `tab` (None: no tab, or the page is hidden)."""
-        previous, self.tab = self.tab, tab
+        previous = self.tab
+        now = time.time()
         try:
             async with self._redis().pipeline(transaction=False) as pipe:
                 if previous is not None and previous != tab:
                     pipe.zrem(_key(previous), self.member)
                 if tab is not None:
-                    pipe.zadd(_key(tab), {self.member: time.time() + VIEW_SECONDS})
+                    # Claims of sockets that died without leaving lapse here, so a tab
+                    # watched without a pause does not collect them forever.
+                    pipe.zremrangebyscore(_key(tab), "-inf", now)
+                    pipe.zadd(_key(tab), {self.member: now + VIEW_SECONDS})
                     pipe.expire(_key(tab), VIEW_SECONDS)
                 await pipe.execute()
         except redis.RedisError as exc:
+            # The previous claim stays recorded as this socket's, to be removed next time.
             logger.warning("cannot record who views tab %s (%s)", tab, exc)
+            return
+        self.tab = tab
 
     async def renew(self) -> None:
         if self.tab is not None:

@@ -43,11 +43,6 @@ def tab_get_for_user(*, tab_id: UUID, user: User) -> WorkbenchTab:
     return tab
 
 
-def tab_reload(tab_id: UUID) -> WorkbenchTab:
-    """A tab just written, read afresh (its REST answer)."""
-    return WorkbenchTab.objects.get(pk=tab_id)
-
-
 def with_user_state(tabs: Iterable[WorkbenchTab], user_id: int) -> list[WorkbenchTab]:
     """The tabs, each with `user_state` set to the user's own state of it (or None), in
     one query whatever their number."""

@@ -75,11 +75,6 @@ def tab_payload(tab: WorkbenchTab) -> TabPayload:
     return cast("TabPayload", TabOutputSerializer(tab).data)
 
 
-def member_tab_payload(tab: WorkbenchTab) -> MemberTabPayload:
-    """`tab` with `user_state` attached (workbench.selectors.with_user_state)."""
-    return cast("MemberTabPayload", MemberTabOutputSerializer(tab).data)
-
-
 def message_payload(message: Message) -> MessagePayload:
     return cast("MessagePayload", MessageOutputSerializer(message).data)
 
@@ -162,9 +157,6 @@ class MemberTabOutputSerializer(TabOutputSerializer):
         data["unread"] = state.unread if state is not None else False
         data["draft"] = state.draft if state is not None else ""
         return data
-
-    def generic_representation(self, tab: WorkbenchTab) -> dict[str, Any]:
-        return self.to_representation(tab)
 
     class Meta(TabOutputSerializer.Meta):
         fields = [*TabOutputSerializer.Meta.fields, "unread", "draft"]

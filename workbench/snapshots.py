@@ -107,24 +107,27 @@ class NotMember(Exception):
 
 
 def _check_member(workspace_id: int, user_id: int) -> None:
-    # Read with the frames: a removal that committed before this read closes the socket
-    # even if its `member.removed` broadcast came before the socket joined the hub.
+    # After the frames' reads: a removal that committed before them is seen here, so the
+    # socket closes even if the `member.removed` broadcast came before it joined the hub;
+    # one that commits later reaches the socket through the hub, after these frames.
     if not Membership.objects.filter(workspace_id=workspace_id, user_id=user_id).exists():
         raise NotMember(user_id)
 
 
 def _snapshot_text(workspace_id: int, user_id: int) -> str:
-    _check_member(workspace_id, user_id)
     workspace = Workspace.objects.get(pk=workspace_id)
-    return json.dumps(selectors.workbench_snapshot(workspace=workspace, user_id=user_id))
+    snapshot = selectors.workbench_snapshot(workspace=workspace, user_id=user_id)
+    _check_member(workspace_id, user_id)
+    return json.dumps(snapshot)
 
 
 def _events_after_texts(workspace_id: int, seq: int, user_id: int) -> list[str] | None:
-    _check_member(workspace_id, user_id)
     current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
     if seq > current:  # never issued here (say, a restored database): the client starts over
+        _check_member(workspace_id, user_id)
         return None
     events = core_selectors.events_after(workspace_id=workspace_id, seq=seq)
+    _check_member(workspace_id, user_id)
     if events is None:
         return None
     return [text_for(event_message(event), user_id) for event in events]

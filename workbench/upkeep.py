@@ -8,7 +8,8 @@ work, so losing beat, or any worker but the last, delays no repair.
 
 The lease lives LEASE_SECONDS past its last renewal and is renewed while the round runs,
 so two slow rounds never overlap, yet a worker killed mid-round (SIGKILL, OOM) holds the
-others back at most LEASE_SECONDS. A warm shutdown ends the round and releases it at once.
+others back at most LEASE_SECONDS, and a hung round at most MAX_ROUND_SECONDS. A warm
+shutdown waits for the round in progress (up to SHUTDOWN_WAIT_SECONDS) and releases it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 LEASE_KEY = "workbench:upkeep"
 LEASE_SECONDS = 10.0
+# A round still running after this long is taken as hung (a health check or a lock that
+# never answers): its lease is no longer renewed, so the others' upkeep resumes.
+MAX_ROUND_SECONDS = 60.0
 # How long a warm shutdown waits for a round in progress before leaving its lease to lapse.
 SHUTDOWN_WAIT_SECONDS = 10.0
 
@@ -60,10 +65,16 @@ def run_once(client: redis.Redis, owner: str) -> bool:
 
 def _renew(lease: redis.lock.Lock, done: threading.Event) -> None:
     """Push the lease's expiry out to LEASE_SECONDS from now, a few times a lease, until
-    the round is done (or the lease is lost, when there is nothing left to renew)."""
+    the round is done, the lease is lost, or the round has run MAX_ROUND_SECONDS."""
     from redis.exceptions import LockError, RedisError
 
+    give_up = time.monotonic() + MAX_ROUND_SECONDS
     while not done.wait(LEASE_SECONDS / 3):
+        if time.monotonic() >= give_up:
+            logger.warning(
+                "an upkeep round ran %.0fs; no longer holding its lease", MAX_ROUND_SECONDS
+            )
+            return
         try:
             lease.extend(LEASE_SECONDS, replace_ttl=True)
         except LockError:

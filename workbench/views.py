@@ -167,12 +167,8 @@ class TabDetailView(APIView):
     def patch(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         data = validated(TabUpdateInputSerializer, request.data)
-        model = data.pop("model", None)
-        if model is not None:  # first: a refusal leaves the rest unchanged too
-            services.tab_set_model(tab_id=tab.pk, model=model)
-        if data:
-            services.tab_update(tab_id=tab.pk, user=member(request), **data)
-        return Response(selectors.member_tab(selectors.tab_reload(tab.pk), member(request).pk))
+        edited = services.tab_edit(tab_id=tab.pk, user=member(request), **data)
+        return Response(selectors.member_tab(edited, member(request).pk))
 
     @extend_schema(responses={204: None, 404: ErrorSerializer})
     def delete(self, request: Request, tab_id: UUID) -> Response:

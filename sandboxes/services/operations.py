@@ -3,6 +3,7 @@ and freeing it (destroyed, or a failed one released)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from django.utils.timezone import now
@@ -72,7 +73,14 @@ def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str, model:
         handle, server_id=server_id, agent=agent, cwd=sandbox.workdir
     )
     if model:
-        provider.set_model(handle, server_id=server_id, session_id=session_id, model=model)
+        try:
+            provider.set_model(handle, server_id=server_id, session_id=session_id, model=model)
+        except ProviderError:
+            # A session that is not what the tab asked for is not the tab's: tear it down
+            # (a retried step would otherwise make a second one beside it).
+            with contextlib.suppress(ProviderError):
+                provider.destroy_session(handle, server_id=server_id)
+            raise
     return session_id
 
 

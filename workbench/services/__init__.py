@@ -16,7 +16,7 @@ cycle.
 from __future__ import annotations
 
 from workbench.services import messages
-from workbench.services.agent_models import tab_set_model
+from workbench.services.agent_models import tab_edit, tab_set_model
 from workbench.services.archive import task_archive
 from workbench.services.runs import sandbox_lost, sandbox_run, sandboxes_watch, tab_redrive
 from workbench.services.sessions import tab_open_session, tab_session_teardown
@@ -37,6 +37,7 @@ __all__ = [
     "sandboxes_watch",
     "tab_close",
     "tab_create",
+    "tab_edit",
     "tab_fail",
     "tab_mark_read",
     "tab_mark_ready",

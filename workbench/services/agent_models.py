@@ -12,13 +12,14 @@ choices are not known: a model is kept as chosen and checked when the session is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from django.db.models import F
 from django.utils.timezone import now
 
-from core.errors import Conflict, InvalidInput, InvalidTransition
+from core.errors import Conflict, InvalidInput
 from core.locks import workspace_transaction
 from sandboxes import services as sandbox_services
 from sandboxes.models import Sandbox, SandboxState
@@ -26,11 +27,13 @@ from sandboxes.providers.base import ProviderError, SandboxGone
 from sandboxes.selectors import sandbox_live_for_task
 from workbench.models import PENDING_STATES, TabState, WorkbenchTab
 from workbench.services.runs import sandbox_lost
-from workbench.services.tabs import tab_retry
-from workbench.services.transitions import record_tab, tab_workspace_id
+from workbench.services.tabs import tab_closed, tab_retry, tab_update
+from workbench.services.transitions import record_tab
 
 if TYPE_CHECKING:
     from uuid import UUID
+
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +42,7 @@ def tab_set_model(*, tab_id: UUID, model: str) -> WorkbenchTab:
     """Choose the tab's model ("" for the agent's default)."""
     tab = WorkbenchTab.objects.select_related("sandbox").get(pk=tab_id)
     if tab.state == TabState.CLOSED:
-        raise InvalidTransition(
-            "the tab is closed; closed tabs cannot be edited", code="tab_closed"
-        )
+        raise tab_closed()
     sandbox = _ready_sandbox(tab)
     choices = sandbox_services.model_choices(sandbox) if sandbox is not None else []
     if model and choices and model not in choices:
@@ -53,10 +54,28 @@ def tab_set_model(*, tab_id: UUID, model: str) -> WorkbenchTab:
     if tab.state == TabState.READY and sandbox is not None:
         _apply_to_session(tab, sandbox, model)
         return WorkbenchTab.objects.get(pk=tab_id)
-    if not _keep(tab_id, model, states=[*PENDING_STATES, TabState.ERROR]):
-        raise Conflict("the tab changed meanwhile; reload it", code="conflict")
+    if not _keep(tab, model, states=[*PENDING_STATES, TabState.ERROR]):
+        raise _changed()
     if tab.state == TabState.ERROR:
         return tab_retry(tab_id=tab_id)
+    return WorkbenchTab.objects.get(pk=tab_id)
+
+
+def tab_edit(
+    *,
+    tab_id: UUID,
+    user: User,
+    model: str | None = None,
+    title: str | None = None,
+    draft: str | None = None,
+    unread: bool | None = None,
+) -> WorkbenchTab:
+    """A member's edit of a tab: its model first (a refusal leaves the rest unchanged
+    too), then its title and the member's own draft and unread."""
+    if model is not None:
+        tab_set_model(tab_id=tab_id, model=model)
+    if title is not None or draft is not None or unread is not None:
+        tab_update(tab_id=tab_id, user=user, title=title, draft=draft, unread=unread)
     return WorkbenchTab.objects.get(pk=tab_id)
 
 
@@ -72,8 +91,8 @@ def tab_apply_chosen_model(*, tab_id: UUID) -> None:
         return
     try:
         _apply_to_session(tab, sandbox, tab.model)
-    except Conflict as exc:
-        logger.warning("tab %s keeps model %r: %s", tab_id, tab.session_model, exc.message)
+    except Conflict as exc:  # refused, or a newer choice landed (and was applied) meanwhile
+        logger.warning("tab %s: model %r not applied: %s", tab_id, tab.model, exc.message)
 
 
 def _ready_sandbox(tab: WorkbenchTab) -> Sandbox | None:
@@ -83,8 +102,11 @@ def _ready_sandbox(tab: WorkbenchTab) -> Sandbox | None:
     return sandbox if sandbox is not None and sandbox.state == SandboxState.READY else None
 
 
-def _apply_to_session(tab: WorkbenchTab, sandbox: Sandbox, model: str) -> None:
-    """Give the live session `model` (the agent's default for ""), then record it."""
+def _apply_to_session(
+    tab: WorkbenchTab, sandbox: Sandbox, model: str, *, settle: bool = True
+) -> None:
+    """Give the live session `model` (the agent's default for ""), then record it, if the
+    tab is still as read (a ready tab's changes must land in the order of their calls)."""
     target = model or sandbox.default_model
     if not target:
         raise Conflict(
@@ -112,16 +134,30 @@ def _apply_to_session(tab: WorkbenchTab, sandbox: Sandbox, model: str) -> None:
                 f"the agent {tab.agent} did not take model {target!r}: {exc.message}",
                 code="model_not_applied",
             ) from exc
-    if not _keep(tab.pk, model, states=[TabState.READY], session_model=target):
-        raise Conflict("the tab changed meanwhile; reload it", code="conflict")
+    if not _keep(tab, model, states=[TabState.READY], at_version=True, session_model=target):
+        # Another change landed first, and its own call to the agent may have come before
+        # or after this one: give the session the choice that won, once.
+        current = WorkbenchTab.objects.get(pk=tab.pk)
+        if settle and current.state == TabState.READY and current.model != target:
+            with contextlib.suppress(Conflict):
+                _apply_to_session(current, sandbox, current.model, settle=False)
+        raise _changed()
 
 
-def _keep(tab_id: UUID, model: str, *, states: list[str], **fields: str) -> bool:
-    """Record the choice on a tab still in one of `states` (a tab.updated for everyone)."""
-    with workspace_transaction(tab_workspace_id(tab_id) or 0):
-        updated = WorkbenchTab.objects.filter(pk=tab_id, state__in=states).update(
-            model=model, updated_at=now(), version=F("version") + 1, **fields
-        )
+def _changed() -> Conflict:
+    return Conflict("the tab changed meanwhile; reload it", code="conflict")
+
+
+def _keep(
+    tab: WorkbenchTab, model: str, *, states: list[str], at_version: bool = False, **fields: str
+) -> bool:
+    """Record the choice on a tab still in one of `states` (and, `at_version`, unchanged
+    since it was read: a change that landed meanwhile wins); a tab.updated for everyone."""
+    rows = WorkbenchTab.objects.filter(pk=tab.pk, state__in=states)
+    if at_version:
+        rows = rows.filter(version=tab.version)
+    with workspace_transaction(tab.workspace_id):
+        updated = rows.update(model=model, updated_at=now(), version=F("version") + 1, **fields)
         if updated:
-            record_tab(WorkbenchTab.objects.get(pk=tab_id))
+            record_tab(WorkbenchTab.objects.get(pk=tab.pk))
     return bool(updated)

@@ -192,17 +192,17 @@ def tab_update(
         open_tab = WorkbenchTab.objects.filter(pk=tab_id).exclude(state=TabState.CLOSED)
         if title is not None:
             if not open_tab.update(title=title, updated_at=now(), version=F("version") + 1):
-                raise _closed()
+                raise tab_closed()
             record_tab(WorkbenchTab.objects.get(pk=tab_id))
         elif not open_tab.exists():
-            raise _closed()
+            raise tab_closed()
         own = {k: v for k, v in (("draft", draft), ("unread", unread)) if v is not None}
         if own:
             _user_state_set(tab_id=tab_id, workspace_id=workspace_id, user_id=user.pk, **own)
         return WorkbenchTab.objects.get(pk=tab_id)
 
 
-def _closed() -> InvalidTransition:
+def tab_closed() -> InvalidTransition:
     return InvalidTransition("the tab is closed; closed tabs cannot be edited", code="tab_closed")
 
 

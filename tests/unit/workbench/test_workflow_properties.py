@@ -587,7 +587,12 @@ class Workflow(RuleBasedStateMachine):
     @rule(i=index)
     def sandbox_dies(self, i: int) -> None:
         """The sandbox-agent server process exits; the database still thinks it runs."""
-        alive = sorted(key for key, s in self.fake.servers.items() if s.alive)
+        # Keys are t{task_id}-{attempt}: sorted as numbers, not strings ("t10-1" < "t9-1"),
+        # or a replay, whose tasks have later ids, could pick another server.
+        alive = sorted(
+            (key for key, s in self.fake.servers.items() if s.alive),
+            key=lambda key: tuple(int(part) for part in key[1:].split("-")),
+        )
         server = self.fake.servers[alive[i % len(alive)]]
         server.alive = False
         server.sessions.clear()
