@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin, messages
 
 from core import services
@@ -17,8 +18,19 @@ if TYPE_CHECKING:
 # without django-stubs-ext's patch), hence the ignores under --strict.
 
 
+class MembershipForm(forms.ModelForm):  # type: ignore[type-arg]
+    """A saved row's user is fixed: the services change a role or remove a member, never
+    swap who the membership is for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["user"].disabled = True
+
+
 class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
     model = Membership
+    form = MembershipForm
     extra = 0
     autocomplete_fields = ["user"]
 
@@ -66,7 +78,13 @@ class WorkspaceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class EventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["workspace", "seq", "name", "created_at"]
     list_filter = ["name", "workspace"]
-    readonly_fields = ["workspace", "seq", "name", "data", "created_at"]
+    fields = ("workspace", "seq", "name", "shown_data", "audience", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="data")
+    def shown_data(self, event: Event) -> object:
+        # A member's own state (their draft) is theirs: operators see that it changed.
+        return "(private to its audience)" if event.audience is not None else event.data
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

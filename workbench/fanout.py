@@ -41,7 +41,7 @@ from django.conf import settings
 
 from core.events import event_message
 from core.models import Event, Workspace
-from core.publish import GroupMessage, group_name, text_for
+from core.publish import GroupMessage, group_name, private_frame_text
 
 logger = logging.getLogger(__name__)
 
@@ -238,10 +238,15 @@ class WorkspaceHub:
         stream.forget_older()
 
     async def _send(self, message: GroupMessage) -> None:
+        # Who gets the event and what everyone else gets instead, worked out once per event
+        # rather than once per socket (a reply marks a tab unread for every member at once).
+        audience = None if message["audience"] is None else frozenset(message["audience"])
+        private = None if audience is None else private_frame_text(message["seq"])
         # A copy: a socket that leaves during the sends changes the set.
         for subscriber in tuple(self.members.get(message["workspace"], ())):
+            mine = audience is None or subscriber.user_id in audience
             try:
-                await subscriber.deliver(text_for(message, subscriber.user_id))
+                await subscriber.deliver(message["text"] if mine or private is None else private)
                 if message["revoke"] == subscriber.user_id:
                     await subscriber.revoked()
             except Exception:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from rest_framework.authtoken.models import Token
 
+from core.models import Workspace
 from sandboxes.agent_client import AgentServerClient
 from sandboxes.models import Sandbox, SandboxState
 from tests.factories import UserFactory
@@ -44,6 +45,14 @@ def ready_tab(api: httpx.Client, member: dict[str, Any], title: str) -> dict[str
         timeout=60,
         message="tab never became ready",
     )
+
+
+async def caught_up(client: WorkbenchClient, workspace_id: int) -> None:
+    """Wait until the client has applied every event the workspace has recorded so far."""
+    seq = await asyncio.to_thread(
+        lambda: Workspace.objects.values_list("event_seq", flat=True).get(pk=workspace_id)
+    )
+    await client.wait_for(lambda m: m.seq >= seq, timeout=30)
 
 
 def test_two_members_keep_their_own_unread_and_drafts(member, celery_worker):
@@ -80,7 +89,10 @@ def test_two_members_keep_their_own_unread_and_drafts(member, celery_worker):
                     for f in m.applied
                 )
                 await mine.wait_for(reply_done, timeout=30)
-                await theirs.wait_for(reply_done, timeout=30)
+                # Every event up to now, so a late unread would be here (it commits with the
+                # reply, after the reply's own event).
+                for client in (mine, theirs):
+                    await caught_up(client, member["workspace"])
                 assert not mine.model.tabs[tab["id"]]["unread"]
                 bobs_unread = [
                     f

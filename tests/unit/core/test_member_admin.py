@@ -52,3 +52,17 @@ def test_the_admin_keeps_the_last_owner(client, workspace, alice, bob):
     post_members(client, workspace, rows(workspace, alice={"DELETE": "on"}))
     assert Membership.objects.get(workspace=workspace, user=alice).role == "owner"
     assert not Event.objects.filter(workspace=workspace).exists()
+
+
+def test_an_operator_sees_that_a_private_event_happened_not_its_draft(client, workspace, alice):
+    from tests.factories import TabFactory, TaskFactory
+    from workbench import services
+
+    tab = TabFactory(task=TaskFactory(workspace=workspace))
+    services.tab_update(tab_id=tab.pk, user=alice, draft="alice's own words")
+    operator = type(alice).objects.create_superuser("operator", "op@example.org", "pw")
+    client.force_login(operator)
+    event = Event.objects.get(workspace=workspace, name="tab.user_state")
+    page = client.get(f"/admin/core/event/{event.pk}/change/").content.decode()
+    assert "private to its audience" in page
+    assert "alice&#x27;s own words" not in page and "alice's own words" not in page

@@ -317,6 +317,22 @@ class FakeProvider:
 
 index = st.integers(min_value=0, max_value=63)
 
+# Tab ids in creation order, unique for the whole test run (see Workflow.__init__).
+_tab_ids = itertools.count(1)
+
+
+def _next_tab_id() -> uuid.UUID:
+    return uuid.UUID(int=next(_tab_ids))
+
+
+_stalled_tabs = reconciler.stalled_tabs
+
+
+def _stalled_tabs_in_order(**kwargs: Any) -> list[WorkbenchTab]:
+    """reconciler.stalled_tabs with its ties (equal state_changed_at) in creation order."""
+    tabs = _stalled_tabs(**kwargs)
+    return sorted(tabs, key=lambda tab: (tab.state_changed_at, tab.created_at, tab.pk))
+
 
 class Workflow(RuleBasedStateMachine):
     """Users, workers, Redis and time, acting on two tasks in two workspaces."""
@@ -351,6 +367,23 @@ class Workflow(RuleBasedStateMachine):
         # and Hypothesis saw the same choices behave differently (FlakyStrategyDefinition).
         self.stack.enter_context(mock.patch.object(reconciler.queues, "SKEW", timedelta(0)))
         self.stack.enter_context(mock.patch("workbench.metrics.reconciler_counted"))
+        # Hypothesis replays a failing example's choices and needs the same behaviour back,
+        # so nothing the machine does may depend on what differs between a run and its
+        # replay: random ids, ties in the database's row order, an outside Redis.
+        # - Tab ids: services order tabs by id (tabs_with_undelivered_messages sorts them),
+        #   and uuid4 ordered them at random. Here they ascend in creation order.
+        self.stack.enter_context(
+            mock.patch.object(WorkbenchTab._meta.get_field("id"), "_get_default", _next_tab_id)
+        )
+        # - Stalled tabs come oldest first, but tabs handed off together (one stamp) or aged
+        #   by time_passes tie, and PostgreSQL returns ties in physical row order, which a
+        #   replay (after more examples, vacuum) does not share: the re-drives were then
+        #   queued in another order and `deliver` took another message. Ties go by age.
+        self.stack.enter_context(
+            mock.patch.object(reconciler, "stalled_tabs", _stalled_tabs_in_order)
+        )
+        # - Who views a tab (Redis presence) only decides who is marked unread.
+        self.stack.enter_context(mock.patch("workbench.presence.viewers", return_value=set()))
         self.user = UserFactory(username=f"prop-{uuid.uuid4().hex[:8]}")
         self.tasks: list[Task] = []
         for _ in range(2):
