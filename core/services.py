@@ -14,7 +14,7 @@ from core.errors import Conflict, Forbidden, NotFound
 from core.events import record_event
 from core.locks import workspace_transaction
 from core.models import Event, Membership, Workspace
-from core.serializers import member_payload
+from core.serializers import MemberRemovedPayload, member_payload
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -89,7 +89,8 @@ def member_remove(*, workspace_id: int, by: User | None, user_id: int) -> None:
         if membership.role == Membership.Role.OWNER:
             _keep_an_owner(workspace_id, "leave" if leaving else "removed")
         membership.delete()
-        record_event(workspace_id, "member.removed", {"workspace": workspace_id, "user": user_id})
+        removed: MemberRemovedPayload = {"workspace": workspace_id, "user": user_id}
+        record_event(workspace_id, "member.removed", removed)
 
 
 def _require_owner(workspace_id: int, user: User) -> None:

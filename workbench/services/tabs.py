@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
     from django.contrib.auth.models import User
 
+    from workbench.serializers import TabUserStatePayload
+
 
 def tab_create(
     *, user: User, task: Task, title: str = "", idempotency_key: str | None = None
@@ -196,9 +198,14 @@ def tab_update(
             record_tab(WorkbenchTab.objects.get(pk=tab_id))
         elif not open_tab.exists():
             raise tab_closed()
-        own = {k: v for k, v in (("draft", draft), ("unread", unread)) if v is not None}
-        if own:
-            _user_state_set(tab_id=tab_id, workspace_id=workspace_id, user_id=user.pk, **own)
+        if draft is not None or unread is not None:
+            _user_state_set(
+                tab_id=tab_id,
+                workspace_id=workspace_id,
+                user_id=user.pk,
+                draft=draft,
+                unread=unread,
+            )
         return WorkbenchTab.objects.get(pk=tab_id)
 
 
@@ -206,11 +213,23 @@ def tab_closed() -> InvalidTransition:
     return InvalidTransition("the tab is closed; closed tabs cannot be edited", code="tab_closed")
 
 
-def _user_state_set(*, tab_id: UUID, workspace_id: int, user_id: int, **fields: str | bool) -> None:
+def _user_state_set(
+    *, tab_id: UUID, workspace_id: int, user_id: int, draft: str | None, unread: bool | None
+) -> None:
     """Under the workspace lock: set one member's own state and tell only them (other
     members' sockets get a `private` frame in its place)."""
+    change: TabUserStatePayload = {"tab": str(tab_id)}
+    if draft is not None:
+        change["draft"] = draft
+    if unread is not None:
+        change["unread"] = unread
+    fields = {k: v for k, v in change.items() if k != "tab"}
     TabUserState.objects.update_or_create(tab_id=tab_id, user_id=user_id, defaults=fields)
-    record_event(workspace_id, "tab.user_state", {"tab": str(tab_id), **fields}, audience=[user_id])
+    _record_own(workspace_id, change, [user_id])
+
+
+def _record_own(workspace_id: int, change: TabUserStatePayload, users: list[int]) -> None:
+    record_event(workspace_id, "tab.user_state", change, audience=users)
 
 
 def tab_mark_read(*, tab_id: UUID, user_id: int) -> bool:
@@ -224,12 +243,7 @@ def tab_mark_read(*, tab_id: UUID, user_id: int) -> bool:
     with workspace_transaction(workspace_id):
         cleared = unread.update(unread=False, updated_at=now())
         if cleared:
-            record_event(
-                workspace_id,
-                "tab.user_state",
-                {"tab": str(tab_id), "unread": False},
-                audience=[user_id],
-            )
+            _record_own(workspace_id, {"tab": str(tab_id), "unread": False}, [user_id])
     return bool(cleared)
 
 
@@ -258,9 +272,7 @@ def tab_mark_unread(*, tab_id: UUID, viewers: Collection[int] = ()) -> list[int]
             unique_fields=["tab", "user"],
             update_fields=["unread", "updated_at"],
         )
-        record_event(
-            workspace_id, "tab.user_state", {"tab": str(tab_id), "unread": True}, audience=users
-        )
+        _record_own(workspace_id, {"tab": str(tab_id), "unread": True}, users)
     return users
 
 

@@ -115,3 +115,44 @@ def test_removing_someone_who_is_not_a_member_is_a_404(client_for, workspace, al
     answer = client_for(alice).delete(members_url(workspace, charlie))
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "member_not_found"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_owners_demoting_each_other_at_once_leave_one_owner(workspace, alice, bob):
+    """Roles are read under the workspace lock: of two concurrent demotions, exactly one
+    succeeds."""
+    import threading
+
+    from django.db import close_old_connections
+
+    from core import services
+    from core.errors import DomainError
+
+    Membership.objects.filter(workspace=workspace, user=bob).update(role="owner")
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def demote(by, target) -> None:
+        start.wait()
+        try:
+            services.member_update(
+                workspace_id=workspace.pk, by=by, user_id=target.pk, role="member"
+            )
+            outcomes.append("demoted")
+        except DomainError as exc:
+            outcomes.append(exc.code)
+        finally:
+            close_old_connections()
+
+    threads = [
+        threading.Thread(target=demote, args=(alice, bob)),
+        threading.Thread(target=demote, args=(bob, alice)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # The second sees either that it would leave no owner, or that its caller was demoted.
+    assert len(outcomes) == 2 and outcomes.count("demoted") == 1, outcomes
+    assert set(outcomes) - {"demoted"} <= {"last_owner", "not_an_owner"}
+    assert Membership.objects.filter(workspace=workspace, role="owner").count() == 1
