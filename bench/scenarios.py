@@ -227,6 +227,7 @@ SCENARIOS = (
     "burst",
     "waiting",
     "sustained",
+    "history",
 )
 
 
@@ -264,6 +265,9 @@ def run_all(
     if "sustained" in only:
         log("5. sustained tab creations")
         out["sustained"] = sustained(stack, fx, config, log)
+    if "history" in only:
+        log(f"8. tab POST with {config.history_tabs} closed tabs on the task and the user")
+        out["history"] = history(stack, fx, config, log)
     return out
 
 
@@ -1028,3 +1032,60 @@ def _ladder(fx: Fixture, cfg: Config, log: Log) -> list[dict[str, Any]]:
         if not sustained_ok(summary):
             break  # higher rates only pile up a longer backlog
     return steps
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def history(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
+    """Tab POST latency on a task with no history, and on one whose task and poster carry
+    `history_tabs` closed tabs (rows written directly): opening a tab must not cost more as
+    closed tabs pile up (the limit checks and the default title run under the workspace
+    lock). The two alternate in rounds, so drift hits both alike."""
+    import httpx
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from core import services as core_services
+    from workbench.models import TabState, WorkbenchTab
+
+    stack.stop_workers()  # only the request is measured; its messages wait in Redis
+    poster = get_user_model().objects.create_user(username=f"history{time.time_ns()}")
+    core_services.membership_add(workspace_id=fx.workspace_id, user=poster)
+    token = Token.objects.create(user=poster).key
+    empty, heavy = new_tasks(fx, 2, "history")
+    WorkbenchTab.objects.bulk_create(
+        (
+            WorkbenchTab(
+                workspace_id=fx.workspace_id,
+                task_id=heavy,
+                created_by=poster,
+                title=f"closed {n}",
+                agent="mock",
+                state=TabState.CLOSED,
+            )
+            for n in range(cfg.history_tabs)
+        ),
+        batch_size=1000,
+    )
+    times: dict[str, list[float]] = {"empty": [], "history": []}
+    with httpx.Client(
+        base_url=fx.base_url, headers={"Authorization": f"Token {token}"}, timeout=30
+    ) as client:
+        for _ in range(cfg.history_rounds):
+            for name, task in (("empty", empty), ("history", heavy)):
+                for _ in range(cfg.history_per_round):
+                    start = time.perf_counter()
+                    response = client.post(f"/api/tasks/{task}/tabs/", json={})
+                    elapsed = time.perf_counter() - start
+                    assert response.status_code == 201, response.text
+                    times[name].append(ms(elapsed))
+    stack.purge_queues()
+    out = {name: stats(values) for name, values in times.items()}
+    out["closed_tabs"] = cfg.history_tabs
+    out["p50_ratio"] = out["history"]["p50"] / out["empty"]["p50"]
+    log(
+        f"   empty p50 {out['empty']['p50']:.1f} ms, with {cfg.history_tabs} closed "
+        f"{out['history']['p50']:.1f} ms: x{out['p50_ratio']:.2f}"
+    )
+    return out

@@ -78,6 +78,9 @@ class Config:
     burst_tabs: int = 100
     waiting_tabs: int = 50
     waiting_delay: float = 20.0  # seconds the one provisioning run takes in "waiting"
+    history_tabs: int = 10_000  # closed tabs on the task and the poster in "history"
+    history_rounds: int = 5
+    history_per_round: int = 20  # sequential tab POSTs per task per round
     ladder: list[tuple[float, float]] = field(
         default_factory=lambda: [
             (20, 4.0),
@@ -114,6 +117,9 @@ class Config:
             burst_tabs=5,
             waiting_tabs=3,
             waiting_delay=1.0,
+            history_tabs=50,
+            history_rounds=1,
+            history_per_round=2,
             ladder=[(20, 0.5)],
             ladder_pool=2,
             ready_timeout=60.0,

@@ -20,6 +20,9 @@ class Task(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     version = models.PositiveIntegerField(default=1)
+    # How many tabs were ever opened on it (numbers the next one's default title): kept,
+    # not counted, so a long history of closed tabs does not slow opening a new one.
+    tabs_opened = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     archived_at = models.DateTimeField(null=True, blank=True)

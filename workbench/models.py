@@ -121,6 +121,8 @@ class WorkbenchTab(models.Model):
             models.Index(fields=["task", "state", "created_at"], name="tab_task_state"),
             # The reconciler: pending tabs whose state has not changed for a while.
             models.Index(fields=["state", "state_changed_at"], name="tab_state_age"),
+            # tab_create's per-user limit: a user's open tabs, however many they closed.
+            models.Index(fields=["created_by", "state"], name="tab_creator_state"),
         ]
 
     def __str__(self) -> str:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError
-from django.db.models import Count, F, Q, Subquery
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils.timezone import now
 
@@ -60,14 +60,15 @@ def tab_create(
         with workspace_transaction(task.workspace_id):
             seen = _tab_create_check(user=user, task=task)
             ready = seen.sandbox_state == SandboxState.READY
+            agent = seen.sandbox_agent or task.agent
             tab = WorkbenchTab.objects.create(
                 workspace_id=task.workspace_id,
                 task=task,
                 created_by=user,
-                title=title or f"{task.agent} {seen.tabs_on_task + 1}",
+                title=title or f"{agent} {_next_tab_number(task.pk)}",
                 # A live sandbox runs the agent it was made with (a task's agent edited since
                 # applies from its next provisioning attempt).
-                agent=seen.sandbox_agent or task.agent,
+                agent=agent,
                 state=TabState.PENDING_SESSION_CREATE if ready else TabState.PENDING_PROVISION,
                 sandbox_id=seen.sandbox_id if ready else None,
                 idempotency_key=idempotency_key or None,
@@ -91,16 +92,28 @@ def tab_create(
 class _TabCreateView:
     """What tab_create reads under the lock, in one statement."""
 
-    tabs_on_task: int
     sandbox_id: int | None
     sandbox_state: str | None
     sandbox_agent: str | None
 
 
+def _next_tab_number(task_id: int) -> int:
+    """Count the tab being opened on the task and return its number (one UPDATE ...
+    RETURNING, SQLite 3.35+ and PostgreSQL), under the workspace lock the caller holds."""
+    connection = transaction.get_connection()
+    table = connection.ops.quote_name(Task._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET tabs_opened = tabs_opened + 1 WHERE id = %s RETURNING tabs_opened",
+            [task_id],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 1
+
+
 def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
     """Refuse a tab on an archived task or over the per-task or per-user limit of open tabs;
-    returns the task's tab count (which numbers the new tab's default title) and its live
-    sandbox.
+    returns the task's live sandbox.
 
     Runs under the workspace lock (workspace_transaction), which already serializes every
     tab write of the task's workspace; the user's row is locked too, because a user's tabs
@@ -116,26 +129,21 @@ def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
     # has no row locks: its write transaction already excludes other writers (row_locks).
     if row_locks():
         list(user_model.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
-    by_user = (
-        WorkbenchTab.objects.filter(created_by=user.pk, state__in=OPEN_STATES)
-        .order_by()
-        .values("created_by")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    archived_at, total, open_on_task, open_by_user, sandbox_id, sandbox_state, sandbox_agent = (
+    # Both counts read open tabs through an index that leads with the state's owner
+    # (tab_task_state, tab_creator_state): closed tabs, however many, are not scanned.
+    by_user = _open_count(WorkbenchTab.objects.filter(created_by=user.pk), "created_by")
+    on_task = _open_count(WorkbenchTab.objects.filter(task=OuterRef("pk")), "task")
+    archived_at, open_on_task, open_by_user, sandbox_id, sandbox_state, sandbox_agent = (
         Task.objects.filter(pk=task.pk)
         .annotate(
-            total=Count("tabs"),
-            open=Count("tabs", filter=Q(tabs__state__in=OPEN_STATES)),
-            by_user=Coalesce(Subquery(by_user), 0),
+            open=Coalesce(on_task, 0),
+            by_user=Coalesce(by_user, 0),
             sandbox_id=live_sandbox_value("pk"),
             sandbox_state=live_sandbox_value("state"),
             sandbox_agent=live_sandbox_value("agent"),
         )
         .values_list(
             "archived_at",
-            "total",
             "open",
             "by_user",
             "sandbox_id",
@@ -159,11 +167,16 @@ def _tab_create_check(*, user: User, task: Task) -> _TabCreateView:
             code="too_many_tabs_for_user",
         )
     return _TabCreateView(
-        tabs_on_task=total,
         sandbox_id=sandbox_id,
         sandbox_state=sandbox_state,
         sandbox_agent=sandbox_agent,
     )
+
+
+def _open_count(tabs: QuerySet[WorkbenchTab], owner: str) -> Subquery:
+    """A one-row subquery: how many of `tabs` are open."""
+    counted = tabs.filter(state__in=OPEN_STATES).order_by().values(owner)
+    return Subquery(counted.annotate(n=Count("pk")).values("n"))
 
 
 def _tab_for_key(*, task: Task, user: User, key: str, title: str) -> WorkbenchTab | None:

@@ -159,3 +159,14 @@ def test_a_run_for_an_archived_task_takes_no_slot_and_frees_its_sandbox(
     sandbox.refresh_from_db()
     assert (sandbox.state, sandbox.lease_expires_at) == (SandboxState.DESTROYING, None)
     destroy.assert_called_once_with(sandbox_id=sandbox.pk)
+
+
+def test_default_titles_count_every_tab_ever_opened_on_the_task(alice, workspace, dispatched):
+    """The number comes from the task's own counter, not a count of its tabs: closing one
+    never gives the next tab a title already taken."""
+    task = TaskFactory(workspace=workspace, agent="mock")
+    first, _ = services.tab_create(user=alice, task=task)
+    second, _ = services.tab_create(user=alice, task=task)
+    services.tab_close(tab_id=first.pk)
+    third, _ = services.tab_create(user=alice, task=task)
+    assert [first.title, second.title, third.title] == ["mock 1", "mock 2", "mock 3"]
