@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +31,6 @@ from django.utils.timezone import now
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from hypothesis.errors import FlakyStrategyDefinition
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -829,14 +827,6 @@ def workflow_settings(settings) -> None:
     settings.WORKBENCH_STALL_SECONDS = 0
 
 
-@pytest.mark.xfail(
-    bool(os.environ.get("DATABASE_URL")),
-    raises=FlakyStrategyDefinition,
-    reason="PostgreSQL: twice in CI (2026-12-02) Hypothesis saw the same choices enable other "
-    "rules (a precondition depends on how much real time a step took; not yet found). An "
-    "invariant that fails still fails the test: that is an AssertionError, not this",
-    strict=False,
-)
 def test_the_workflow_keeps_its_invariants_under_faults(transactional_db, workflow_settings):
     # transactional_db, not db: on_commit dispatch must really run after each service's
     # transaction, as in production. Each example cleans up after itself (teardown).
