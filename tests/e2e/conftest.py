@@ -144,7 +144,11 @@ def e2e_server(
     child_env: Callable[..., dict[str, str]], integration_run: IntegrationRun
 ) -> Iterator[DaphneServer]:
     """A Daphne of this folder's own: what its pages do leaves the session's untouched."""
-    server = DaphneServer(log_dir=integration_run.log_dir, env=child_env(), label="daphne-e2e")
+    server = DaphneServer(
+        log_dir=integration_run.log_dir,
+        env=child_env(WORKBENCH_SOCKET_CONNECT_RATE="600/min"),
+        label="daphne-e2e",
+    )
     integration_run.add(server)
     server.start()
     try:
