@@ -13,7 +13,6 @@ from rest_framework.views import APIView
 from core import selectors
 from core import services as core_services
 from core.api import ErrorSerializer, member, validated
-from core.pagination import PAGE_PARAMETERS, paginated
 from core.serializers import (
     MemberAddInputSerializer,
     MemberOutputSerializer,
@@ -32,18 +31,10 @@ class WorkspaceListView(APIView):
     throttle_classes = [CreateRateThrottle]
     throttle_scope = "workspace_create"
 
-    @extend_schema(
-        parameters=PAGE_PARAMETERS, responses={200: WorkspaceOutputSerializer(many=True)}
-    )
+    @extend_schema(responses={200: WorkspaceOutputSerializer(many=True)})
     def get(self, request: Request) -> Response:
         workspaces = selectors.workspace_list_for_user(user=member(request))
-        return paginated(
-            request,
-            self,
-            workspaces,
-            ordering="id",
-            serialize=lambda page: WorkspaceOutputSerializer(page, many=True).data,
-        )
+        return Response(WorkspaceOutputSerializer(workspaces, many=True).data)
 
     @extend_schema(
         request=WorkspaceCreateInputSerializer,
@@ -67,20 +58,10 @@ class WorkspaceMemberListView(APIView):
     throttle_classes = [CreateRateThrottle]
     throttle_scope = "member_add"
 
-    @extend_schema(
-        parameters=PAGE_PARAMETERS,
-        responses={200: MemberOutputSerializer(many=True), 404: ErrorSerializer},
-    )
+    @extend_schema(responses={200: MemberOutputSerializer(many=True), 404: ErrorSerializer})
     def get(self, request: Request, workspace_id: int) -> Response:
-        """Members in the order they joined (pages follow the `Link` header)."""
         members = selectors.member_list(workspace_id=workspace_id, user=member(request))
-        return paginated(
-            request,
-            self,
-            members,
-            ordering=("created_at", "pk"),
-            serialize=lambda page: [member_payload(m) for m in page],
-        )
+        return Response([member_payload(m) for m in members])
 
     @extend_schema(
         request=MemberAddInputSerializer,
