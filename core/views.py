@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from core import selectors
 from core import services as core_services
 from core.api import ErrorSerializer, member, validated
+from core.pagination import PAGE_PARAMETERS, paginated
 from core.serializers import (
     MemberAddInputSerializer,
     MemberOutputSerializer,
@@ -31,10 +32,18 @@ class WorkspaceListView(APIView):
     throttle_classes = [CreateRateThrottle]
     throttle_scope = "workspace_create"
 
-    @extend_schema(responses={200: WorkspaceOutputSerializer(many=True)})
+    @extend_schema(
+        parameters=PAGE_PARAMETERS, responses={200: WorkspaceOutputSerializer(many=True)}
+    )
     def get(self, request: Request) -> Response:
         workspaces = selectors.workspace_list_for_user(user=member(request))
-        return Response(WorkspaceOutputSerializer(workspaces, many=True).data)
+        return paginated(
+            request,
+            self,
+            workspaces,
+            ordering="id",
+            serialize=lambda page: WorkspaceOutputSerializer(page, many=True).data,
+        )
 
     @extend_schema(
         request=WorkspaceCreateInputSerializer,
@@ -58,10 +67,20 @@ class WorkspaceMemberListView(APIView):
     throttle_classes = [CreateRateThrottle]
     throttle_scope = "member_add"
 
-    @extend_schema(responses={200: MemberOutputSerializer(many=True), 404: ErrorSerializer})
+    @extend_schema(
+        parameters=PAGE_PARAMETERS,
+        responses={200: MemberOutputSerializer(many=True), 404: ErrorSerializer},
+    )
     def get(self, request: Request, workspace_id: int) -> Response:
+        """Members in the order they joined (pages follow the `Link` header)."""
         members = selectors.member_list(workspace_id=workspace_id, user=member(request))
-        return Response([member_payload(m) for m in members])
+        return paginated(
+            request,
+            self,
+            members,
+            ordering=("created_at", "pk"),
+            serialize=lambda page: [member_payload(m) for m in page],
+        )
 
     @extend_schema(
         request=MemberAddInputSerializer,

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import ErrorSerializer, member, query_flag, validated
+from core.pagination import PAGE_PARAMETERS, paginated
 from core.selectors import workspace_get_for_user
 from core.throttles import CreateRateThrottle
 from sandboxes.serializers import ModelChoiceSerializer
@@ -33,15 +34,22 @@ class WorkspaceTaskListView(APIView):
     throttle_scope = "task_create"
 
     @extend_schema(
-        parameters=[INCLUDE_ARCHIVED],
+        parameters=[INCLUDE_ARCHIVED, *PAGE_PARAMETERS],
         responses={200: TaskOutputSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request, workspace_id: int) -> Response:
+        """Newest first (pages follow the `Link` header)."""
         workspace = workspace_get_for_user(workspace_id=workspace_id, user=member(request))
         tasks = selectors.task_list_for_workspace(
             workspace_id=workspace.pk, include_archived=query_flag(request, "include_archived")
         )
-        return Response(TaskOutputSerializer(tasks, many=True).data)
+        return paginated(
+            request,
+            self,
+            tasks,
+            ordering=("-created_at", "-pk"),
+            serialize=lambda page: TaskOutputSerializer(page, many=True).data,
+        )
 
     @extend_schema(
         request=TaskCreateInputSerializer,

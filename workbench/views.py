@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from core import selectors as core_selectors
 from core.api import ErrorSerializer, member, query_flag, validated
 from core.errors import InvalidInput
+from core.pagination import CURSOR, PAGE_PARAMETERS, PAGE_SIZE, link_header, paginated
 from core.parsers import StrictJSONParser
 from core.serializers import MemberOutputSerializer, NoInputSerializer, WorkspaceOutputSerializer
 from core.throttles import LOGIN_THROTTLES, CreateRateThrottle
@@ -47,8 +48,6 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     description="A replay with the same key returns the same tab instead of opening another.",
 )
 INCLUDE_CLOSED = OpenApiParameter("include_closed", OpenApiTypes.BOOL, required=False)
-CURSOR = OpenApiParameter("cursor", OpenApiTypes.STR, required=False)
-PAGE_SIZE = OpenApiParameter("page_size", OpenApiTypes.INT, required=False)
 
 MessagePageSerializer = inline_serializer(
     "MessagePage",
@@ -105,15 +104,23 @@ class TaskTabListView(APIView):
     throttle_scope = "tab_create"
 
     @extend_schema(
-        parameters=[INCLUDE_CLOSED],
+        parameters=[INCLUDE_CLOSED, *PAGE_PARAMETERS],
         responses={200: MemberTabOutputSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request, task_id: int) -> Response:
+        """Oldest first (pages follow the `Link` header)."""
         task = task_selectors.task_get_for_user(task_id=task_id, user=member(request))
         tabs = selectors.tab_list_for_task(
             task_id=task.pk, include_closed=query_flag(request, "include_closed")
         )
-        return Response(selectors.member_tabs(tabs, member(request).pk))
+        user_id = member(request).pk
+        return paginated(
+            request,
+            self,
+            tabs,
+            ordering="created_at",
+            serialize=lambda page: selectors.member_tabs(page, user_id),
+        )
 
     @extend_schema(
         parameters=[IDEMPOTENCY_HEADER],
@@ -216,7 +223,11 @@ class TabMessageListView(APIView):
         page = paginator.paginate_queryset(
             selectors.message_list_for_tab(tab_id=tab.pk), request, view=self
         )
-        return paginator.get_paginated_response(MessageOutputSerializer(page, many=True).data)
+        response = paginator.get_paginated_response(MessageOutputSerializer(page, many=True).data)
+        links = link_header(paginator.get_next_link(), paginator.get_previous_link())
+        if links:
+            response["Link"] = links
+        return response
 
     @extend_schema(
         request=MessageCreateInputSerializer,
