@@ -44,7 +44,7 @@ def test_each_list_is_paged_by_link_headers_and_every_item_comes_once(
             Membership.objects.create(workspace=WorkspaceFactory(name=f"w{n}"), user=alice)
         expected = 5
     elif route == "members":
-        for n in range(3):
+        for _ in range(3):
             Membership.objects.create(workspace=workspace, user=UserFactory())
         expected = 5
     elif route == "tasks":
