@@ -228,6 +228,7 @@ SCENARIOS = (
     "waiting",
     "sustained",
     "history",
+    "workspace_size",
 )
 
 
@@ -268,6 +269,14 @@ def run_all(
     if "history" in only:
         log(f"8. tab POST with {config.history_tabs} closed tabs on the task and the user")
         out["history"] = history(stack, fx, config, log)
+    if "workspace_size" in only:
+        from bench.workspace_size import workspace_size
+
+        log(
+            f"9. workspaces of {config.size_small_tasks} tasks, {config.size_tasks} tasks and "
+            f"{config.size_tab_tasks * config.size_tabs_per_task} open tabs"
+        )
+        out["workspace_size"] = workspace_size(stack, fx, config, log)
     return out
 
 

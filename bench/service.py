@@ -19,7 +19,11 @@ Scenarios, in order (each starts from a drained queue and destroys its sandboxes
    memory per idle websocket;
 4. POST-to-ready minus the provider's own time, and Celery enqueue-to-start;
 5. one task opened by 100 concurrent tabs: sandboxes created and time to all ready;
-6. sustained tab creations per second (a rising ladder of rates).
+6. sustained tab creations per second (a rising ladder of rates);
+and more (bench/scenarios.py SCENARIOS), last `workspace_size` (bench/workspace_size.py):
+connect-to-snapshot, snapshot size and queries for workspaces of 10 tasks, 10,000 tasks and
+10,000 open tabs, REST list pages of 100 vs 10,000 rows, and another member's pings while
+one member reconnects to the large workspace.
 """
 
 from __future__ import annotations
@@ -81,6 +85,21 @@ class Config:
     history_tabs: int = 10_000  # closed tabs on the task and the poster in "history"
     history_rounds: int = 5
     history_per_round: int = 20  # sequential tab POSTs per task per round
+    # "workspace_size" (bench/workspace_size.py): workspaces of 10 tasks, of size_tasks tasks
+    # and of size_tab_tasks x size_tabs_per_task open tabs, written directly.
+    size_small_tasks: int = 10  # the reference workspace: this many tasks, one open tab each
+    size_tasks: int = 10_000  # tasks (each with a sandbox and its steps), a few tabs
+    size_tab_tasks: int = 50
+    size_tabs_per_task: int = 200  # the default per-task open-tab cap
+    size_connects: int = 20  # sequential connects per workspace
+    size_connect_timeout: float = 60.0  # seconds a connect may wait for its snapshot
+    size_connect_budget: float = 45.0  # no further connect of a workspace after this many s
+    size_list_tasks: int = 100  # REST: the small list (tasks of a workspace, closed tabs)
+    size_closed_tabs: int = 10_000  # REST: closed tabs of the large tab list
+    size_rest_requests: int = 20  # GETs of each list (alternating small and large)
+    size_ping_rate: float = 10.0  # another member's pings per second (the frame budget's rate)
+    size_ping_seconds: float = 10.0  # per condition (idle, loaded)
+    size_reconnect_loops: int = 3  # concurrent reconnect loops of the first member
     ladder: list[tuple[float, float]] = field(
         default_factory=lambda: [
             (20, 4.0),
@@ -120,6 +139,18 @@ class Config:
             history_tabs=50,
             history_rounds=1,
             history_per_round=2,
+            size_small_tasks=3,
+            size_tasks=40,
+            size_tab_tasks=2,
+            size_tabs_per_task=5,
+            size_connects=2,
+            size_connect_timeout=20.0,
+            size_connect_budget=10.0,
+            size_list_tasks=5,
+            size_closed_tabs=20,
+            size_rest_requests=2,
+            size_ping_seconds=1.0,
+            size_reconnect_loops=2,
             ladder=[(20, 0.5)],
             ladder_pool=2,
             ready_timeout=60.0,

@@ -394,6 +394,12 @@ WORKBENCH_SOCKET_STALE_SECONDS = env_float("WORKBENCH_SOCKET_STALE_SECONDS", 90.
 # everyone (workbench/snapshots.py, docs/benchmarks.md "Socket flood").
 WORKBENCH_SNAPSHOT_THREADS = env_int("WORKBENCH_SNAPSHOT_THREADS", 2)
 WORKBENCH_SNAPSHOTS_PER_USER = env_int("WORKBENCH_SNAPSHOTS_PER_USER", 1)
+# One page of the workbench (the snapshot is the first; workbench/workbench_pages.py): at
+# most this many tasks and open tabs, and about this many bytes of JSON, so a frame stays
+# far under Daphne's 1 MiB limit whatever the workspace holds.
+WORKBENCH_PAGE_TASKS = env_int("WORKBENCH_PAGE_TASKS", 50)
+WORKBENCH_PAGE_TABS = env_int("WORKBENCH_PAGE_TABS", 200)
+WORKBENCH_PAGE_BYTES = env_int("WORKBENCH_PAGE_BYTES", 512 * 1024)
 # A fan-out hub that receives an event before an earlier one of its workspace holds it this
 # long for the earlier one, then reads the missing ones from the event log, so each socket gets
 # its events in seq order (workbench/fanout.py; docs/benchmarks.md, "Event order").

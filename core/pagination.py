@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound as CursorNotFound
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
+
+from core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -32,7 +35,21 @@ def link_header(next_url: str | None, previous_url: str | None) -> str:
     return ", ".join(f'<{url}>; rel="{rel}"' for rel, url in pairs if url)
 
 
-class LinkCursorPagination(CursorPagination):
+class StrictCursorPagination(CursorPagination):
+    """A cursor that cannot be read is a 400 (`invalid_cursor`): DRF answers 404, which
+    would say the list itself is missing."""
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        try:
+            return super().decode_cursor(request)
+        except CursorNotFound as exc:
+            raise InvalidInput(
+                "The cursor is not one this list gave out; follow the Link header.",
+                code="invalid_cursor",
+            ) from exc
+
+
+class LinkCursorPagination(StrictCursorPagination):
     """A page of a list as a JSON array, and `Link: <…>; rel="next"` while there is more."""
 
     page_size = 100

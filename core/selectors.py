@@ -53,17 +53,17 @@ def members_of(*, workspace_id: int) -> QuerySet[Membership]:
 
 
 def events_after(*, workspace_id: int, seq: int, limit: int = 1000) -> list[Event] | None:
-    """Events after `seq`, in order; None if some were pruned (the client needs a snapshot)."""
-    events = list(
-        Event.objects.filter(workspace_id=workspace_id, seq__gt=seq).order_by("seq")[: limit + 1]
-    )
-    if len(events) > limit:
+    """Events after `seq`, in order; None if more than `limit` or some were pruned (the
+    client needs a snapshot). Seqs are gapless, so how far behind a client is comes from
+    the counter alone: a resume too far back reads no rows only to discard them."""
+    current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True)
+    if not current:
         return None
-    expected_first = seq + 1
-    if events and events[0].seq != expected_first:
+    behind = current[0] - seq
+    if behind > limit:
         return None
-    if not events:
-        current = Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True)
-        if current and current[0] > seq:
-            return None
+    newer = Event.objects.filter(workspace_id=workspace_id, seq__gt=seq, seq__lte=current[0])
+    events = list(newer.order_by("seq"))
+    if len(events) != max(behind, 0):  # pruned (the counter and its rows commit together)
+        return None
     return events

@@ -33,7 +33,8 @@ class WorkspaceListView(APIView):
     throttle_scope = "workspace_create"
 
     @extend_schema(
-        parameters=PAGE_PARAMETERS, responses={200: WorkspaceOutputSerializer(many=True)}
+        parameters=PAGE_PARAMETERS,
+        responses={200: WorkspaceOutputSerializer(many=True), 400: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         workspaces = selectors.workspace_list_for_user(user=member(request))
@@ -69,7 +70,11 @@ class WorkspaceMemberListView(APIView):
 
     @extend_schema(
         parameters=PAGE_PARAMETERS,
-        responses={200: MemberOutputSerializer(many=True), 404: ErrorSerializer},
+        responses={
+            200: MemberOutputSerializer(many=True),
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+        },
     )
     def get(self, request: Request, workspace_id: int) -> Response:
         """Members in the order they joined (pages follow the `Link` header)."""

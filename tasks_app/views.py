@@ -35,7 +35,11 @@ class WorkspaceTaskListView(APIView):
 
     @extend_schema(
         parameters=[INCLUDE_ARCHIVED, *PAGE_PARAMETERS],
-        responses={200: TaskOutputSerializer(many=True), 404: ErrorSerializer},
+        responses={
+            200: TaskOutputSerializer(many=True),
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+        },
     )
     def get(self, request: Request, workspace_id: int) -> Response:
         """Newest first (pages follow the `Link` header)."""

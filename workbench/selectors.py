@@ -9,8 +9,6 @@ from core.errors import NotFound
 from core.models import Workspace
 from core.selectors import members_of
 from core.serializers import WorkspaceOutputSerializer, member_payload
-from tasks_app.selectors import task_list_for_workspace
-from tasks_app.serializers import TaskOutputSerializer
 from workbench.models import (
     Message,
     MessageRole,
@@ -20,6 +18,7 @@ from workbench.models import (
     WorkbenchTab,
 )
 from workbench.serializers import MemberTabOutputSerializer
+from workbench.workbench_pages import Position, next_path, workbench_page
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -69,20 +68,16 @@ def member_tab(tab: WorkbenchTab, user_id: int) -> dict[str, Any]:
 
 
 def workbench_snapshot(*, workspace: Workspace, user_id: int) -> dict[str, Any]:
-    """The whole workbench of a workspace as one member sees it, and the seq it is at
-    least as new as.
+    """The first page of a workspace's workbench as one member sees it, with its members and
+    the seq it is at least as new as; `next` is the REST path of the following page (None
+    when this is all of it).
 
     The seq is read before the rows, so the rows may already include later changes;
     clients apply events by `version`, so replaying those changes is a no-op (a member's
     own state has no version: its events, replayed in seq order, end at its latest value).
     """
     seq = Workspace.objects.filter(pk=workspace.pk).values_list("event_seq", flat=True).get()
-    tasks = task_list_for_workspace(workspace_id=workspace.pk)
-    tabs = (
-        WorkbenchTab.objects.filter(workspace_id=workspace.pk, task__archived_at__isnull=True)
-        .exclude(state=TabState.CLOSED)
-        .order_by("created_at")
-    )
+    page = _page(workspace.pk, user_id, None)
     members = list(members_of(workspace_id=workspace.pk))
     role = next((m.role for m in members if m.user_id == user_id), None)
     workspace.my_role = role  # type: ignore[attr-defined]
@@ -92,9 +87,22 @@ def workbench_snapshot(*, workspace: Workspace, user_id: int) -> dict[str, Any]:
         "me": user_id,
         "workspace": WorkspaceOutputSerializer(workspace).data,
         "members": [member_payload(m) for m in members],
-        "tasks": TaskOutputSerializer(tasks, many=True).data,
-        "tabs": member_tabs(tabs, user_id),
+        **page,
     }
+
+
+def workbench_page_after(*, workspace: Workspace, user_id: int, cursor: str) -> dict[str, Any]:
+    """A later page of the workbench: `{"tasks", "tabs", "next"}` from a page's `next`."""
+    return _page(workspace.pk, user_id, Position.decode(cursor))
+
+
+def _page(workspace_id: int, user_id: int, start: Position | None) -> dict[str, Any]:
+    page = workbench_page(
+        workspace_id=workspace_id,
+        start=start,
+        serialize_tabs=lambda tabs: member_tabs(tabs, user_id),
+    )
+    return {"tasks": page.tasks, "tabs": page.tabs, "next": next_path(workspace_id, page.next)}
 
 
 def message_list_for_tab(*, tab_id: UUID) -> QuerySet[Message]:

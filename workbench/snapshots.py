@@ -118,7 +118,8 @@ def _snapshot_text(workspace_id: int, user_id: int) -> str:
     workspace = Workspace.objects.get(pk=workspace_id)
     snapshot = selectors.workbench_snapshot(workspace=workspace, user_id=user_id)
     _check_member(workspace_id, user_id)
-    return json.dumps(snapshot)
+    # Not ASCII-escaped: the page's byte budget counts UTF-8 (workbench/workbench_pages.py).
+    return json.dumps(snapshot, ensure_ascii=False)
 
 
 def _events_after_texts(workspace_id: int, seq: int, user_id: int) -> list[str] | None:

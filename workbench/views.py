@@ -11,14 +11,20 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import parsers, serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import selectors as core_selectors
 from core.api import ErrorSerializer, member, query_flag, validated
 from core.errors import InvalidInput
-from core.pagination import CURSOR, PAGE_PARAMETERS, PAGE_SIZE, link_header, paginated
+from core.pagination import (
+    CURSOR,
+    PAGE_PARAMETERS,
+    PAGE_SIZE,
+    StrictCursorPagination,
+    link_header,
+    paginated,
+)
 from core.parsers import StrictJSONParser
 from core.serializers import MemberOutputSerializer, NoInputSerializer, WorkspaceOutputSerializer
 from core.throttles import LOGIN_THROTTLES, CreateRateThrottle
@@ -57,29 +63,53 @@ MessagePageSerializer = inline_serializer(
         "results": MessageOutputSerializer(many=True),
     },
 )
+# The snapshot, or with `cursor` a later page: the page's fields (tasks, tabs, next) only.
 SnapshotSerializer = inline_serializer(
     "WorkbenchSnapshot",
     {
-        "type": serializers.ChoiceField(choices=["snapshot"]),
-        "seq": serializers.IntegerField(),
-        "workspace": WorkspaceOutputSerializer(),
-        "me": serializers.IntegerField(),
-        "members": MemberOutputSerializer(many=True),
+        "type": serializers.ChoiceField(choices=["snapshot"], required=False),
+        "seq": serializers.IntegerField(required=False),
+        "workspace": WorkspaceOutputSerializer(required=False),
+        "me": serializers.IntegerField(required=False),
+        "members": MemberOutputSerializer(many=True, required=False),
         "tasks": TaskOutputSerializer(many=True),
         "tabs": MemberTabOutputSerializer(many=True),
+        "next": serializers.CharField(allow_null=True),
     },
+)
+PAGE_CURSOR = OpenApiParameter(
+    "cursor",
+    OpenApiTypes.STR,
+    required=False,
+    description="A page's `next`: the page after it (tasks, tabs, next) instead of the snapshot.",
 )
 
 
 class WorkbenchSnapshotView(APIView):
-    @extend_schema(responses={200: SnapshotSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        parameters=[PAGE_CURSOR],
+        responses={
+            200: SnapshotSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+        },
+        description="Without `cursor`: the snapshot, the first page of the workbench. With "
+        "the `cursor` of a page's `next` (also in the `Link` header): the page after it.",
+    )
     def get(self, request: Request, workspace_id: int) -> Response:
-        workspace = core_selectors.workspace_get_for_user(
-            workspace_id=workspace_id, user=member(request)
-        )
-        return Response(
-            selectors.workbench_snapshot(workspace=workspace, user_id=member(request).pk)
-        )
+        user = member(request)
+        workspace = core_selectors.workspace_get_for_user(workspace_id=workspace_id, user=user)
+        cursor = request.query_params.get("cursor")
+        if cursor is None:
+            body = selectors.workbench_snapshot(workspace=workspace, user_id=user.pk)
+        else:
+            body = selectors.workbench_page_after(
+                workspace=workspace, user_id=user.pk, cursor=cursor
+            )
+        response = Response(body)
+        if body["next"]:
+            response["Link"] = link_header(request.build_absolute_uri(body["next"]), None)
+        return response
 
 
 class TaskArchiveView(APIView):
@@ -105,7 +135,11 @@ class TaskTabListView(APIView):
 
     @extend_schema(
         parameters=[INCLUDE_CLOSED, *PAGE_PARAMETERS],
-        responses={200: MemberTabOutputSerializer(many=True), 404: ErrorSerializer},
+        responses={
+            200: MemberTabOutputSerializer(many=True),
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+        },
     )
     def get(self, request: Request, task_id: int) -> Response:
         """Oldest first (pages follow the `Link` header)."""
@@ -202,7 +236,7 @@ class TabRetryView(APIView):
         return Response(selectors.member_tab(tab, member(request).pk))
 
 
-class TranscriptPagination(CursorPagination):
+class TranscriptPagination(StrictCursorPagination):
     ordering = "id"  # oldest first; a cursor stays valid while replies keep arriving
     page_size = 50
     max_page_size = 200
@@ -215,7 +249,7 @@ class TabMessageListView(APIView):
 
     @extend_schema(
         parameters=[CURSOR, PAGE_SIZE],
-        responses={200: MessagePageSerializer, 404: ErrorSerializer},
+        responses={200: MessagePageSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
     )
     def get(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))

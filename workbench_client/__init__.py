@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -42,6 +43,9 @@ class WorkbenchModel:
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
     tabs: dict[str, dict[str, Any]] = field(default_factory=dict)
     applied: list[dict[str, Any]] = field(default_factory=list)  # every event frame applied
+    # The REST path of the workbench's next page (the snapshot is its first); None once all
+    # of it is loaded (WorkbenchClient.load_more).
+    next: str | None = None
 
     def load_snapshot(self, frame: dict[str, Any]) -> None:
         self.seq = frame["seq"]
@@ -50,6 +54,19 @@ class WorkbenchModel:
         self.members = {member["user"]: member for member in frame["members"]}
         self.tasks = {task["id"]: task for task in frame["tasks"]}
         self.tabs = {tab["id"]: tab for tab in frame["tabs"]}
+        self.next = frame.get("next")
+
+    def load_page(self, path: str, page: dict[str, Any]) -> bool:
+        """A later page (the answer to `GET next`), kept by `version` like an event; False
+        if a fresh snapshot replaced the workbench meanwhile (its `next` is another)."""
+        if path != self.next:
+            return False
+        for task in page["tasks"]:
+            _upsert(self.tasks, task["id"], task, drop=task["archived"])
+        for tab in page["tabs"]:
+            _upsert(self.tabs, tab["id"], tab, drop=tab["state"] == "closed")
+        self.next = page.get("next")
+        return True
 
     def apply(self, frame: dict[str, Any]) -> None:
         """Apply the event that directly follows `seq` (callers check ordering)."""
@@ -168,6 +185,25 @@ class WorkbenchClient:
         self._viewing = tab_id
         if self._ws is not None:
             await self._ws.send(json.dumps({"type": "view", "tab": tab_id}))
+
+    async def load_more(self, pages: int | None = 1) -> int:
+        """Load the workbench's next `pages` pages over REST (None: all the rest); returns
+        how many were applied. The socket keeps them current like the snapshot's."""
+        scheme, _, rest = self.url.partition("://")
+        origin = ("https" if scheme == "wss" else "http") + "://" + rest.split("/", 1)[0]
+        headers = {"Authorization": f"Token {self.token}"} if self.token else {}
+        loaded = 0
+        async with httpx.AsyncClient(base_url=origin, headers=headers, timeout=30) as http:
+            while self.model.next and (pages is None or loaded < pages):
+                path = self.model.next
+                answer = await http.get(path)
+                answer.raise_for_status()
+                async with self._changed:
+                    if not self.model.load_page(path, answer.json()):
+                        continue  # a fresh snapshot came meanwhile: go on from its `next`
+                    loaded += 1
+                    self._changed.notify_all()
+        return loaded
 
     async def drop_connection(self) -> None:
         """Cut the socket abruptly (tests of reconnect); the client reconnects by itself."""

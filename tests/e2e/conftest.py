@@ -146,7 +146,13 @@ def e2e_server(
     """A Daphne of this folder's own: what its pages do leaves the session's untouched."""
     server = DaphneServer(
         log_dir=integration_run.log_dir,
-        env=child_env(WORKBENCH_SOCKET_CONNECT_RATE="600/min"),
+        # Every test logs its members in anew: the per-username login limit (10/min)
+        # and the connect limit are for attackers, not for a suite's pace.
+        env=child_env(
+            WORKBENCH_SOCKET_CONNECT_RATE="600/min",
+            WORKBENCH_LOGIN_RATE="600/min",
+            WORKBENCH_LOGIN_USERNAME_RATE="600/min",
+        ),
         label="daphne-e2e",
     )
     integration_run.add(server)

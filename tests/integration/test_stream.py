@@ -190,3 +190,36 @@ def test_the_stream_survives_a_redis_restart(member, celery_worker, redis_server
                     await client.wait_for(all_ready([tab["id"]]), timeout=60)
 
     asyncio.run(scenario())
+
+
+def test_a_workspace_too_big_for_one_frame_connects_and_loads_the_rest_by_pages(member):
+    """2,000 tasks with a tab each were a 4 MB snapshot: Daphne refused it (1011) on every
+    connect. Now the first page comes over the socket and the client follows `next`."""
+    from tasks_app.models import Task
+    from tests.factories import TabFactory, TaskFactory
+    from workbench.models import WorkbenchTab
+
+    tasks = Task.objects.bulk_create(
+        [TaskFactory.build(workspace_id=member["workspace"]) for _ in range(2_000)]
+    )
+    WorkbenchTab.objects.bulk_create(
+        [TabFactory.build(task=task, workspace_id=member["workspace"]) for task in tasks]
+    )
+
+    async def scenario() -> None:
+        headers = {"Authorization": f"Token {member['token']}"}
+        async with connect(member["ws"], additional_headers=headers, max_size=2**20) as ws:
+            frame = await asyncio.wait_for(ws.recv(), 30)
+            assert len(frame.encode()) < 2**20
+        async with WorkbenchClient(member["ws"], token=member["token"]) as client:
+            assert len(client.model.tasks) < 2_000 and client.model.next
+            pages = await client.load_more(pages=None)
+            assert pages > 1 and client.model.next is None
+            assert set(client.model.tasks) == {task.pk for task in tasks}
+            assert len(client.model.tabs) == 2_000
+            async with rest(member) as api:  # still live: a change after the pages arrives
+                renamed = await api.patch(f"/api/tasks/{tasks[0].pk}/", json={"title": "last"})
+                assert renamed.status_code == 200
+                await client.wait_for(lambda m: m.tasks[tasks[0].pk]["title"] == "last", 30)
+
+    asyncio.run(scenario())

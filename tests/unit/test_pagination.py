@@ -67,3 +67,21 @@ def test_each_list_is_paged_by_link_headers_and_every_item_comes_once(
     keys = [item.get("id", item.get("user")) for item in items]
     assert len(keys) == expected == len(set(keys))
     assert pages == 3
+
+
+@pytest.mark.parametrize("route", ["workspaces", "members", "tasks", "tabs", "messages"])
+def test_a_cursor_the_list_never_gave_is_a_400_not_a_missing_list(
+    route, client_for, workspace, alice
+):
+    task = TaskFactory(workspace=workspace)
+    tab = TabFactory(task=task)
+    paths = {
+        "workspaces": "/api/workspaces/",
+        "members": f"/api/workspaces/{workspace.pk}/members/",
+        "tasks": f"/api/workspaces/{workspace.pk}/tasks/",
+        "tabs": f"/api/tasks/{task.pk}/tabs/",
+        "messages": f"/api/tabs/{tab.pk}/messages/",
+    }
+    answer = client_for(alice).get(paths[route] + "?cursor=not-a-cursor")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_cursor"

@@ -25,7 +25,11 @@ export function loginAgain() {
  * Call the API; resolves with the JSON body (null for 204), rejects with an ApiError.
  * `keepalive` lets a request outlive the page (a draft saved while it unloads).
  */
-export async function api(method, path, body, { headers = {}, keepalive = false } = {}) {
+export async function api(method, path, body, options = {}) {
+  return (await call(method, path, body, options)).data;
+}
+
+async function call(method, path, body, { headers = {}, keepalive = false } = {}) {
   const init = {
     method,
     credentials: "same-origin",
@@ -43,7 +47,7 @@ export async function api(method, path, body, { headers = {}, keepalive = false 
   } catch (error) {
     throw new ApiError(0, "network", "The server cannot be reached; try again in a moment.");
   }
-  if (response.status === 204) return null;
+  if (response.status === 204) return { data: null, response };
   let data = null;
   try {
     data = await response.json();
@@ -60,7 +64,27 @@ export async function api(method, path, body, { headers = {}, keepalive = false 
       error.fields || {},
     );
   }
-  return data;
+  return { data, response };
+}
+
+/** The path and query of a `Link` header's rel="next" (it is absolute, from the Host). */
+function nextLink(header) {
+  const found = /<([^>]+)>;\s*rel="next"/.exec(header || "");
+  if (!found) return null;
+  const url = new URL(found[1], location.href);
+  return url.pathname + url.search;
+}
+
+/** Every item of a list whose pages are JSON arrays chained by `Link: <…>; rel="next"`. */
+export async function apiList(path, { maxPages = 50 } = {}) {
+  const items = [];
+  let next = path;
+  for (let page = 0; next && page < maxPages; page += 1) {
+    const { data, response } = await call("GET", next);
+    items.push(...data);
+    next = nextLink(response.headers.get("Link"));
+  }
+  return items;
 }
 
 /** Every page of a cursor-paginated list, oldest first. */

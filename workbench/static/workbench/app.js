@@ -2,7 +2,7 @@
 // REST API (api.js) and the websocket stream (stream.js); the URL fragment says what is
 // shown (#workspace=1&task=2&tab=<uuid>), so a refresh restores the same view.
 
-import { api, apiAll, loginAgain } from "./api.js";
+import { api, apiAll, apiList, loginAgain } from "./api.js";
 import { h, reconcile, setAttr, setText, show } from "./dom.js";
 import { NO_ACCESS, WorkbenchStream } from "./stream.js";
 
@@ -46,6 +46,7 @@ const els = {
   taskForm: $("task-form"),
   taskList: $("task-list"),
   taskEmpty: $("task-empty"),
+  taskMore: $("task-more"),
   noWorkspace: $("no-workspace"),
   workspaceForm: $("workspace-form"),
   noTask: $("no-task"),
@@ -100,6 +101,7 @@ const app = {
   lastTabOfTask: new Map(), // task id -> the tab last shown there
   stripOrder: [], // the tab ids last drawn in the strip (to pick a neighbour on close)
   transcripts: new Map(), // tab id -> "loading" | "loaded" | "failed"
+  loadingPage: null, // the `next` path being fetched (one page at a time)
   reviewed: null, // the shown tab `view` was re-sent for, once each time it turns unread
   closing: new Set(),
   openingTab: false,
@@ -247,7 +249,7 @@ function renderConnection(status, detail) {
 async function boot() {
   bindEvents();
   try {
-    app.workspaces = await api("GET", "/api/workspaces/");
+    app.workspaces = await apiList("/api/workspaces/");
   } catch (error) {
     notify(`Could not load your workspaces: ${error.message}`);
     renderConnection("offline", "");
@@ -349,7 +351,7 @@ async function lostAccess({ left = false } = {}) {
   render();
   els.noAccessHeading.focus();
   try {
-    app.workspaces = await api("GET", "/api/workspaces/");
+    app.workspaces = await apiList("/api/workspaces/");
   } catch (error) {
     notify(`Could not load your workspaces: ${error.message}`);
   }
@@ -526,6 +528,28 @@ function renderTaskList(model) {
       setText(button.querySelector(".task-item-tabs"), open === 1 ? "1 tab" : `${open} tabs`);
     },
   );
+  show(els.taskMore, Boolean(model.next));
+  els.taskMore.disabled = app.loadingPage !== null;
+  setText(els.taskMore, app.loadingPage !== null ? "Loading more tasks…" : "Show more tasks");
+}
+
+/** The workbench's next page (the snapshot holds the first): on a click, or once the
+ * button scrolls into view. */
+async function loadMoreTasks() {
+  const stream = app.stream;
+  const path = stream?.model.next;
+  if (!path || app.loadingPage !== null) return;
+  app.loadingPage = path;
+  scheduleRender();
+  try {
+    const page = await api("GET", path);
+    if (app.stream === stream) stream.model.loadPage(path, page);
+  } catch (error) {
+    notify(`Could not load more tasks: ${error.message}`);
+  } finally {
+    app.loadingPage = null;
+    scheduleRender();
+  }
 }
 
 function formatDuration(ms) {
@@ -1160,6 +1184,11 @@ function bindEvents() {
     event.preventDefault();
     createWorkspace(els.workspaceForm);
   });
+  els.taskMore.addEventListener("click", () => loadMoreTasks());
+  // Scrolling to the end of the list loads the next page, as a click would.
+  new IntersectionObserver((entries) => {
+    if (entries.some((entry) => entry.isIntersecting)) loadMoreTasks();
+  }).observe(els.taskMore);
   els.taskList.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-task-id]");
     if (!button) return;

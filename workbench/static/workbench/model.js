@@ -26,6 +26,9 @@ export class WorkbenchModel {
     // Closing is terminal, so a closed tab id never comes back: an older event (or a REST
     // answer) arriving after we learned of the close must not resurrect it.
     this.closedTabs = new Set();
+    // The REST path of the workbench's next page (the snapshot is its first), null once
+    // every page is loaded; pages load as the user scrolls to the end of the task list.
+    this.next = null;
   }
 
   loadSnapshot(frame) {
@@ -35,9 +38,21 @@ export class WorkbenchModel {
     this.members = new Map(frame.members.map((member) => [member.user, member]));
     this.tasks = new Map(frame.tasks.map((task) => [task.id, task]));
     this.tabs = new Map(frame.tabs.filter((tab) => !this.closedTabs.has(tab.id)).map((tab) => [tab.id, tab]));
+    this.next = frame.next ?? null;
     for (const tabId of this.messages.keys()) {
       if (!this.tabs.has(tabId)) this.messages.delete(tabId);
     }
+  }
+
+  /** A later page of the workbench (`GET` of `next`): read after the events applied so
+   * far, so each object is kept by `version` like an event's. Returns whether it applied
+   * (a page of a workbench since replaced by a fresh snapshot does not). */
+  loadPage(path, page) {
+    if (path !== this.next) return false;
+    for (const task of page.tasks) this.upsertTask(task);
+    for (const tab of page.tabs) this.upsertTab(tab);
+    this.next = page.next ?? null;
+    return true;
   }
 
   /** Apply the event that directly follows `seq` (the caller checks the ordering). */
