@@ -262,6 +262,7 @@ def render(results: dict[str, Any], command: str) -> str:
     out += section_sustained(dbs)
     out += section_burst(dbs)
     out += section_waiting(dbs)
+    out += section_workspace_size(dbs, config)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -622,6 +623,182 @@ def section_sustained(dbs: dict) -> list[str]:
             f"workers processing ({fmt(sustained_rate(data, 'api_only'), 0)} tabs/s by the API "
             f"alone); meanwhile the workers made {s['ready_during_ladder']} of the "
             f"{s['created_during_ladder']} tabs ready in {fmt(s['ladder_seconds'], 0)} s."
+        )
+    out.append("")
+    return out
+
+
+def thousands(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def ratio_text(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2f}x"
+
+
+def closes_text(row: dict) -> str:
+    """`n (1011: k)`: connects that ended in a close instead of a snapshot, by code."""
+    if not row["closed"]:
+        return "0"
+    return f"{row['closed']} (" + ", ".join(f"{c}: {n}" for c, n in row["closes"].items()) + ")"
+
+
+WORKSPACE_SIZE_INTRO = """\
+Workspaces written directly (bulk_create): {small} tasks with one open tab each; {tasks:,} \
+tasks, each with a sandbox and its recorded steps (most ready, one in 20 failed, one in 20 \
+provisioning, one in 10 with an older destroyed attempt), and a few tabs; {tab_total:,} open \
+tabs over {tab_tasks} tasks. Per workspace, up to {connects} sequential websocket connects \
+(token auth) of a member: from the start of the connect to the first `snapshot` frame; a \
+connect ends instead at a close (Daphne closes with 1011 when the application fails, e.g. on \
+a frame over its 1 MiB limit) or after {timeout:g} s, and no further connect starts once a \
+workspace's connects have taken {budget:g} s. Queries, build time and JSON size of \
+`workbench.selectors.workbench_snapshot` are measured in the load generator's process \
+(`CaptureQueriesContext`)."""
+
+
+def section_workspace_size(dbs: dict, config: dict) -> list[str]:
+    measured = {
+        db: data["workspace_size"] for db, data in dbs.items() if data.get("workspace_size")
+    }
+    if not measured:
+        return []
+    out = [
+        "### 9. Workspaces of any size",
+        "",
+        WORKSPACE_SIZE_INTRO.format(
+            small=config["size_small_tasks"],
+            tasks=config["size_tasks"],
+            tab_total=config["size_tab_tasks"] * config["size_tabs_per_task"],
+            tab_tasks=config["size_tab_tasks"],
+            connects=config["size_connects"],
+            timeout=config["size_connect_timeout"],
+            budget=config["size_connect_budget"],
+        ),
+        "",
+        *table_head(
+            "database",
+            "workspace",
+            "tasks",
+            "open tabs",
+            "snapshots / connects",
+            "closed instead (by code)",
+            "timed out",
+            "connect→snapshot p50 / p99 ms",
+            "connect→end p50 ms",
+            "frame bytes",
+            "snapshot JSON bytes",
+            "tasks / tabs in it",
+            "queries",
+            "built in ms",
+        ),
+    ]
+    labels = {"small": "small", "tasks": "many tasks", "tabs": "many open tabs"}
+    for db, ws in measured.items():
+        for key, label in labels.items():
+            row = ws["workspaces"][key]
+            c, snap = row["connect_to_snapshot"], row["snapshot"]
+            out.append(
+                f"| {DB_NAMES[db]} | {label} | {row['tasks']:,} | {row['open_tabs']:,} | "
+                f"{row['snapshots']} / {row['connects']} | {closes_text(row)} | "
+                f"{row['timeouts']} | {fmt(c['p50'])} / {fmt(c['p99'])} | "
+                f"{fmt(row['connect_to_outcome']['p50'])} | {thousands(row['frame_bytes'])} | "
+                f"{snap['bytes']:,} | {snap['tasks']:,} / {snap['tabs']:,} | {snap['queries']} | "
+                f"{fmt(snap['build_ms'], 0)} |"
+            )
+    out += ["", "Each large workspace over the small one, same run:", ""]
+    out += table_head(
+        "database",
+        "workspace",
+        "connect→snapshot p50",
+        "p99",
+        "connect→end p50",
+        "snapshot JSON bytes",
+        "queries",
+    )
+    for db, ws in measured.items():
+        for key in ("tasks", "tabs"):
+            r = ws["ratios"][key]
+            out.append(
+                f"| {DB_NAMES[db]} | {labels[key]} | {ratio_text(r['p50'])} | "
+                f"{ratio_text(r['p99'])} | {ratio_text(r['outcome_p50'])} | "
+                f"{ratio_text(r['bytes'])} | {ratio_text(r['queries'])} |"
+            )
+    out += [
+        "",
+        "REST lists, first page only (cursor pages: a JSON array, `Link` for the next), "
+        f"{config['size_rest_requests']} sequential GETs of each, small and large alternating:",
+        "",
+        *table_head(
+            "database",
+            "list",
+            "rows",
+            "p50 / p99 ms",
+            "body bytes",
+            "items",
+            "next link",
+            "large / small p50",
+            "large / small bytes",
+        ),
+    ]
+    names = {
+        "tasks": "`GET /api/workspaces/{id}/tasks/`",
+        "closed_tabs": "`GET /api/tasks/{id}/tabs/?include_closed=1` (closed tabs)",
+    }
+    for db, ws in measured.items():
+        for key, name in names.items():
+            pair = ws["rest"][key]
+            for size in ("small", "large"):
+                row = pair[size]
+                ratios = (
+                    f"{ratio_text(pair['p50_ratio'])} | {ratio_text(pair['bytes_ratio'])}"
+                    if size == "large"
+                    else " | "
+                )
+                out.append(
+                    f"| {DB_NAMES[db]} | {name} | {row['rows']:,} | "
+                    f"{fmt(row['latency']['p50'])} / {fmt(row['latency']['p99'])} | "
+                    f"{row['bytes']:,} | {row['items']} | {'yes' if row['next_link'] else 'no'}"
+                    f" | {ratios} |"
+                )
+    loops = next(iter(measured.values()))["member"]["loops"]
+    out += [
+        "",
+        f'Another member on the small workspace: pings (`{{"type": "ping"}}` → `pong`) at '
+        f"{config['size_ping_rate']:g}/s for {config['size_ping_seconds']:g} s and their own "
+        f"connects meanwhile, idle, then while the first member reconnects to the "
+        f"{config['size_tasks']:,}-task workspace in {loops} concurrent loops (a separate "
+        "process):",
+        "",
+        *table_head(
+            "database",
+            "condition",
+            "pongs / pings",
+            "ping round trip p50 / p99 ms",
+            "member's connect→snapshot p50 / p99 ms (n)",
+            "first member's reconnects: snapshots / connects, closed, timed out",
+        ),
+    ]
+    for db, ws in measured.items():
+        member = ws["member"]
+        for condition in ("idle", "loaded"):
+            phase = member[condition]
+            ping, conn = phase["ping"], phase["connect"]["connect_to_snapshot"]
+            loop_text = "-"
+            if condition == "loaded":
+                r = member["reconnects"]
+                loop_text = f"{r['snapshots']} / {r['connects']}, {closes_text(r)}, {r['timeouts']}"
+            out.append(
+                f"| {DB_NAMES[db]} | {condition} | {ping['pongs']} / {ping['sent']} | "
+                f"{fmt(ping['rtt']['p50'])} / {fmt(ping['rtt']['p99'])} | {fmt(conn['p50'])} / "
+                f"{fmt(conn['p99'])} ({conn['n']}) | {loop_text} |"
+            )
+    out.append("")
+    for db, ws in measured.items():
+        member = ws["member"]
+        out.append(
+            f"- {DB_NAMES[db]}: loaded / idle ping round trip p50 "
+            f"{ratio_text(member['rtt_p50_ratio'])}, p99 {ratio_text(member['rtt_p99_ratio'])}; "
+            f"the member's connect p99 {ratio_text(member['connect_p99_ratio'])}."
         )
     out.append("")
     return out

@@ -93,7 +93,7 @@ class Config:
     size_tabs_per_task: int = 200  # the default per-task open-tab cap
     size_connects: int = 20  # sequential connects per workspace
     size_connect_timeout: float = 60.0  # seconds a connect may wait for its snapshot
-    size_connect_budget: float = 45.0  # no further connect of a workspace after this many s
+    size_connect_budget: float = 30.0  # no further connect of a workspace after this many s
     size_list_tasks: int = 100  # REST: the small list (tasks of a workspace, closed tabs)
     size_closed_tabs: int = 10_000  # REST: closed tabs of the large tab list
     size_rest_requests: int = 20  # GETs of each list (alternating small and large)

@@ -449,3 +449,31 @@ def test_a_model_chosen_while_pending_is_what_the_session_runs_and_can_be_change
     expect(wb.model_note).to_contain_text("The session runs Mock.")
     tab = get_tab(api, tab_id)
     assert (tab["model"], tab["session_model"]) == ("mock", "mock")
+
+
+def test_a_big_workspace_shows_its_first_page_and_the_rest_as_the_list_scrolls(team, open_page):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from tasks_app.models import Task
+    from tests.factories import TaskFactory
+
+    def bulk() -> None:  # off Playwright's event loop, where the ORM refuses to run
+        Task.objects.bulk_create(
+            [TaskFactory.build(workspace_id=team.workspace_id, title=f"bulk {n}") for n in range(120)]
+        )
+        connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(bulk).result()
+    wb = open_page(team.owner)
+    items = wb.page.locator("#task-list .task-item")
+    more = wb.page.get_by_role("button", name="Show more tasks")
+    expect(items).to_have_count(50)  # the snapshot: the first page only
+    more.scroll_into_view_if_needed()  # the end of the list comes into view: the next page
+    expect(items).to_have_count(100)
+    more.click()
+    expect(items).to_have_count(120)
+    expect(more).to_be_hidden()  # nothing left to load
+    wb.select_task("bulk 0")  # the oldest, from the last page, opens like any other

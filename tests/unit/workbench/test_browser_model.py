@@ -25,9 +25,10 @@ import { readFileSync } from "node:fs";
 import { WorkbenchModel } from "./model.mjs";
 
 const jobs = JSON.parse(readFileSync(0, "utf8"));
-const results = jobs.map(({ snapshot, frames }) => {
+const results = jobs.map(({ snapshot, frames, pages = [] }) => {
   const model = new WorkbenchModel();
   model.loadSnapshot(snapshot);
+  for (const [path, page] of pages) model.loadPage(path, page);
   for (const frame of frames) {
     if (frame.seq <= model.seq) continue;
     if (frame.seq !== model.seq + 1) throw new Error(`gap before ${frame.seq}`);
@@ -40,6 +41,7 @@ const results = jobs.map(({ snapshot, frames }) => {
     members: Object.fromEntries(model.members),
     tasks: Object.fromEntries(model.tasks),
     tabs: Object.fromEntries(model.tabs),
+    next: model.next,
   };
 });
 process.stdout.write(JSON.stringify(results));
@@ -90,5 +92,25 @@ def test_the_pages_model_ends_where_a_fresh_snapshot_is(
         ],
     )
 
-    assert applied == as_held(after)
-    assert replayed == as_held(after)
+    assert applied == {**as_held(after), "next": None}
+    assert replayed == {**as_held(after), "next": None}
+
+
+def test_the_pages_model_holds_every_page_it_loads_and_ignores_a_stale_one(
+    workspace, alice, settings, tmp_path
+):
+    from tests.unit.workbench.test_workbench_pages import paged_workspace
+
+    settings.WORKBENCH_PAGE_TASKS, settings.WORKBENCH_PAGE_TABS = 2, 3
+    snapshot, pages, task_ids, tab_ids = paged_workspace(workspace, alice)
+    every, stale = run_model(
+        tmp_path,
+        [
+            {"snapshot": snapshot, "frames": [], "pages": pages},
+            {"snapshot": snapshot, "frames": [], "pages": pages[1:]},  # skips the next one
+        ],
+    )
+    assert set(every["tasks"]) == {str(pk) for pk in task_ids}
+    assert set(every["tabs"]) == tab_ids and every["next"] is None
+    assert stale["tasks"].keys() == {str(t["id"]) for t in snapshot["tasks"]}
+    assert stale["next"] == snapshot["next"]

@@ -32,3 +32,19 @@ def test_the_clients_model_ends_where_a_fresh_snapshot_is(
         "tabs": model.tabs,
     }
     assert held == expected
+
+
+def test_the_clients_model_holds_every_page_it_loads_and_ignores_a_stale_one(
+    workspace, alice, settings
+):
+    from tests.unit.workbench.test_workbench_pages import paged_workspace
+
+    settings.WORKBENCH_PAGE_TASKS, settings.WORKBENCH_PAGE_TABS = 2, 3
+    snapshot, pages, task_ids, tab_ids = paged_workspace(workspace, alice)
+    model = WorkbenchModel()
+    model.load_snapshot(snapshot)
+    assert len(model.tasks) < len(task_ids) and model.next == pages[0][0]
+    assert not model.load_page(pages[1][0], pages[1][1])  # not the one it asked for next
+    for path, page in pages:
+        assert model.load_page(path, page)
+    assert set(model.tasks) == task_ids and set(model.tabs) == tab_ids and model.next is None

@@ -142,3 +142,21 @@ def test_a_resume_far_behind_reads_no_event_rows(workspace):
     ]
     Event.objects.filter(workspace=workspace, seq=1_000).delete()  # pruned
     assert events_after(workspace_id=workspace.pk, seq=990) is None
+
+
+def paged_workspace(workspace, user) -> tuple[dict, list[tuple[str, dict]], set[int], set[str]]:
+    """A workbench of several pages: its snapshot, each later (path, page), and the ids of
+    every live task and open tab (what a client holds once it loaded them all)."""
+    from urllib.parse import parse_qs, urlparse
+
+    tasks = TaskFactory.create_batch(7, workspace=workspace)
+    spread(tasks)
+    tab_ids = {str(TabFactory(task=task).pk) for task in tasks for _ in range(2)}
+    snapshot = selectors.workbench_snapshot(workspace=workspace, user_id=user.pk)
+    pages, path = [], snapshot["next"]
+    while path:
+        cursor = parse_qs(urlparse(path).query)["cursor"][0]
+        page = selectors.workbench_page_after(workspace=workspace, user_id=user.pk, cursor=cursor)
+        pages.append((path, page))
+        path = page["next"]
+    return snapshot, pages, {task.pk for task in tasks}, tab_ids
