@@ -460,8 +460,9 @@ def test_a_big_workspace_shows_its_first_page_and_the_rest_as_the_list_scrolls(t
     from tests.factories import TaskFactory
 
     def bulk() -> None:  # off Playwright's event loop, where the ORM refuses to run
+        workspace_id = team.workspace_id
         Task.objects.bulk_create(
-            [TaskFactory.build(workspace_id=team.workspace_id, title=f"bulk {n}") for n in range(120)]
+            [TaskFactory.build(workspace_id=workspace_id, title=f"bulk {n}") for n in range(120)]
         )
         connection.close()
 
