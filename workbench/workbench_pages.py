@@ -132,7 +132,8 @@ def workbench_page(
         .values_list("task_id", "n")
     )
     # The tasks whose tabs fit the tab limit (the first one whatever its count).
-    chosen, tab_total = [], 0
+    chosen: list[Task] = []
+    tab_total = 0
     for task in tasks[:max_tasks]:
         if chosen and tab_total + counts.get(task.pk, 0) > max_tabs:
             break
