@@ -775,7 +775,7 @@ def section_workspace_size(dbs: dict, config: dict) -> list[str]:
             "pongs / pings",
             "ping round trip p50 / p99 ms",
             "member's connect→snapshot p50 / p99 ms (n)",
-            "first member's reconnects: snapshots / connects, closed, timed out",
+            "first member's reconnects: snapshots / connects, closed, timed out; unfinished",
         ),
     ]
     for db, ws in measured.items():
@@ -786,7 +786,10 @@ def section_workspace_size(dbs: dict, config: dict) -> list[str]:
             loop_text = "-"
             if condition == "loaded":
                 r = member["reconnects"]
-                loop_text = f"{r['snapshots']} / {r['connects']}, {closes_text(r)}, {r['timeouts']}"
+                loop_text = (
+                    f"{r['snapshots']} / {r['connects']}, {closes_text(r)}, {r['timeouts']}; "
+                    f"{r.get('unfinished', '-')}"
+                )
             out.append(
                 f"| {DB_NAMES[db]} | {condition} | {ping['pongs']} / {ping['sent']} | "
                 f"{fmt(ping['rtt']['p50'])} / {fmt(ping['rtt']['p99'])} | {fmt(conn['p50'])} / "

@@ -516,19 +516,26 @@ async def _reconnect_loops(
     url: str, token: str, loops: int, timeout: float, stop: Any, results: Any
 ) -> None:
     done: list[dict[str, Any]] = []
+    connecting = 0
 
     async def one_loop() -> None:
+        nonlocal connecting
         while not stop.is_set():
-            done.append(await connect_once(url, token, timeout))
+            connecting += 1
+            try:
+                done.append(await connect_once(url, token, timeout))
+            finally:
+                connecting -= 1
 
     tasks = [asyncio.create_task(one_loop()) for _ in range(loops)]
     results.put("started")
     while not stop.is_set():
         await asyncio.sleep(0.05)
+    unfinished = connecting  # connects still waiting for their snapshot when stopped
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    results.put(connect_summary(done))
+    results.put({**connect_summary(done), "unfinished": unfinished})
 
 
 def loaded_member_phase(
@@ -707,7 +714,7 @@ def workspace_size(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str
         log(
             f"   first member's {cfg.size_reconnect_loops} reconnect loops: "
             f"{loops['snapshots']}/{loops['connects']} snapshots, closes {loops['closes'] or 0}, "
-            f"timeouts {loops['timeouts']}"
+            f"timeouts {loops['timeouts']}, {loops['unfinished']} unfinished when stopped"
         )
     finally:
         stack.daphne.restart()  # drops any snapshot build the loops left running
