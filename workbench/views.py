@@ -171,7 +171,8 @@ class TaskTabListView(APIView):
         "pending_session_create); the sandbox and session come in the background.",
     )
     def post(self, request: Request, task_id: int) -> Response:
-        task = task_selectors.task_get_for_user(task_id=task_id, user=member(request))
+        user = member(request)
+        task = task_selectors.task_get_for_user(task_id=task_id, user=user)
         data = validated(TabCreateInputSerializer, request.data)  # no body: {}
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 255):
@@ -179,11 +180,10 @@ class TaskTabListView(APIView):
                 "Idempotency-Key must be 1 to 255 characters", code="invalid_idempotency_key"
             )
         tab, created = services.tab_create(
-            user=member(request), task=task, title=data["title"], idempotency_key=key
+            user=user, task=task, title=data["title"], idempotency_key=key
         )
-        response = Response(
-            selectors.member_tab(tab, member(request).pk), status=status.HTTP_201_CREATED
-        )
+        body = selectors.new_member_tab(tab) if created else selectors.member_tab(tab, user.pk)
+        response = Response(body, status=status.HTTP_201_CREATED)
         if not created:
             response["Idempotent-Replayed"] = "true"
         return response
