@@ -376,7 +376,8 @@ class DaphneServer(ManagedProcess):
         self._last_status: int | None = None
 
     def command(self) -> list[str]:
-        # Daphne as the Procfile runs it: config.server refuses oversized bodies unread.
+        # One Daphne as the Procfile's web tier runs each (config/web.py): config.server
+        # refuses oversized bodies unread.
         return [
             sys.executable, "-m", "config.server",
             "-b", LOOPBACK,
