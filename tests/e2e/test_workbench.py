@@ -478,3 +478,12 @@ def test_a_big_workspace_shows_its_first_page_and_the_rest_as_the_list_scrolls(t
     expect(items).to_have_count(120)
     expect(more).to_be_hidden()  # nothing left to load
     wb.select_task("bulk 0")  # the oldest, from the last page, opens like any other
+
+    # A link to it opens it at once, though it is not on the first page.
+    link = wb.page.url
+    assert "task=" in link
+    other = open_page(team.owner)
+    other.page.goto("about:blank")  # a fresh load of the link, as when pasted in a new tab
+    other.page.goto(link)
+    expect(other.task_heading).to_have_text("bulk 0")
+    expect(other.page.locator("#task-list .task-item")).to_have_count(51)

@@ -102,6 +102,7 @@ const app = {
   stripOrder: [], // the tab ids last drawn in the strip (to pick a neighbour on close)
   transcripts: new Map(), // tab id -> "loading" | "loaded" | "failed"
   loadingPage: null, // the `next` path being fetched (one page at a time)
+  loadingLinked: null, // a linked task not on the first page, being fetched on its own
   reviewed: null, // the shown tab `view` was re-sent for, once each time it turns unread
   closing: new Set(),
   openingTab: false,
@@ -309,6 +310,10 @@ function openWorkspace(workspaceId) {
         // Message events missed while disconnected are not in a snapshot: reload transcripts.
         if (!change.first) app.transcripts.clear();
         drafts.reconcileWith(app.stream.model, workspaceId);
+        const model = app.stream.model;
+        if (change.first && app.taskId && !model.tasks.has(app.taskId) && model.next) {
+          loadLinkedTask(app.taskId);
+        }
       }
       // Removed: the server closes the socket (4403) right after this event.
       const { frame } = change;
@@ -459,7 +464,8 @@ function renderNoAccess() {
 function normalizeSelection(model) {
   const selectedTab = app.tabId ? model.tabs.get(app.tabId) : null;
   if (selectedTab) app.taskId = selectedTab.task;
-  if (!app.taskId || !model.tasks.has(app.taskId)) {
+  const awaited = app.taskId !== null && app.taskId === app.loadingLinked;
+  if (!app.taskId || (!model.tasks.has(app.taskId) && !awaited)) {
     app.taskId = model.taskList()[0]?.id ?? null;
   }
   const tabs = app.taskId ? model.tabsOf(app.taskId) : [];
@@ -531,6 +537,28 @@ function renderTaskList(model) {
   show(els.taskMore, Boolean(model.next));
   els.taskMore.disabled = app.loadingPage !== null;
   setText(els.taskMore, app.loadingPage !== null ? "Loading more tasks…" : "Show more tasks");
+}
+
+/** A task the URL names that is not on the workbench's first page: fetched on its own
+ * (with its open tabs), so a link to an old task opens it rather than the newest. */
+async function loadLinkedTask(taskId) {
+  const stream = app.stream;
+  app.loadingLinked = taskId;
+  try {
+    const [task, tabs] = await Promise.all([
+      api("GET", `/api/tasks/${taskId}/`),
+      apiList(`/api/tasks/${taskId}/tabs/`),
+    ]);
+    if (app.stream === stream && task.workspace === app.workspaceId) {
+      stream.model.upsertTask(task);
+      for (const tab of tabs) stream.model.upsertTab(tab);
+    }
+  } catch {
+    // Gone, or never in this workspace: the newest task is shown instead.
+  } finally {
+    if (app.loadingLinked === taskId) app.loadingLinked = null;
+    scheduleRender();
+  }
 }
 
 /** The workbench's next page (the snapshot holds the first): on a click, or once the
