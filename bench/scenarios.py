@@ -229,6 +229,7 @@ SCENARIOS = (
     "sustained",
     "history",
     "workspace_size",
+    "post_cpu",
 )
 
 
@@ -277,6 +278,14 @@ def run_all(
             f"{config.size_tab_tasks * config.size_tabs_per_task} open tabs"
         )
         out["workspace_size"] = workspace_size(stack, fx, config, log)
+    if "post_cpu" in only:
+        from bench.post_cpu import post_cpu
+
+        log(
+            f"10. Daphne CPU per tab POST vs the trivial endpoint; {config.cpu_burst_tabs} "
+            "concurrent opens of one task"
+        )
+        out["post_cpu"] = post_cpu(stack, fx, config, log)
     return out
 
 

@@ -20,10 +20,11 @@ Scenarios, in order (each starts from a drained queue and destroys its sandboxes
 4. POST-to-ready minus the provider's own time, and Celery enqueue-to-start;
 5. one task opened by 100 concurrent tabs: sandboxes created and time to all ready;
 6. sustained tab creations per second (a rising ladder of rates);
-and more (bench/scenarios.py SCENARIOS), last `workspace_size` (bench/workspace_size.py):
+and more (bench/scenarios.py SCENARIOS), among them `workspace_size` (bench/workspace_size.py):
 connect-to-snapshot, snapshot size and queries for workspaces of 10 tasks, 10,000 tasks and
 10,000 open tabs, REST list pages of 100 vs 10,000 rows, and another member's pings while
-one member reconnects to the large workspace.
+one member reconnects to the large workspace; then `post_cpu` (bench/post_cpu.py): Daphne's
+CPU per tab POST against the trivial endpoint's, and 100 concurrent opens of one task.
 """
 
 from __future__ import annotations
@@ -99,7 +100,21 @@ class Config:
     size_rest_requests: int = 20  # GETs of each list (alternating small and large)
     size_ping_rate: float = 10.0  # another member's pings per second (the frame budget's rate)
     size_ping_seconds: float = 10.0  # per condition (idle, loaded)
-    size_reconnect_loops: int = 3  # concurrent reconnect loops of the first member
+    size_reconnect_loops: int = 3  # concurrent back-to-back reconnect loops ("flood")
+    size_reconnect_interval: float = 1.0  # "paced": one connect a second (the default limit)
+    # "post_cpu" (bench/post_cpu.py): Daphne's CPU per tab POST next to the trivial
+    # endpoint's, and cpu_burst_rounds bursts of cpu_burst_tabs concurrent opens of one task.
+    cpu_requests: int = 300  # measured requests of each kind (tab POST, trivial GET)
+    cpu_rounds: int = 6  # chunks of each kind, alternating
+    # A closed loop of this many requests at a time; sequential, because 4 in flight already
+    # kept one Daphne ~97% busy on tab POSTs, so their wall times were mostly queueing.
+    cpu_in_flight: int = 1
+    cpu_tasks: int = 10  # the tab POSTs go round-robin over this many fresh tasks
+    cpu_warmup: int = 20  # unmeasured requests of each kind first
+    cpu_idle_seconds: float = 2.0  # Daphne's idle CPU rate is measured this long
+    cpu_settle: float = 0.25  # seconds after a chunk's last response before CPU is read
+    cpu_burst_tabs: int = 100
+    cpu_burst_rounds: int = 3  # each burst on a fresh task
     ladder: list[tuple[float, float]] = field(
         default_factory=lambda: [
             (20, 4.0),
@@ -151,6 +166,14 @@ class Config:
             size_rest_requests=2,
             size_ping_seconds=1.0,
             size_reconnect_loops=2,
+            cpu_requests=8,
+            cpu_rounds=2,
+            cpu_tasks=2,
+            cpu_warmup=2,
+            cpu_idle_seconds=0.2,
+            cpu_settle=0.05,
+            cpu_burst_tabs=5,
+            cpu_burst_rounds=1,
             ladder=[(20, 0.5)],
             ladder_pool=2,
             ready_timeout=60.0,

@@ -327,3 +327,27 @@ class Stack:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise ServiceError(f"no VmRSS for pid {pid}")
+
+    def daphne_pids(self) -> list[int]:
+        """The Daphne process this stack started and every live descendant of it (a web tier
+        such as config/web.py runs its Daphnes as children), e.g. to add up their CPU time."""
+        if self.daphne is None or not self.daphne.alive:
+            raise ServiceError("Daphne is not running")
+        return process_tree(self.daphne.pid)
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its live descendants, from /proc/<pid>/stat's parent pids (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return sorted(found)

@@ -19,8 +19,10 @@ as the `workspace_size` scenario. The data is written once, directly through the
    /api/tasks/{id}/tabs/?include_closed=1 (100 closed tabs vs 10,000), alternating;
 3. another member's ping round trip (`{"type": "ping"}` -> `pong`) at `size_ping_rate`/s on
    the small workspace, and their own connects there, idle and then while the first member
-   reconnects in `size_reconnect_loops` concurrent loops to the 10,000-task workspace (those
-   loops run in a separate process, so their frames do not block the measuring client).
+   reconnects to the 10,000-task workspace: "paced", once every `size_reconnect_interval`
+   s (the default per-user connect limit, 60/min), and "flood", `size_reconnect_loops`
+   loops back to back (the bench lifts that limit). The loops run in a separate process,
+   so their frames do not block the measuring client.
 
 At the end Daphne is restarted (a snapshot build the loops abandoned may still be running
 there) and the workspaces are deleted, so a later scenario finds neither.
@@ -506,14 +508,14 @@ async def member_phase(url: str, token: str, cfg: Config) -> dict[str, Any]:
 
 
 def _reconnect_process(
-    url: str, token: str, loops: int, timeout: float, stop: Any, results: Any
+    url: str, token: str, loops: int, interval: float, timeout: float, stop: Any, results: Any
 ) -> None:
     """The first member's reconnect loops, in a process of their own (spawned)."""
-    asyncio.run(_reconnect_loops(url, token, loops, timeout, stop, results))
+    asyncio.run(_reconnect_loops(url, token, loops, interval, timeout, stop, results))
 
 
 async def _reconnect_loops(
-    url: str, token: str, loops: int, timeout: float, stop: Any, results: Any
+    url: str, token: str, loops: int, interval: float, timeout: float, stop: Any, results: Any
 ) -> None:
     done: list[dict[str, Any]] = []
     connecting = 0
@@ -522,10 +524,13 @@ async def _reconnect_loops(
         nonlocal connecting
         while not stop.is_set():
             connecting += 1
+            started = time.monotonic()
             try:
                 done.append(await connect_once(url, token, timeout))
             finally:
                 connecting -= 1
+            # At most one connect per `interval` (0: back to back, a flood).
+            await asyncio.sleep(max(0.0, started + interval - time.monotonic()))
 
     tasks = [asyncio.create_task(one_loop()) for _ in range(loops)]
     results.put("started")
@@ -539,13 +544,20 @@ async def _reconnect_loops(
 
 
 def loaded_member_phase(
-    url: str, big_url: str, token: str, big_token: str, cfg: Config
+    url: str,
+    big_url: str,
+    token: str,
+    big_token: str,
+    cfg: Config,
+    *,
+    loops: int,
+    interval: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """member_phase while the first member reconnects to `big_url` in loops."""
+    """member_phase while the first member reconnects to `big_url` in `loops` loops, each
+    at most once per `interval` seconds."""
     context = multiprocessing.get_context("spawn")
     stop, results = context.Event(), context.Queue()
-    loops = cfg.size_reconnect_loops
-    args = (big_url, big_token, loops, cfg.size_connect_timeout, stop, results)
+    args = (big_url, big_token, loops, interval, cfg.size_connect_timeout, stop, results)
     process = context.Process(target=_reconnect_process, args=args, daemon=True)
     process.start()
     try:
@@ -691,31 +703,49 @@ def workspace_size(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str
         small_url, big_url = url.format(built["small"]["id"]), url.format(built["tasks"]["id"])
         wait_idle(stack.daphne.pid)
         idle = asyncio.run(member_phase(small_url, other_token, cfg))
-        loaded, loops = loaded_member_phase(small_url, big_url, other_token, owner_token, cfg)
-        out["member"] = {
-            "loops": cfg.size_reconnect_loops,
-            "idle": idle,
-            "loaded": loaded,
-            "reconnects": loops,
-            "rtt_p50_ratio": _ratio(loaded["ping"]["rtt"]["p50"], idle["ping"]["rtt"]["p50"]),
-            "rtt_p99_ratio": _ratio(loaded["ping"]["rtt"]["p99"], idle["ping"]["rtt"]["p99"]),
-            "connect_p99_ratio": _ratio(
-                loaded["connect"]["connect_to_snapshot"]["p99"],
-                idle["connect"]["connect_to_snapshot"]["p99"],
-            ),
+        # "paced": one member reconnecting as often as the default per-user connect limit
+        # lets them (60/min: once a second); "flood": several loops back to back (the
+        # bench's Daphne lifts that limit), a stress beyond what one member can do.
+        conditions = {
+            "paced": (1, cfg.size_reconnect_interval),
+            "flood": (cfg.size_reconnect_loops, 0.0),
         }
-        for label, phase in (("idle", idle), ("loaded", loaded)):
+        out["member"] = {"idle": idle}
+        for name, (loops, interval) in conditions.items():
+            wait_idle(stack.daphne.pid)
+            loaded, reconnects = loaded_member_phase(
+                small_url, big_url, other_token, owner_token, cfg, loops=loops, interval=interval
+            )
+            out["member"][name] = {
+                "loops": loops,
+                "interval": interval,
+                "loaded": loaded,
+                "reconnects": reconnects,
+                "rtt_p50_ratio": _ratio(loaded["ping"]["rtt"]["p50"], idle["ping"]["rtt"]["p50"]),
+                "rtt_p99_ratio": _ratio(loaded["ping"]["rtt"]["p99"], idle["ping"]["rtt"]["p99"]),
+                "connect_p99_ratio": _ratio(
+                    loaded["connect"]["connect_to_snapshot"]["p99"],
+                    idle["connect"]["connect_to_snapshot"]["p99"],
+                ),
+            }
+        for label, phase in (
+            ("idle", idle),
+            *((name, out["member"][name]["loaded"]) for name in conditions),
+        ):
             rtt, conn = phase["ping"]["rtt"], phase["connect"]["connect_to_snapshot"]
             log(
                 f"   other member, {label}: ping p50 {rtt['p50']:.1f} p99 {rtt['p99']:.1f} ms "
                 f"({phase['ping']['pongs']}/{phase['ping']['sent']} pongs); connect p50 "
                 f"{conn['p50']:.1f} p99 {conn['p99']:.1f} ms (n {conn['n']})"
             )
-        log(
-            f"   first member's {cfg.size_reconnect_loops} reconnect loops: "
-            f"{loops['snapshots']}/{loops['connects']} snapshots, closes {loops['closes'] or 0}, "
-            f"timeouts {loops['timeouts']}, {loops['unfinished']} unfinished when stopped"
-        )
+        for name in conditions:
+            row = out["member"][name]
+            r = row["reconnects"]
+            log(
+                f"   first member, {name} ({row['loops']} loops, every {row['interval']:g} s): "
+                f"{r['snapshots']}/{r['connects']} snapshots, closes {r['closes'] or 0}, "
+                f"timeouts {r['timeouts']}, {r['unfinished']} unfinished when stopped"
+            )
     finally:
         stack.daphne.restart()  # drops any snapshot build the loops left running
         delete(workspace_ids)
