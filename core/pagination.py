@@ -48,6 +48,13 @@ class StrictCursorPagination(CursorPagination):
                 code="invalid_cursor",
             ) from exc
 
+    def with_link(self, response: Response) -> Response:
+        """`response` with `Link: <…>; rel="next", <…>; rel="prev"` for this page."""
+        links = link_header(self.get_next_link(), self.get_previous_link())
+        if links:
+            response["Link"] = links
+        return response
+
 
 class LinkCursorPagination(StrictCursorPagination):
     """A page of a list as a JSON array, and `Link: <…>; rel="next"` while there is more."""
@@ -60,11 +67,7 @@ class LinkCursorPagination(StrictCursorPagination):
         self.ordering = ordering
 
     def get_paginated_response(self, data: Any) -> Response:
-        response = Response(data)
-        links = link_header(self.get_next_link(), self.get_previous_link())
-        if links:
-            response["Link"] = links
-        return response
+        return self.with_link(Response(data))
 
 
 def paginated(

@@ -257,11 +257,8 @@ class TabMessageListView(APIView):
         page = paginator.paginate_queryset(
             selectors.message_list_for_tab(tab_id=tab.pk), request, view=self
         )
-        response = paginator.get_paginated_response(MessageOutputSerializer(page, many=True).data)
-        links = link_header(paginator.get_next_link(), paginator.get_previous_link())
-        if links:
-            response["Link"] = links
-        return response
+        data = MessageOutputSerializer(page, many=True).data
+        return paginator.with_link(paginator.get_paginated_response(data))
 
     @extend_schema(
         request=MessageCreateInputSerializer,

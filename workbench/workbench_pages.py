@@ -162,10 +162,12 @@ def workbench_page(
         for tab in by_task.get(task.pk, []):
             item = tab_data[str(tab.pk)]
             used += _size(item)
-            # Always a task and one tab at least, so every page moves on.
+            # Always a task and one tab at least, so every page moves on; so `last` is
+            # None only for a task none of whose tabs made it here (the next page
+            # starts with it and all its tabs).
             over = len(page.tabs) + len(page.tasks) > 1 and used > budget
             if over or len(page.tabs) >= max_tabs:
-                page.next = Position(task.created_at, task.pk, last or _resumed(start, task))
+                page.next = Position(task.created_at, task.pk, last)
                 return page
             page.tabs.append(item)
             last = (tab.created_at, tab.pk)
@@ -173,11 +175,6 @@ def workbench_page(
     if following is not None:
         page.next = Position(following.created_at, following.pk)
     return page
-
-
-def _resumed(start: Position | None, task: Task) -> tuple[datetime, UUID] | None:
-    """Where this page began within `task`'s tabs (None: at its first)."""
-    return start.after_tab if start is not None and start.task_id == task.pk else None
 
 
 def next_path(workspace_id: int, position: Position | None) -> str | None:
