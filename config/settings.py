@@ -343,6 +343,9 @@ WORKBENCH_SESSION_TIMEOUT = env_float("WORKBENCH_SESSION_TIMEOUT", 120.0)
 # The longest one agent turn may run before it counts as failed.
 WORKBENCH_PROMPT_TIMEOUT = env_float("WORKBENCH_PROMPT_TIMEOUT", 300.0)
 WORKBENCH_MAX_MESSAGE_CHARS = env_int("WORKBENCH_MAX_MESSAGE_CHARS", 32_000)
+# Prompts waiting in one tab (sent while it is pending, in error or busy): a bound on what a
+# member can pile up in the database for one session, not on what a user would type.
+WORKBENCH_MAX_QUEUED_PROMPTS = env_int("WORKBENCH_MAX_QUEUED_PROMPTS", 50)
 # A provisioning run holds a lease on its sandbox; another worker may take over only after
 # it expires (the holder renews it between steps), so a killed worker never blocks forever.
 WORKBENCH_PROVISION_LEASE_SECONDS = env_float("WORKBENCH_PROVISION_LEASE_SECONDS", 30.0)

@@ -270,8 +270,12 @@ class TabMessageListView(APIView):
             413: ErrorSerializer,
             429: ErrorSerializer,
         },
-        description="Queues the prompt and returns at once; the reply arrives as message "
-        "events. 409 unless the tab is ready (the reason names its state).",
+        description="Queues the prompt (state `queued`) and returns at once. A ready tab's "
+        "prompt is delivered now; a pending or error tab's prompts wait and are delivered in "
+        "order once it is ready (after a retry, for an error tab). The reply arrives as "
+        "message events. 409 `tab_closed` for a closed tab (a closed tab's waiting prompts "
+        "fail with that reason), 409 `too_many_queued` past WORKBENCH_MAX_QUEUED_PROMPTS "
+        "waiting prompts.",
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))

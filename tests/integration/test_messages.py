@@ -104,22 +104,75 @@ def test_prompts_sent_in_quick_succession_are_answered_in_order(member):
         assert earlier["updated_at"] <= later["created_at"]  # the next turn began after
 
 
-def test_prompts_to_a_pending_tab_are_refused_with_the_reason(member):
+def test_prompts_sent_while_the_tab_is_pending_are_answered_in_order_once_it_is_ready(member):
     with client(member) as api:
         task = api.post(
-            f"/api/workspaces/{member['workspace']}/tasks/", json={"title": "pending"}
+            f"/api/workspaces/{member['workspace']}/tasks/", json={"title": "early"}
         ).json()
         tab = api.post(f"/api/tasks/{task['id']}/tabs/", json={}).json()
-        api.patch(f"/api/tabs/{tab['id']}/", json={"draft": "typed while pending"})
-        refused = api.post(f"/api/tabs/{tab['id']}/messages/", json={"text": "too early"})
+        assert tab["state"] == "pending_provision"
+        sent = [
+            api.post(f"/api/tabs/{tab['id']}/messages/", json={"text": f"early {n}"})
+            for n in range(2)
+        ]
+        assert [s.status_code for s in sent] == [202, 202]
+        assert [s.json()["state"] for s in sent] == ["queued", "queued"]
+
+        def answered() -> list[dict] | None:
+            messages = transcript(api, tab["id"])
+            return messages if sum(m["state"] == "complete" for m in messages) == 4 else None
+
+        messages = wait_until(answered, timeout=60, message="the early prompts were not answered")
+        ready = api.get(f"/api/tabs/{tab['id']}/").json()
+    assert ready["state"] == "ready"
+    assert all(s.json()["created_at"] < ready["ready_at"] for s in sent)  # sent while pending
+    prompts = [m for m in messages if m["role"] == "user"]
+    replies = [m for m in messages if m["role"] == "agent"]
+    assert [p["text"] for p in prompts] == ["early 0", "early 1"]
+    assert [r["reply_to"] for r in replies] == [p["id"] for p in prompts]
+    assert "early 0" in replies[0]["text"] and "early 1" in replies[1]["text"]
+
+
+def test_a_prompt_to_an_error_tab_waits_for_the_retry_and_a_closed_tab_refuses(member, tmp_path):
+    repository = tmp_path / "not-yet"
+    with client(member) as api:
+        task = api.post(
+            f"/api/workspaces/{member['workspace']}/tasks/",
+            json={"title": "broken", "repository": str(repository)},
+        ).json()
+        tab = api.post(f"/api/tasks/{task['id']}/tabs/", json={}).json()
+        wait_until(
+            lambda: api.get(f"/api/tabs/{tab['id']}/").json()["state"] == "error",
+            timeout=60,
+            message="the clone of a missing repository did not fail",
+        )
+        sent = api.post(f"/api/tabs/{tab['id']}/messages/", json={"text": "after the fix"})
+        assert (sent.status_code, sent.json()["state"]) == (202, "queued")
+        assert api.patch(f"/api/tasks/{task['id']}/", json={"repository": ""}).status_code == 200
+        assert api.post(f"/api/tabs/{tab['id']}/retry/").status_code == 200
+        reply = wait_until(
+            lambda: next(
+                (
+                    m
+                    for m in transcript(api, tab["id"])
+                    if m["role"] == "agent" and m["state"] == "complete"
+                ),
+                None,
+            ),
+            timeout=60,
+            message="the prompt queued in error was not answered after the retry",
+        )
+        assert "after the fix" in reply["text"]
+
+        assert api.delete(f"/api/tabs/{tab['id']}/").status_code in (200, 204)
+        refused = api.post(f"/api/tabs/{tab['id']}/messages/", json={"text": "too late"})
         assert refused.status_code == 409
-        error = refused.json()["error"]
-        assert error["code"] == "tab_not_ready"
-        assert error["fields"]["state"] in {"pending_provision", "pending_session_create"}
-        assert api.get(f"/api/tabs/{tab['id']}/").json()["draft"] == "typed while pending"
-        assert transcript(api, tab["id"]) == []
+        assert refused.json()["error"]["code"] == "tab_closed"
         for bad in [{"text": ""}, {"text": "   "}, {"text": "x" * 32_001}, {}]:
             assert api.post(f"/api/tabs/{tab['id']}/messages/", json=bad).status_code == 400
+        assert [m["text"] for m in transcript(api, tab["id"]) if m["role"] == "user"] == [
+            "after the fix"
+        ]
 
 
 def test_a_killed_sandbox_turns_the_tab_to_error_and_retry_reprovisions_it(member):

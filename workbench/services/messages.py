@@ -48,15 +48,6 @@ if TYPE_CHECKING:
 # How often a streaming reply is written (and broadcast) while chunks arrive.
 STREAM_FLUSH_SECONDS = 0.1
 
-NOT_READY_REASONS: dict[str, str] = {
-    TabState.PENDING_PROVISION: "The tab is still preparing its environment; send once it is "
-    "ready (your draft is kept).",
-    TabState.PENDING_SESSION_CREATE: "The agent session is still starting; send once the tab "
-    "is ready (your draft is kept).",
-    TabState.ERROR: "The tab is in error; retry it before sending (your draft is kept).",
-    TabState.CLOSED: "The tab is closed.",
-}
-
 
 def _record(message: Message, *, created: bool = False) -> None:
     record_event(
@@ -89,13 +80,23 @@ def _update(message_id: int, *, to: str | None = None, **fields: object) -> Mess
 
 
 def message_send(*, tab_id: UUID, user: User | None, text: str) -> Message:
-    """Queue a prompt on a ready tab and dispatch its delivery after commit (202)."""
+    """Queue a prompt on any open tab (202). A ready tab's delivery is dispatched after
+    commit; a pending or error tab's prompts wait as rows and go out, in order, when its
+    session step marks it ready (that step reads them after its own commit, and both take
+    the workspace lock, so a prompt is never between the two)."""
     workspace_id = WorkbenchTab.objects.values_list("workspace_id", flat=True).get(pk=tab_id)
     with workspace_transaction(workspace_id):
         tab = WorkbenchTab.objects.select_for_update().get(pk=tab_id)
-        if tab.state != TabState.READY:
+        if tab.state == TabState.CLOSED:
+            raise Conflict("The tab is closed; open a new tab to send.", code="tab_closed")
+        waiting = Message.objects.filter(
+            tab=tab, role=MessageRole.USER, state=MessageState.QUEUED
+        ).count()
+        if waiting >= settings.WORKBENCH_MAX_QUEUED_PROMPTS:
             raise Conflict(
-                NOT_READY_REASONS[tab.state], code="tab_not_ready", fields={"state": tab.state}
+                f"This tab already has {waiting} prompts waiting (the limit); send more once "
+                "they have been delivered.",
+                code="too_many_queued",
             )
         message = Message.objects.create(
             tab=tab,
@@ -106,7 +107,8 @@ def message_send(*, tab_id: UUID, user: User | None, text: str) -> Message:
             state=MessageState.QUEUED,
         )
         _record(message, created=True)
-        workflows.dispatch_after_commit(workflows.start_message_delivery, tab_id=tab.pk)
+        if tab.state == TabState.READY:
+            workflows.dispatch_after_commit(workflows.start_message_delivery, tab_id=tab.pk)
     return message
 
 
@@ -253,6 +255,8 @@ def tabs_with_undelivered_messages(*, before: datetime) -> list[UUID]:
             tab__state=TabState.READY,
             state=MessageState.QUEUED,
             updated_at__lt=cutoff,
+            # Queued while the tab was pending: its ready step dispatched the delivery.
+            tab__state_changed_at__lt=cutoff,
         )
         .filter(Q(tab__redriven_at__isnull=True) | Q(tab__redriven_at__lt=cutoff))
         .exclude(tab_id__in=turn_running)

@@ -13,19 +13,25 @@ from django.db.models import F
 from django.utils.timezone import now
 
 from core.errors import Conflict, InvalidTransition
-from core.events import record_event
+from core.events import record_event, record_events
 from core.locks import row_locks, workspace_transaction
 from core.models import Membership
+from core.transitions import transition
 from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
 from sandboxes.selectors import sandbox_live_for_task
 from tasks_app.models import Task
 from workbench import workflows
 from workbench.models import (
+    MESSAGE_TRANSITIONS,
     OPEN_STATES,
+    Message,
+    MessageRole,
+    MessageState,
     TabState,
     TabUserState,
     WorkbenchTab,
 )
+from workbench.serializers import message_payload
 from workbench.services.transitions import (
     dispatch_session,
     ensure_provisioning,
@@ -302,15 +308,34 @@ def tab_mark_unread(*, tab_id: UUID, viewers: Collection[int] = ()) -> list[int]
 def tab_close(*, tab_id: UUID) -> WorkbenchTab:
     """Any open state -> closed. Closing a closed tab is a no-op (DELETE is idempotent).
 
-    A session that exists is torn down in the background; one still being created for
-    this tab is torn down by its own step when it finds the tab closed.
+    Prompts still waiting fail in the same transaction, with the reason (they are never
+    delivered, and a transcript must not show them waiting forever). A session that exists
+    is torn down in the background; one still being created for this tab is torn down by
+    its own step when it finds the tab closed.
     """
-    tab = tab_transition(tab_id=tab_id, to=TabState.CLOSED, closed_at=now())
-    if tab is None:
-        return WorkbenchTab.objects.get(pk=tab_id)
+    with workspace_transaction(tab_workspace_id(tab_id) or 0):
+        tab = tab_transition(tab_id=tab_id, to=TabState.CLOSED, closed_at=now())
+        if tab is None:
+            return WorkbenchTab.objects.get(pk=tab_id)
+        _fail_waiting_prompts(tab)
     if tab.acp_server_id and tab.sandbox_id:
         workflows.dispatch_after_commit(workflows.start_session_teardown, tab_id=tab.pk)
     return tab
+
+
+def _fail_waiting_prompts(tab: WorkbenchTab) -> None:
+    waiting = Message.objects.filter(tab=tab, role=MessageRole.USER, state=MessageState.QUEUED)
+    ids = list(waiting.values_list("pk", flat=True))
+    if not ids:
+        return
+    transition(
+        Message.objects.filter(pk__in=ids),
+        table=MESSAGE_TRANSITIONS,
+        to=MessageState.FAILED,
+        error_message="The tab was closed before this prompt was sent.",
+    )
+    failed = Message.objects.filter(pk__in=ids, state=MessageState.FAILED)
+    record_events(tab.workspace_id, "message.updated", [message_payload(m) for m in failed])
 
 
 def tab_retry(*, tab_id: UUID) -> WorkbenchTab:

@@ -315,6 +315,18 @@ def case_message_send(workspace, alice) -> Action:
     return lambda: messages.message_send(tab_id=tab.pk, user=alice, text="hello")
 
 
+def case_message_send_while_pending(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.PENDING_PROVISION)
+    return lambda: messages.message_send(tab_id=tab.pk, user=alice, text="hello")
+
+
+def case_tab_close_with_waiting_prompts(workspace, alice) -> Action:
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.PENDING_PROVISION)
+    for text in ("first", "second"):
+        messages.message_send(tab_id=tab.pk, user=alice, text=text)
+    return lambda: services.tab_close(tab_id=tab.pk)
+
+
 CASES: dict[str, Callable[..., Action]] = {
     name.removeprefix("case_"): fn for name, fn in globals().items() if name.startswith("case_")
 }

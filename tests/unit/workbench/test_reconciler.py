@@ -271,6 +271,7 @@ def test_a_resent_teardown_or_prompt_is_not_sent_again_while_its_queue_is_behind
         tab=ready, workspace_id=ready.workspace_id, role=MessageRole.USER, text="hi"
     )
     Message.objects.filter(tab=ready).update(updated_at=past, state=MessageState.QUEUED)
+    WorkbenchTab.objects.filter(pk=ready.pk).update(state_changed_at=past)
     teardowns, deliveries = mock.Mock(), mock.Mock()
     monkeypatch.setattr(workflows, "start_session_teardown", teardowns)
     monkeypatch.setattr(workflows, "start_message_delivery", deliveries)

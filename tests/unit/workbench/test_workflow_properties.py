@@ -538,12 +538,13 @@ class Workflow(RuleBasedStateMachine):
     def send_prompt(self, i: int) -> None:
         before = WorkbenchTab.objects.get(pk=self._pick(i))
         try:
-            messages.message_send(tab_id=before.pk, user=self.user, text="hello")
+            message = messages.message_send(tab_id=before.pk, user=self.user, text="hello")
         except Conflict as exc:
-            assert exc.code == "tab_not_ready"
-            assert before.state != TabState.READY
+            assert exc.code == "tab_closed"
+            assert before.state == TabState.CLOSED
             return
-        assert before.state == TabState.READY
+        assert before.state != TabState.CLOSED
+        assert message.state == MessageState.QUEUED
 
     @rule(which=st.integers(0, 7))
     def archive_task(self, which: int) -> None:
@@ -633,8 +634,9 @@ class Workflow(RuleBasedStateMachine):
         """Leases run out and abandoned prompts become old enough to take again."""
         past = now() - timedelta(hours=1)
         Sandbox.objects.filter(state=SandboxState.PROVISIONING).update(lease_expires_at=past)
-        # A started session step's own bound runs out too (the reconciler waits for it).
-        WorkbenchTab.objects.filter(state__in=PENDING_STATES).update(state_changed_at=past)
+        # A started session step's own bound runs out too (the reconciler waits for it), and
+        # a tab ready for that long has had its own delivery of the prompts it waited with.
+        WorkbenchTab.objects.update(state_changed_at=past)
         Message.objects.filter(state__in=[MessageState.QUEUED, MessageState.SENDING]).update(
             updated_at=past
         )
@@ -769,6 +771,11 @@ class Workflow(RuleBasedStateMachine):
             state__in=[MessageState.QUEUED, MessageState.SENDING],
         )
         assert not stuck.exists(), list(stuck.values("tab_id", "state"))
+        # Nor on a closed one: closing failed them, with the reason.
+        orphaned = Message.objects.filter(
+            role=MessageRole.USER, tab__state=TabState.CLOSED, state=MessageState.QUEUED
+        )
+        assert not orphaned.exists(), list(orphaned.values("tab_id", "state"))
         leaks = [
             (kind, what) for kind, cause, what in self.leaks() if not self._tolerated(kind, cause)
         ]
