@@ -35,7 +35,7 @@ api = [
     ),
     path(
         "workspaces/<int:workspace_id>/tasks/",
-        task_views.WorkspaceTaskListView.as_view(),
+        views.WorkspaceTaskListView.as_view(),
         name="workspace-tasks",
     ),
     path(

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
 from core.serializers import StrictInputSerializer
+from tasks_app.serializers import TaskCreateInputSerializer, TaskOutputSerializer
 from workbench.models import Message, TabUserState, WorkbenchTab
 
 
@@ -209,17 +210,46 @@ class MessageOutputSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _prompt_text(value: str) -> str:
+    from django.conf import settings
+
+    if not value.strip():
+        raise serializers.ValidationError("a message needs some text")
+    limit = settings.WORKBENCH_MAX_MESSAGE_CHARS
+    if len(value) > limit:
+        raise serializers.ValidationError(
+            f"a message is limited to {limit} characters (this one has {len(value)})"
+        )
+    return value
+
+
 class MessageCreateInputSerializer(StrictInputSerializer):
     text = serializers.CharField(trim_whitespace=False)
 
     def validate_text(self, value: str) -> str:
-        from django.conf import settings
+        return _prompt_text(value)
 
-        if not value.strip():
-            raise serializers.ValidationError("a message needs some text")
-        limit = settings.WORKBENCH_MAX_MESSAGE_CHARS
-        if len(value) > limit:
-            raise serializers.ValidationError(
-                f"a message is limited to {limit} characters (this one has {len(value)})"
-            )
-        return value
+
+class TaskStartInputSerializer(TaskCreateInputSerializer):
+    """A task, and optionally what its agent should work on: with a `prompt`, the task's
+    first tab is opened and the prompt queued there."""
+
+    prompt = serializers.CharField(trim_whitespace=False, required=False)
+
+    def validate_prompt(self, value: str) -> str:
+        return _prompt_text(value)
+
+
+class TaskStartedOutputSerializer(TaskOutputSerializer):
+    """A task just created; with a `prompt`, also its first tab and that prompt (the view
+    adds them: the schema documents the shape)."""
+
+    first_tab = MemberTabOutputSerializer(
+        read_only=True, help_text="With a `prompt`: the task's first tab, a placeholder."
+    )
+    first_message = MessageOutputSerializer(
+        read_only=True, help_text="With a `prompt`: the prompt, queued in the first tab."
+    )
+
+    class Meta(TaskOutputSerializer.Meta):
+        fields = [*TaskOutputSerializer.Meta.fields, "first_tab", "first_message"]

@@ -1,6 +1,7 @@
 """Tab, transcript and workbench routes: parse, call one service or selector, serialize.
 No ORM writes here. Workspace routes live in core.views, task routes in tasks_app.views;
-archiving a task is here, because it closes the task's tabs."""
+archiving a task is here, because it closes the task's tabs, and so is creating one, because
+with a prompt it opens the task's first tab."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from core.parsers import StrictJSONParser
 from core.serializers import MemberOutputSerializer, NoInputSerializer, WorkspaceOutputSerializer
 from core.throttles import LOGIN_THROTTLES, CreateRateThrottle
 from tasks_app import selectors as task_selectors
+from tasks_app import services as task_services
+from tasks_app import views as task_views
 from tasks_app.serializers import TaskOutputSerializer
 from workbench import selectors, services
 from workbench.serializers import (
@@ -38,6 +41,8 @@ from workbench.serializers import (
     MessageOutputSerializer,
     TabCreateInputSerializer,
     TabUpdateInputSerializer,
+    TaskStartedOutputSerializer,
+    TaskStartInputSerializer,
 )
 from workbench.services import messages
 
@@ -127,6 +132,42 @@ class TaskArchiveView(APIView):
         validated(NoInputSerializer, request.data)
         task = services.task_archive(task_id=task.pk)
         return Response(TaskOutputSerializer(task).data)
+
+
+class WorkspaceTaskListView(task_views.WorkspaceTaskListView):
+    """The workspace's tasks; creating one may also start its work (a first tab and prompt),
+    which is the workbench's business, so the route is served here."""
+
+    @extend_schema(
+        request=TaskStartInputSerializer,
+        responses={
+            201: TaskStartedOutputSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+            413: ErrorSerializer,
+            429: ErrorSerializer,
+        },
+        description="Creates the task at once; provisioning starts with its first tab. With "
+        "a `prompt`, that first tab is opened too (`first_tab`, a placeholder) and the prompt "
+        "queued in it (`first_message`), delivered once the tab is ready. 409 (and no task) "
+        "when the member may not open another tab.",
+    )
+    def post(self, request: Request, workspace_id: int) -> Response:
+        user = member(request)
+        workspace = core_selectors.workspace_get_for_user(workspace_id=workspace_id, user=user)
+        data = validated(TaskStartInputSerializer, request.data)
+        prompt = data.pop("prompt", None)
+        if prompt is None:
+            task = task_services.task_create(workspace_id=workspace.pk, user=user, **data)
+            return Response(TaskOutputSerializer(task).data, status=status.HTTP_201_CREATED)
+        started = services.task_start(workspace_id=workspace.pk, user=user, prompt=prompt, **data)
+        body = {
+            **TaskOutputSerializer(started.task).data,
+            "first_tab": selectors.new_member_tab(started.tab),
+            "first_message": MessageOutputSerializer(started.message).data,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class TaskTabListView(APIView):

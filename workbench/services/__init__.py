@@ -8,6 +8,7 @@ agent_models.py a tab's model, chosen and given to its session
 sessions.py     a tab's agent session, opened and torn down
 messages.py     prompts and replies, one turn at a time
 archive.py      archiving a task
+task_start.py   a task, its first tab and its first prompt in one request
 
 Inside the package a module imports only from those above it in this list, so it has no
 cycle.
@@ -28,6 +29,7 @@ from workbench.services.tabs import (
     tab_retry,
     tab_update,
 )
+from workbench.services.task_start import task_start
 from workbench.services.transitions import tab_fail, tab_mark_ready
 
 __all__ = [
@@ -49,4 +51,5 @@ __all__ = [
     "tab_set_model",
     "tab_update",
     "task_archive",
+    "task_start",
 ]
