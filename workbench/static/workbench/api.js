@@ -1,12 +1,39 @@
 // The public REST API, with the session cookie and Django's CSRF token.
 
 export class ApiError extends Error {
-  constructor(status, code, message, fields = {}) {
+  constructor(status, code, message, fields = {}, retryAfter = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
     this.fields = fields;
+    this.retryAfter = retryAfter; // seconds, from a 429's or 503's Retry-After header
+  }
+}
+
+/** Whether sending the same request again may succeed: the server was not reached, was
+ * busy (429) or failed (5xx). Safe only for reads and for requests with an Idempotency-Key. */
+export function retriable(error) {
+  return error instanceof ApiError && (error.status === 0 || error.status === 429 || error.status >= 500);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Run `request` (a function returning a promise) until it succeeds, at most `attempts`
+ * times, while it fails in a retriable way: after Retry-After if the server gave one, else
+ * after an exponential, jittered backoff. The caller keeps whatever makes the retries the
+ * same request (an Idempotency-Key made once, outside `request`).
+ */
+export async function withRetries(request, { attempts = 4, baseMs = 400, maxMs = 8000 } = {}) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await request();
+    } catch (error) {
+      if (attempt >= attempts || !retriable(error)) throw error;
+      const backoff = error.retryAfter ? error.retryAfter * 1000 : baseMs * 2 ** (attempt - 1);
+      await sleep(Math.min(backoff, maxMs) * (0.75 + Math.random() / 2));
+    }
   }
 }
 
@@ -57,11 +84,13 @@ async function call(method, path, body, { headers = {}, keepalive = false } = {}
   if (!response.ok) {
     const error = (data && data.error) || {};
     if (response.status === 401 || error.code === "not_authenticated") loginAgain();
+    const retryAfter = Number(response.headers.get("Retry-After")) || null;
     throw new ApiError(
       response.status,
       error.code || `http_${response.status}`,
       error.message || `${response.status} ${response.statusText}`,
       error.fields || {},
+      retryAfter,
     );
   }
   return { data, response };

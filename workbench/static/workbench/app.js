@@ -2,13 +2,17 @@
 // REST API (api.js) and the websocket stream (stream.js); the URL fragment says what is
 // shown (#workspace=1&task=2&tab=<uuid>), so a refresh restores the same view.
 
-import { api, apiAll, apiList, loginAgain } from "./api.js";
+import { api, apiAll, apiList, loginAgain, withRetries } from "./api.js";
 import { h, reconcile, setAttr, setText, show } from "./dom.js";
 import { NO_ACCESS, WorkbenchStream } from "./stream.js";
 
 const WORKSPACE_KEY = "workbench.workspace";
 const DRAFTS_KEY = "workbench.drafts";
 const DRAFT_SAVE_DELAY_MS = 600;
+// Opens a new tab on the shown task, wherever the focus is (Alt+N: Chromium and Firefox
+// bind nothing to it; Alt+T is Firefox's Tools menu, Ctrl+Alt+N is AltGr+N, a letter, on
+// some layouts). Said in the button's title and the composer's hint.
+const NEW_TAB_SHORTCUT = "Alt+N";
 
 const TAB_STATES = {
   pending_provision: "preparing",
@@ -105,7 +109,9 @@ const app = {
   loadingLinked: null, // a linked task not on the first page, being fetched on its own
   reviewed: null, // the shown tab `view` was re-sent for, once each time it turns unread
   closing: new Set(),
-  openingTab: false,
+  opening: 0, // tab creations on their way (each click its own request)
+  openClicks: 0, // clicks (or shortcuts) of "+ New tab" so far
+  openShown: 0, // the latest click whose tab was shown: an earlier one answering late is not
   sending: false,
   shownTabId: null, // the tab whose draft the composer holds
   statusKey: "",
@@ -665,8 +671,14 @@ function renderTabStrip(model, task) {
     const next = els.tabStrip.querySelector(`li[data-key="${app.tabId}"] .tab-select`);
     (next ?? els.newTab).focus();
   }
+  // A tab that just became active is scrolled into view (the strip scrolls sideways).
+  if (app.stripOrder.length && app.tabId && els.tabStrip.dataset.active !== app.tabId) {
+    els.tabStrip.querySelector(`li[data-key="${app.tabId}"]`)?.scrollIntoView({ block: "nearest", inline: "nearest" });
+  }
+  els.tabStrip.dataset.active = app.tabId ?? "";
   app.stripOrder = tabs.map((tab) => tab.id);
-  els.newTab.disabled = app.openingTab;
+  // Never disabled: every click opens its own tab; busy only says requests are on their way.
+  setAttr(els.newTab, "aria-busy", app.opening > 0 ? "true" : null);
 }
 
 function renderTab(model, task, tab) {
@@ -767,7 +779,7 @@ function renderComposer(tab) {
   els.composer.dataset.state = tab.state;
   els.composerSend.disabled = !ready || app.sending;
   setAttr(els.composerSend, "aria-describedby", ready ? null : "composer-reason");
-  setText(els.composerReason, ready ? "Ctrl+Enter sends." : NOT_READY[tab.state] ?? "");
+  setText(els.composerReason, ready ? `Ctrl+Enter sends · ${NEW_TAB_SHORTCUT} opens a new tab.` : NOT_READY[tab.state] ?? "");
   setAttr(els.composerReason, "data-blocked", !ready);
 }
 
@@ -1121,23 +1133,40 @@ async function createWorkspace(form) {
   }
 }
 
+/**
+ * Open one tab on the shown task: one request per click (or shortcut), never blocked by
+ * another still on its way. Its Idempotency-Key is made once, here, and sent again by the
+ * retries of this request only, so a retry whose first try did reach the server gets the
+ * same tab back rather than a second one. The newest click's tab is shown, with the focus
+ * in its composer, whatever order the answers come in.
+ */
 async function openTab() {
   const taskId = app.taskId;
-  if (!taskId || app.openingTab) return;
-  app.openingTab = true;
+  const stream = app.stream;
+  if (!taskId || !stream) return;
+  app.openClicks += 1;
+  const click = app.openClicks;
+  const key = newKey();
+  app.opening += 1;
   scheduleRender();
   try {
-    // The key makes a retried request (a flaky network) return the same tab, not a second.
-    const tab = await api("POST", `/api/tasks/${taskId}/tabs/`, {}, { headers: { "Idempotency-Key": newKey() } });
-    app.stream.model.upsertTab(tab);
-    app.tabId = tab.id;
+    const tab = await withRetries(() =>
+      api("POST", `/api/tasks/${taskId}/tabs/`, {}, { headers: { "Idempotency-Key": key } }),
+    );
+    if (stream !== app.stream) return; // another workspace is shown now
+    stream.model.upsertTab(tab);
+    // Not if the user moved on to another task meanwhile, nor over a newer click's tab.
+    if (click > app.openShown && app.taskId === taskId && stream.model.tabs.has(tab.id)) {
+      app.openShown = click;
+      select(taskId, tab.id);
+      els.composerInput.focus();
+    }
   } catch (error) {
-    notify(`Could not open a tab: ${error.message}`);
+    if (stream === app.stream) notify(`Could not open a tab: ${error.message}`);
   } finally {
-    app.openingTab = false;
-    render();
+    app.opening -= 1;
+    scheduleRender();
   }
-  els.tabStrip.querySelector(`li[data-key="${app.tabId}"] .tab-select`)?.focus();
 }
 
 async function closeTab(tabId) {
@@ -1231,6 +1260,14 @@ function bindEvents() {
     else select(app.taskId, tabId);
   });
   els.newTab.addEventListener("click", openTab);
+  // Alt+N anywhere on the page (the composer included) opens a tab, as the button does;
+  // a held key opens one, not one per repeat.
+  document.addEventListener("keydown", (event) => {
+    if (event.code !== "KeyN" || !event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    if (els.membersDialog.open || els.taskView.hidden || !app.taskId) return;
+    event.preventDefault();
+    if (!event.repeat) openTab();
+  });
   els.tabStatus.addEventListener("click", (event) => {
     if (event.target.closest("button[data-action=retry]") && app.tabId) retryTab(app.tabId);
   });
