@@ -3,10 +3,13 @@ in real headless Chromium against the real service."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+
 import httpx
 from playwright.sync_api import Route, expect
 
-from tests.e2e.helpers import create_task, screenshot
+from tests.e2e.helpers import create_task, make_repository, screenshot, wait_for_tab
 from tests.helpers import wait_until
 
 
@@ -15,6 +18,12 @@ def open_tabs(api: httpx.Client, task_id: int) -> list[dict]:
     response = api.get(f"/api/tasks/{task_id}/tabs/")
     assert response.status_code == 200, response.text
     return [tab for tab in response.json() if tab["state"] != "closed"]
+
+
+def transcript(api: httpx.Client, tab_id: str) -> list[dict]:
+    response = api.get(f"/api/tabs/{tab_id}/messages/")
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
 
 
 def test_three_clicks_80_ms_apart_open_three_tabs_and_focus_the_last_ones_composer(team, open_page):
@@ -98,3 +107,99 @@ def test_a_new_tab_whose_answer_is_lost_is_retried_with_the_same_key_and_opens_o
     assert len(open_tabs(api, task["id"])) == 1
     expect(wb.tabs()).to_have_count(1)
     expect(wb.page.locator("#notice")).to_be_hidden()
+
+
+# -- send when ready -------------------------------------------------------------------------
+
+
+def test_prompts_sent_to_a_pending_tab_are_answered_in_order_once_it_is_ready(team, open_page):
+    api = team.api()
+    wb = open_page(team.owner)
+    wb.create_task("Ask before it is ready")
+    tab_id = wb.open_tab()
+    expect(wb.tab(tab_id)).to_have_attribute("data-state", "pending_provision")
+    expect(wb.send_button).to_be_enabled()
+    expect(wb.composer_reason).to_contain_text("Queued prompts are sent once the agent is ready")
+
+    expect(wb.composer).to_be_focused()  # a new tab: type at once
+    wb.page.keyboard.type("first question")
+    wb.send_button.click()
+    expect(wb.composer).to_have_value("")
+    wb.composer.fill("second question")
+    wb.composer.press("Control+Enter")
+    expect(wb.composer).to_have_value("")
+    prompts = wb.transcript.locator(".message-user")
+    expect(prompts).to_have_count(2)
+
+    # Answered, in order, once the tab is ready; no reload, no second click.
+    wb.expect_state(tab_id, "ready")
+    replies = wb.transcript.locator(".message-agent")
+    expect(replies).to_have_count(2, timeout=30_000)
+    for n, text in enumerate(("first question", "second question")):
+        expect(replies.nth(n)).to_have_attribute("data-state", "complete", timeout=30_000)
+        expect(replies.nth(n)).to_contain_text(text)  # the mock agent echoes
+        expect(prompts.nth(n)).to_have_attribute("data-state", "complete")
+    expect(prompts.first.locator(".message-state")).to_have_text("")
+
+    # The server took both while the tab was still pending, and answered them in order.
+    ready_at = datetime.fromisoformat(wait_for_tab(api, tab_id, "ready")["ready_at"])
+    messages = transcript(api, tab_id)
+    sent = [m for m in messages if m["role"] == "user"]
+    assert [m["text"] for m in sent] == ["first question", "second question"]
+    assert all(datetime.fromisoformat(m["created_at"]) < ready_at for m in sent), (ready_at, sent)
+    replies_to = [m["reply_to"] for m in messages if m["role"] == "agent"]
+    assert replies_to == [m["id"] for m in sent]
+    assert get_draft(api, tab_id) == ""
+
+
+def get_draft(api: httpx.Client, tab_id: str) -> str:
+    return api.get(f"/api/tabs/{tab_id}/").json()["draft"]
+
+
+def test_a_prompt_for_a_failed_tab_waits_is_never_lost_and_is_answered_after_retry(
+    team, open_page, console, tmp_path: Path
+):
+    console.allow(r"net::ERR_FAILED")  # the browser reports the request cut below itself
+    repository = tmp_path / "not-yet"
+    wb = open_page(team.owner)
+    wb.create_task("Ask a failed tab", repository=str(repository), branch="main")
+    tab_id = wb.open_tab()
+    wb.expect_state(tab_id, "error")
+    expect(wb.send_button).to_be_enabled()
+    expect(wb.composer_reason).to_contain_text("retry the tab")
+
+    # The network fails: the text stays in the composer, with the reason; nothing is shown
+    # as sent.
+    def cut(route: Route) -> None:
+        if route.request.method == "POST":
+            route.abort()
+        else:
+            route.continue_()
+
+    wb.page.route("**/api/tabs/*/messages/", cut)
+    wb.composer.fill("are you there?")
+    wb.send_button.click()
+    expect(wb.page.locator("#composer-error")).to_contain_text(
+        "Not sent: The server cannot be reached"
+    )
+    expect(wb.composer).to_have_value("are you there?")
+    expect(wb.transcript.locator(".message-user")).to_have_count(0)
+    wb.page.unroute("**/api/tabs/*/messages/")
+
+    wb.send_button.click()
+    expect(wb.composer).to_have_value("")
+    expect(wb.page.locator("#composer-error")).to_be_hidden()
+    prompt = wb.transcript.locator(".message-user")
+    expect(prompt).to_have_attribute("data-state", "queued")
+    expect(prompt.locator(".message-state")).to_have_text("Waiting for the agent…")
+    expect(wb.composer_reason).to_contain_text("1 prompt is waiting")
+    screenshot(wb.page, "queued")
+
+    make_repository(repository, "main")
+    wb.status.get_by_role("button", name="Retry").click()
+    wb.expect_state(tab_id, "ready")
+    reply = wb.transcript.locator(".message-agent")
+    expect(reply).to_have_attribute("data-state", "complete", timeout=30_000)
+    expect(reply).to_contain_text("are you there?")
+    expect(prompt).to_have_attribute("data-state", "complete")
+    expect(wb.composer_reason).not_to_contain_text("waiting")

@@ -30,9 +30,9 @@ def test_a_new_tab_shows_its_provisioning_then_becomes_ready_without_a_reload(te
     expect(wb.status.locator(".current-step")).to_have_text("simulated delay")
     expect(wb.status.locator(".elapsed")).to_have_text(re.compile(r"^[1-9]\d* s$"))
     expect(wb.task("Fix the flaky login test")).to_contain_text("Provisioning")
-    expect(wb.send_button).to_be_disabled()
-    expect(wb.composer_reason).to_contain_text("once the environment is ready")
-    expect(wb.composer).to_be_editable()  # a draft can be typed meanwhile
+    expect(wb.send_button).to_be_enabled()  # a prompt sent now waits for the agent
+    expect(wb.composer_reason).to_contain_text("Queued prompts are sent once the agent is ready")
+    expect(wb.composer).to_be_editable()
     screenshot(wb.page, "pending")
 
     wb.expect_state(tab_id, "ready")
@@ -81,8 +81,8 @@ def test_an_error_tab_shows_the_reason_and_retry_recovers_it(team, open_page, tm
     wb.expect_state(tab_id, "error")
     expect(wb.status).to_contain_text("This tab failed (provision failed)")
     expect(wb.status).to_contain_text("does not exist")
-    expect(wb.send_button).to_be_disabled()
-    expect(wb.composer_reason).to_contain_text("retry it before sending")
+    expect(wb.send_button).to_be_enabled()
+    expect(wb.composer_reason).to_contain_text("retry the tab")
     expect(wb.task("Work on a repository")).to_contain_text("Failed")
     screenshot(wb.page, "error")
 

@@ -20,13 +20,13 @@ const TAB_STATES = {
   ready: "ready",
   error: "error",
 };
-// Why the composer cannot send (the server answers 409 with the same reasons).
-const NOT_READY = {
+// What sending does while the tab is not ready: the server queues the prompt (202) and
+// delivers it, in order, once the tab's session is ready.
+const QUEUED_UNTIL_READY = {
   pending_provision:
-    "You can send once the environment is ready. Your draft is kept meanwhile.",
-  pending_session_create:
-    "You can send once the agent session has started. Your draft is kept meanwhile.",
-  error: "This tab is in error: retry it before sending. Your draft is kept.",
+    "Queued prompts are sent once the agent is ready (the environment is still being prepared).",
+  pending_session_create: "Queued prompts are sent once the agent is ready (its session is starting).",
+  error: "Queued prompts are sent once the agent is ready: retry the tab to get it there.",
 };
 const SANDBOX_STATES = {
   provisioning: "Provisioning",
@@ -36,7 +36,7 @@ const SANDBOX_STATES = {
   destroyed: "Shut down",
 };
 const MESSAGE_STATES = {
-  queued: "queued",
+  queued: "Waiting for the agent…",
   sending: "sending…",
   streaming: "replying…",
   failed: "failed",
@@ -69,6 +69,7 @@ const els = {
   composerInput: $("composer-input"),
   composerReason: $("composer-reason"),
   composerSend: $("composer-send"),
+  composerError: $("composer-error"),
   modelLabel: $("model-label"),
   modelSelect: $("model-select"),
   modelForm: $("model-form"),
@@ -113,6 +114,7 @@ const app = {
   openClicks: 0, // clicks (or shortcuts) of "+ New tab" so far
   openShown: 0, // the latest click whose tab was shown: an earlier one answering late is not
   sending: false,
+  sendError: null, // {tab, text}: why the last prompt sent from this tab was refused
   shownTabId: null, // the tab whose draft the composer holds
   statusKey: "",
   noAccess: null, // {id, name, left, removed, loading}: the workspace this page lost access to
@@ -685,7 +687,7 @@ function renderTab(model, task, tab) {
   setText(els.tabPaneHeading, tab.title);
   renderTabStatus(model, task, tab);
   renderTranscript(model, tab);
-  renderComposer(tab);
+  renderComposer(model, tab);
   renderModel(task, tab);
   if (!app.transcripts.has(tab.id)) loadTranscript(tab.id);
 }
@@ -762,7 +764,7 @@ function renderTranscript(model, tab) {
   if (switched || atBottom) list.scrollTop = list.scrollHeight;
 }
 
-function renderComposer(tab) {
+function renderComposer(model, tab) {
   const input = els.composerInput;
   if (app.shownTabId !== tab.id) {
     if (app.shownTabId) drafts.save(app.shownTabId);
@@ -775,12 +777,23 @@ function renderComposer(tab) {
   ) {
     input.value = tab.draft; // edited on another page
   }
+  // Every open tab takes prompts: a pending or failed one queues them until it is ready.
   const ready = tab.state === "ready";
   els.composer.dataset.state = tab.state;
-  els.composerSend.disabled = !ready || app.sending;
+  els.composerSend.disabled = app.sending;
   setAttr(els.composerSend, "aria-describedby", ready ? null : "composer-reason");
-  setText(els.composerReason, ready ? `Ctrl+Enter sends · ${NEW_TAB_SHORTCUT} opens a new tab.` : NOT_READY[tab.state] ?? "");
+  const waiting = model.transcript(tab.id).filter((m) => m.role === "user" && m.state === "queued").length;
+  const queue = waiting ? ` ${waiting === 1 ? "1 prompt is" : `${waiting} prompts are`} waiting.` : "";
+  setText(
+    els.composerReason,
+    ready
+      ? `Ctrl+Enter sends · ${NEW_TAB_SHORTCUT} opens a new tab.`
+      : `${QUEUED_UNTIL_READY[tab.state] ?? ""}${queue}`,
+  );
   setAttr(els.composerReason, "data-blocked", !ready);
+  const error = app.sendError && app.sendError.tab === tab.id ? app.sendError.text : "";
+  setText(els.composerError, error);
+  show(els.composerError, Boolean(error));
 }
 
 // -- the tab's model ----------------------------------------------------------------------
@@ -1194,15 +1207,21 @@ async function retryTab(tabId) {
   scheduleRender();
 }
 
+/**
+ * Send the composer's prompt to the shown tab, whatever its state: a pending or failed tab
+ * queues it (202) until it is ready. The text leaves the composer only once the server has
+ * it; a refusal keeps it there, with the reason under it.
+ */
 async function send() {
   const tab = app.stream.model.tabs.get(app.tabId);
   const text = els.composerInput.value;
-  if (!tab || tab.state !== "ready" || app.sending) return;
+  if (!tab || app.sending) return;
   if (!text.trim()) {
     els.composerInput.focus();
     return;
   }
   app.sending = true;
+  app.sendError = null;
   scheduleRender();
   try {
     const message = await api("POST", `/api/tabs/${tab.id}/messages/`, { text });
@@ -1211,7 +1230,9 @@ async function send() {
     drafts.edit(tab.id, app.shownTabId === tab.id ? els.composerInput.value : "");
     drafts.save(tab.id);
   } catch (error) {
-    notify(error.message); // e.g. the tab stopped being ready: the reason says why
+    // Not sent (the tab was closed meanwhile, too many prompts wait, no network): the text
+    // stays in the composer and in the draft, to be sent again.
+    app.sendError = { tab: tab.id, text: `Not sent: ${error.message}` };
   } finally {
     app.sending = false;
     scheduleRender();
