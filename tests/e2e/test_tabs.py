@@ -203,3 +203,45 @@ def test_a_prompt_for_a_failed_tab_waits_is_never_lost_and_is_answered_after_ret
     expect(reply).to_contain_text("are you there?")
     expect(prompt).to_have_attribute("data-state", "complete")
     expect(wb.composer_reason).not_to_contain_text("waiting")
+
+
+# -- a tab's own controls ------------------------------------------------------------------
+
+
+def test_a_tab_is_renamed_by_double_clicking_its_title_enter_saves_escape_cancels(team, open_page):
+    api = team.api()
+    task = create_task(api, team.workspace_id, "Name my tabs")
+    alice = open_page(team.owner)
+    alice.select_task("Name my tabs")
+    tab_id = alice.open_tab()
+    bob = open_page(team.member)
+    bob.select_task("Name my tabs")
+    expect(bob.tab(tab_id)).to_be_visible()
+
+    title = alice.tab(tab_id).locator(".tab-title")
+    field = alice.tab(tab_id).locator(".tab-rename")
+    title.dblclick()
+    expect(field).to_be_focused()
+    expect(field).to_have_value("mock 1")
+    alice.page.keyboard.type("Parser work")  # the old title was selected: replaced
+    screenshot(alice.page, "rename")
+    alice.page.keyboard.press("Enter")
+    expect(field).to_be_hidden()
+    expect(title).to_have_text("Parser work")
+    expect(alice.tab(tab_id).locator(".tab-select")).to_be_focused()
+    wait_until(
+        lambda: api.get(f"/api/tabs/{tab_id}/").json()["title"] == "Parser work",
+        timeout=30,
+        message="the new title never reached the server",
+    )
+    expect(bob.tab(tab_id).locator(".tab-title")).to_have_text("Parser work")  # live
+
+    # Escape leaves the title as it was; F2 on the focused tab edits it too.
+    alice.page.keyboard.press("F2")
+    expect(field).to_be_focused()
+    alice.page.keyboard.type("Never mind")
+    alice.page.keyboard.press("Escape")
+    expect(field).to_be_hidden()
+    expect(title).to_have_text("Parser work")
+    assert open_tabs(api, task["id"])[0]["title"] == "Parser work"
+    expect(bob.tab(tab_id).locator(".tab-title")).to_have_text("Parser work")

@@ -115,6 +115,8 @@ const app = {
   openShown: 0, // the latest click whose tab was shown: an earlier one answering late is not
   sending: false,
   sendError: null, // {tab, text}: why the last prompt sent from this tab was refused
+  renaming: null, // the tab whose title is being edited in the strip
+  renames: new Map(), // tab id -> the title on its way to the server (shown meanwhile)
   shownTabId: null, // the tab whose draft the composer holds
   statusKey: "",
   noAccess: null, // {id, name, left, removed, loading}: the workspace this page lost access to
@@ -644,27 +646,39 @@ function renderTabStrip(model, task) {
         { class: "tab" },
         h(
           "button",
-          { type: "button", class: "tab-select", dataset: { action: "select" } },
+          {
+            type: "button",
+            class: "tab-select",
+            dataset: { action: "select" },
+            title: "Double-click (or F2) to rename",
+          },
           h("span", { class: "tab-state", "aria-hidden": "true" }),
           h("span", { class: "tab-title" }),
           h("span", { class: "unread-dot", "aria-hidden": "true", hidden: true }),
         ),
+        h("input", { class: "tab-rename", type: "text", maxlength: 200, autocomplete: "off", hidden: true }),
         h("button", { type: "button", class: "tab-close", dataset: { action: "close" } }, "×"),
       ),
     (li, tab) => {
       const state = TAB_STATES[tab.state] ?? tab.state;
       const active = tab.id === app.tabId;
+      const title = app.renames.get(tab.id) ?? tab.title;
+      const editing = app.renaming === tab.id;
       li.dataset.state = tab.state;
       li.dataset.tabId = tab.id;
       setAttr(li, "data-active", active ? "true" : null);
       const select = li.querySelector(".tab-select");
       setAttr(select, "aria-current", active ? "true" : null);
-      setAttr(select, "aria-label", `${tab.title}, ${state}${tab.unread ? ", unread replies" : ""}`);
-      setText(li.querySelector(".tab-title"), tab.title);
+      setAttr(select, "aria-label", `${title}, ${state}${tab.unread ? ", unread replies" : ""}`);
+      setText(li.querySelector(".tab-title"), title);
       setText(li.querySelector(".tab-state"), state);
       show(li.querySelector(".unread-dot"), tab.unread);
+      show(select, !editing);
+      const rename = li.querySelector(".tab-rename");
+      setAttr(rename, "aria-label", `Rename ${tab.title} (Enter saves, Escape cancels)`);
+      show(rename, editing);
       const close = li.querySelector(".tab-close");
-      setAttr(close, "aria-label", `Close ${tab.title}`);
+      setAttr(close, "aria-label", `Close ${title}`);
       close.disabled = app.closing.has(tab.id);
     },
   );
@@ -1239,6 +1253,47 @@ async function send() {
   }
 }
 
+// -- renaming a tab, in place ---------------------------------------------------------------
+
+function startRename(tabId) {
+  const tab = app.stream?.model.tabs.get(tabId);
+  if (!tab) return;
+  app.renaming = tabId;
+  render();
+  const input = els.tabStrip.querySelector(`li[data-key="${tabId}"] .tab-rename`);
+  if (!input) return;
+  input.value = app.renames.get(tabId) ?? tab.title;
+  input.focus();
+  input.select();
+}
+
+/** Leave the title field: keep what was typed (Enter, or focus moving away) or not (Escape). */
+function endRename(tabId, { save, refocus }) {
+  if (app.renaming !== tabId) return; // already ended (Enter, then the blur it causes)
+  const input = els.tabStrip.querySelector(`li[data-key="${tabId}"] .tab-rename`);
+  const title = (input?.value ?? "").trim();
+  app.renaming = null;
+  render();
+  if (refocus) els.tabStrip.querySelector(`li[data-key="${tabId}"] .tab-select`)?.focus();
+  const tab = app.stream?.model.tabs.get(tabId);
+  if (save && tab && title && title !== tab.title) renameTab(tabId, title);
+}
+
+async function renameTab(tabId, title) {
+  const stream = app.stream;
+  app.renames.set(tabId, title); // shown at once; the server's answer (or event) confirms it
+  scheduleRender();
+  try {
+    const saved = await api("PATCH", `/api/tabs/${tabId}/`, { title });
+    if (stream === app.stream) stream.model.upsertTab(saved);
+  } catch (error) {
+    if (stream === app.stream) notify(`Could not rename the tab: ${error.message}`);
+  } finally {
+    if (app.renames.get(tabId) === title) app.renames.delete(tabId);
+    scheduleRender();
+  }
+}
+
 function select(taskId, tabId) {
   if (app.shownTabId && app.shownTabId !== tabId) drafts.save(app.shownTabId);
   app.taskId = taskId;
@@ -1279,6 +1334,27 @@ function bindEvents() {
     if (!tabId) return;
     if (button.dataset.action === "close") closeTab(tabId);
     else select(app.taskId, tabId);
+  });
+  els.tabStrip.addEventListener("dblclick", (event) => {
+    const tabId = event.target.closest(".tab-select")?.closest("li")?.dataset.key;
+    if (tabId) startRename(tabId);
+  });
+  els.tabStrip.addEventListener("keydown", (event) => {
+    const tabId = event.target.closest("li")?.dataset.key;
+    if (!tabId) return;
+    if (event.target.matches(".tab-select") && event.key === "F2") {
+      event.preventDefault();
+      startRename(tabId);
+    } else if (event.target.matches(".tab-rename") && (event.key === "Enter" || event.key === "Escape")) {
+      event.preventDefault();
+      event.stopPropagation();
+      endRename(tabId, { save: event.key === "Enter", refocus: true });
+    }
+  });
+  els.tabStrip.addEventListener("focusout", (event) => {
+    if (!event.target.matches(".tab-rename")) return;
+    const tabId = event.target.closest("li")?.dataset.key;
+    if (tabId) endRename(tabId, { save: true, refocus: false });
   });
   els.newTab.addEventListener("click", openTab);
   // Alt+N anywhere on the page (the composer included) opens a tab, as the button does;
