@@ -3,6 +3,9 @@ in real headless Chromium against the real service."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 from datetime import datetime
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import httpx
 from playwright.sync_api import Route, expect
 
 from tests.e2e.helpers import create_task, make_repository, screenshot, wait_for_tab
-from tests.helpers import wait_until
+from tests.helpers import open_tab, wait_until
 
 
 def open_tabs(api: httpx.Client, task_id: int) -> list[dict]:
@@ -245,3 +248,89 @@ def test_a_tab_is_renamed_by_double_clicking_its_title_enter_saves_escape_cancel
     expect(title).to_have_text("Parser work")
     assert open_tabs(api, task["id"])[0]["title"] == "Parser work"
     expect(bob.tab(tab_id).locator(".tab-title")).to_have_text("Parser work")
+
+
+def mock_agents_of(sandbox_root: Path, task_id: int) -> list[int]:
+    """The mock agent processes of the task's sandbox: descendants of its confined server,
+    whose command line names the sandbox's directory under this run's sandbox root."""
+    needle = f"{sandbox_root}/t{task_id}-".encode()
+    parents: dict[int, int] = {}
+    cmdlines: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdlines[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    roots = {pid for pid, cmdline in cmdlines.items() if needle in cmdline}
+
+    def in_sandbox(pid: int) -> bool:
+        while pid > 1:
+            if pid in roots:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    return [
+        pid
+        for pid, cmdline in cmdlines.items()
+        if b"mock-agent-process" in cmdline and in_sandbox(pid)
+    ]
+
+
+def test_a_running_turn_shows_a_timer_on_its_tab_and_task_and_stop_asks_the_agent_to_stop(
+    team, open_page, integration_run
+):
+    api = team.api()
+    task = create_task(api, team.workspace_id, "A long turn")
+    tab_id = open_tab(api, task["id"])["id"]
+    wait_for_tab(api, tab_id, "ready")
+    wb = open_page(team.owner)
+    wb.select_task("A long turn")
+    wb.select_tab(tab_id)
+    turn = wb.page.locator("#turn")
+    expect(turn).to_be_hidden()
+
+    # The mock agent answers at once: it is paused (SIGSTOP) to make a turn that lasts.
+    agents = wait_until(
+        lambda: mock_agents_of(integration_run.sandbox_root, task["id"]),
+        timeout=30,
+        message="the tab's mock agent process was not found",
+    )
+    for pid in agents:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        wb.composer.fill("take your time")
+        wb.send_button.click()
+        expect(turn).to_be_visible(timeout=30_000)
+        expect(turn).to_contain_text("The agent is working")
+        expect(turn.locator(".elapsed")).to_have_text(re.compile(r"^[1-9]\d* s$"))  # ticking
+        expect(wb.tab(tab_id).locator(".tab-running .spinner")).to_be_visible()
+        expect(wb.tab(tab_id).locator(".tab-select")).to_have_attribute(
+            "aria-label", re.compile("agent working")
+        )
+        running = wb.task("A long turn").locator(".task-item-running")
+        expect(running).to_be_visible()
+        expect(running).to_contain_text(re.compile(r"running [1-9]\d* s"))
+        screenshot(wb.page, "running")
+
+        stop = turn.get_by_role("button", name="Stop")
+        with wb.page.expect_response(
+            lambda r: r.url.endswith(f"/api/tabs/{tab_id}/cancel/")
+        ) as asked:
+            stop.click()
+        assert asked.value.status == 202, asked.value.text()
+        expect(turn.get_by_role("button", name="Stopping…")).to_be_disabled()
+    finally:
+        for pid in agents:
+            os.kill(pid, signal.SIGCONT)
+
+    # The turn ends (the mock agent, woken, answers or stops): every indicator goes away.
+    expect(turn).to_be_hidden(timeout=60_000)
+    expect(wb.tab(tab_id).locator(".tab-running")).to_be_hidden()
+    expect(wb.task("A long turn").locator(".task-item-running")).to_be_hidden()
+    prompt = wb.transcript.locator(".message-user")
+    expect(prompt).not_to_have_attribute("data-state", "sending")

@@ -70,6 +70,9 @@ const els = {
   composerReason: $("composer-reason"),
   composerSend: $("composer-send"),
   composerError: $("composer-error"),
+  turn: $("turn"),
+  turnElapsed: $("turn-elapsed"),
+  turnStop: $("turn-stop"),
   modelLabel: $("model-label"),
   modelSelect: $("model-select"),
   modelForm: $("model-form"),
@@ -116,6 +119,8 @@ const app = {
   sending: false,
   sendError: null, // {tab, text}: why the last prompt sent from this tab was refused
   renaming: null, // the tab whose title is being edited in the strip
+  running: new Map(), // tab id -> when its running turn started (a prompt `sending`)
+  stopping: new Set(), // tabs whose Stop was asked for, until their turn ends
   renames: new Map(), // tab id -> the title on its way to the server (shown meanwhile)
   shownTabId: null, // the tab whose draft the composer holds
   statusKey: "",
@@ -406,6 +411,8 @@ function render() {
   }
   const model = stream.model;
   normalizeSelection(model);
+  app.running = runningTurns(model);
+  for (const tabId of app.stopping) if (!app.running.has(tabId)) app.stopping.delete(tabId);
   renderTaskList(model);
   const task = app.taskId ? model.tasks.get(app.taskId) : null;
   show(els.noTask, !task);
@@ -509,6 +516,42 @@ function sandboxSummary(task) {
   return label;
 }
 
+/**
+ * The tabs whose agent turn is running: a prompt of theirs is `sending` (delivered, its
+ * reply not finished). Known for the tabs whose messages this page has seen: transcripts it
+ * loaded, and every message event since it connected.
+ */
+function runningTurns(model) {
+  const running = new Map();
+  for (const [tabId, messages] of model.messages) {
+    if (!model.tabs.has(tabId)) continue;
+    for (const message of messages.values()) {
+      if (message.role === "user" && message.state === "sending") running.set(tabId, message.updated_at);
+    }
+  }
+  return running;
+}
+
+/** A spinner and the time since `since`, ticking (tickElapsed). */
+function runningBadge(className) {
+  return h(
+    "span",
+    { class: `running ${className}`, hidden: true },
+    h("span", { class: "spinner", "aria-hidden": "true" }),
+    h("span", { class: "running-label" }, "running "),
+    h("span", { class: "elapsed", "aria-hidden": "true" }),
+  );
+}
+
+function showRunning(badge, since) {
+  show(badge, Boolean(since));
+  const elapsed = badge.querySelector(".elapsed");
+  if (since && elapsed.dataset.since !== since) {
+    elapsed.dataset.since = since;
+    setText(elapsed, formatElapsed((Date.now() - Date.parse(since)) / 1000));
+  }
+}
+
 function renderTaskList(model) {
   const tasks = model.taskList();
   show(els.taskEmpty, tasks.length === 0);
@@ -529,6 +572,7 @@ function renderTaskList(model) {
             { class: "task-item-meta" },
             h("span", { class: "badge sandbox-badge" }),
             h("span", { class: "task-item-tabs" }),
+            runningBadge("task-item-running"),
           ),
         ),
       ),
@@ -542,6 +586,13 @@ function renderTaskList(model) {
       setText(badge, sandboxSummary(task));
       const open = model.tabsOf(task.id).length;
       setText(button.querySelector(".task-item-tabs"), open === 1 ? "1 tab" : `${open} tabs`);
+      // The task's longest-running turn, if any of its tabs has one.
+      const since = model
+        .tabsOf(task.id)
+        .map((tab) => app.running.get(tab.id))
+        .filter(Boolean)
+        .sort((a, b) => Date.parse(a) - Date.parse(b))[0];
+      showRunning(button.querySelector(".task-item-running"), since ?? null);
     },
   );
   show(els.taskMore, Boolean(model.next));
@@ -655,6 +706,7 @@ function renderTabStrip(model, task) {
           h("span", { class: "tab-state", "aria-hidden": "true" }),
           h("span", { class: "tab-title" }),
           h("span", { class: "unread-dot", "aria-hidden": "true", hidden: true }),
+          runningBadge("tab-running"),
         ),
         h("input", { class: "tab-rename", type: "text", maxlength: 200, autocomplete: "off", hidden: true }),
         h("button", { type: "button", class: "tab-close", dataset: { action: "close" } }, "×"),
@@ -669,7 +721,13 @@ function renderTabStrip(model, task) {
       setAttr(li, "data-active", active ? "true" : null);
       const select = li.querySelector(".tab-select");
       setAttr(select, "aria-current", active ? "true" : null);
-      setAttr(select, "aria-label", `${title}, ${state}${tab.unread ? ", unread replies" : ""}`);
+      const since = app.running.get(tab.id);
+      showRunning(li.querySelector(".tab-running"), since ?? null);
+      setAttr(
+        select,
+        "aria-label",
+        `${title}, ${state}${since ? ", agent working" : ""}${tab.unread ? ", unread replies" : ""}`,
+      );
       setText(li.querySelector(".tab-title"), title);
       setText(li.querySelector(".tab-state"), state);
       show(li.querySelector(".unread-dot"), tab.unread);
@@ -744,7 +802,7 @@ function renderTabStatus(model, task, tab) {
 }
 
 function tickElapsed() {
-  for (const el of els.tabStatus.querySelectorAll(".elapsed")) {
+  for (const el of document.querySelectorAll(".elapsed[data-since]")) {
     const since = Date.parse(el.dataset.since);
     if (!Number.isNaN(since)) setText(el, formatElapsed((Date.now() - since) / 1000));
   }
@@ -805,6 +863,16 @@ function renderComposer(model, tab) {
       : `${QUEUED_UNTIL_READY[tab.state] ?? ""}${queue}`,
   );
   setAttr(els.composerReason, "data-blocked", !ready);
+  // The running turn: a timer, and Stop (which keeps the session).
+  const since = app.running.get(tab.id);
+  show(els.turn, Boolean(since));
+  if (since && els.turnElapsed.dataset.since !== since) {
+    els.turnElapsed.dataset.since = since;
+    setText(els.turnElapsed, formatElapsed((Date.now() - Date.parse(since)) / 1000));
+  }
+  const stopping = app.stopping.has(tab.id);
+  els.turnStop.disabled = stopping;
+  setText(els.turnStop, stopping ? "Stopping…" : "Stop");
   const error = app.sendError && app.sendError.tab === tab.id ? app.sendError.text : "";
   setText(els.composerError, error);
   show(els.composerError, Boolean(error));
@@ -1253,6 +1321,22 @@ async function send() {
   }
 }
 
+/** Ask the agent to stop the tab's running turn; the session stays. */
+async function stopTurn(tabId) {
+  if (app.stopping.has(tabId)) return;
+  app.stopping.add(tabId);
+  app.sendError = null;
+  scheduleRender();
+  try {
+    await api("POST", `/api/tabs/${tabId}/cancel/`, {});
+    // "Stopping…" stays until the turn's prompt leaves `sending` (its events end it).
+  } catch (error) {
+    app.stopping.delete(tabId);
+    if (error.code !== "no_running_turn") app.sendError = { tab: tabId, text: `Could not stop: ${error.message}` };
+  }
+  scheduleRender();
+}
+
 // -- renaming a tab, in place ---------------------------------------------------------------
 
 function startRename(tabId) {
@@ -1357,6 +1441,9 @@ function bindEvents() {
     if (tabId) endRename(tabId, { save: true, refocus: false });
   });
   els.newTab.addEventListener("click", openTab);
+  els.turnStop.addEventListener("click", () => {
+    if (app.shownTabId) stopTurn(app.shownTabId);
+  });
   // Alt+N anywhere on the page (the composer included) opens a tab, as the button does;
   // a held key opens one, not one per repeat.
   document.addEventListener("keydown", (event) => {
