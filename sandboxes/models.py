@@ -49,6 +49,9 @@ class Sandbox(models.Model):
     # choice, or not known), and the default, as reported when it became ready.
     agent_models = models.JSONField(default=list, blank=True)
     default_model = models.CharField(max_length=200, blank=True, default="")
+    # The steps its provisioning run will take, each with an estimate from earlier runs of
+    # the task or its repository: [{"name": ..., "estimate_ms": int | None}], set as it starts.
+    plan = models.JSONField(default=list, blank=True)
     # Provisioning lease: who runs the steps now, until when, and a fencing token that every
     # write of the run must match, so a worker that lost its lease cannot overwrite a newer run.
     lease_owner = models.CharField(max_length=200, blank=True, default="")
@@ -93,6 +96,8 @@ class ProvisioningStep(models.Model):
         max_length=16, choices=StepOutcome.choices, default=StepOutcome.RUNNING
     )
     detail = models.TextField(blank=True, default="")
+    # What the step printed for members to watch (the tail, LOG_LIMIT characters).
+    log = models.TextField(blank=True, default="")
     fence = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)

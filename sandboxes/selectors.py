@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from statistics import median
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from sandboxes.models import LIVE_STATES, Sandbox, SandboxState
+from sandboxes.models import LIVE_STATES, ProvisioningStep, Sandbox, SandboxState, StepOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -66,3 +68,35 @@ def sandboxes_to_destroy(*, task_id: int) -> list[int]:
         .exclude(state__in=[SandboxState.DESTROYING, SandboxState.DESTROYED])
         .values_list("pk", flat=True)
     )
+
+
+def step_estimates(
+    *, task_id: int, workspace_id: int, repository: str, names: list[str], runs: int = 5
+) -> dict[str, int]:
+    """How long each named step is likely to take (ms): the median of its last `runs`
+    successes in this task's earlier attempts, else in the workspace's tasks on the same
+    repository. Never another workspace's runs: how long a tenant's clones take is theirs.
+    Steps never run there have no estimate."""
+    succeeded = ProvisioningStep.objects.filter(
+        outcome=StepOutcome.SUCCEEDED, finished_at__isnull=False
+    )
+    scopes = [
+        Q(sandbox__task_id=task_id),
+        Q(sandbox__task__workspace_id=workspace_id, sandbox__task__repository=repository),
+    ]
+    found: dict[str, int] = {}
+    for scope in scopes:
+        missing = [name for name in names if name not in found]
+        if not missing:
+            break
+        rows = (
+            succeeded.filter(scope, name__in=missing)
+            .order_by("-started_at")
+            .values_list("name", "started_at", "finished_at")[: runs * len(missing) * 4]
+        )
+        durations: dict[str, list[float]] = defaultdict(list)
+        for name, started_at, finished_at in rows:
+            if finished_at is not None and len(durations[name]) < runs:
+                durations[name].append((finished_at - started_at).total_seconds() * 1000)
+        found.update({name: round(median(d)) for name, d in durations.items()})
+    return found

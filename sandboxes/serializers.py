@@ -22,6 +22,7 @@ class ProvisioningStepSerializer(serializers.ModelSerializer):
             "name",
             "outcome",
             "detail",
+            "log",
             "started_at",
             "finished_at",
             "duration_ms",
@@ -37,6 +38,7 @@ class StepPayload(TypedDict):
     name: str
     outcome: str
     detail: str
+    log: str
     started_at: str
     finished_at: str | None
     duration_ms: int | None
@@ -46,6 +48,13 @@ class StepEventPayload(StepPayload):
     """The `provisioning.step` event: the step and its sandbox's task."""
 
     task: int
+
+
+class PlannedStep(TypedDict):
+    """A step a provisioning run will take, and how long it took in earlier runs."""
+
+    name: str
+    estimate_ms: int | None
 
 
 class ModelChoice(TypedDict):
@@ -71,6 +80,7 @@ class SandboxPayload(TypedDict):
     destroyed_at: str | None
     models: list[ModelChoice]
     default_model: str
+    plan: list[PlannedStep]
     steps: list[StepPayload]
 
 
@@ -88,10 +98,16 @@ class ModelChoiceSerializer(serializers.Serializer[tuple[str, str]]):
     name = serializers.CharField()
 
 
+class PlannedStepSerializer(serializers.Serializer[PlannedStep]):
+    name = serializers.CharField()
+    estimate_ms = serializers.IntegerField(allow_null=True)
+
+
 class SandboxOutputSerializer(serializers.ModelSerializer):
     task = serializers.IntegerField(source="task_id", read_only=True)
     steps = ProvisioningStepSerializer(many=True, read_only=True)
     models = serializers.SerializerMethodField()
+    plan = PlannedStepSerializer(many=True, read_only=True)
 
     @extend_schema_field(ModelChoiceSerializer(many=True))
     def get_models(self, sandbox: Sandbox) -> list[ModelChoice]:
@@ -114,6 +130,7 @@ class SandboxOutputSerializer(serializers.ModelSerializer):
             "destroyed_at",
             "models",
             "default_model",
+            "plan",
             "steps",
         ]
         read_only_fields = fields

@@ -78,14 +78,27 @@ class SandboxHandle:
     pid: int | None = None
 
 
-class StepRecorder(Protocol):
-    """Called by a provider around each provisioning step, to record its timing and outcome."""
+class StepLog(Protocol):
+    """What a running step prints, a line at a time, for its live log. Only what a member may
+    read: never a secret, never git's own error text (repositories' oracle, git.py)."""
 
-    def __call__(self, name: str) -> AbstractContextManager[None]: ...
+    def __call__(self, line: str) -> None: ...
+
+
+class StepRecorder(Protocol):
+    """Called by a provider around each provisioning step, to record its timing and outcome;
+    the step's body gets the step's log."""
+
+    def __call__(self, name: str) -> AbstractContextManager[StepLog]: ...
 
 
 class Provider(Protocol):
     name: str
+
+    def plan(self, spec: SandboxSpec) -> list[str]:
+        """The names of the steps `create` runs for `spec`, in order (shown before they
+        start). No I/O."""
+        ...
 
     def create(self, spec: SandboxSpec, *, step: StepRecorder) -> SandboxHandle:
         """Make the sandbox and start its server; idempotent for the same spec.key."""

@@ -68,7 +68,17 @@ def git_env(repository: Repository | None, *, home: str) -> dict[str, str]:
     return env
 
 
-def clone_args(repository: Repository, branch: str, target: str) -> list[str]:
+# The lines of git's progress a member may watch live: counts and percentages of their own
+# clone. Everything else git prints (paths, hosts, errors) goes to the operators' log only.
+PROGRESS = re.compile(
+    r"^(remote: (Enumerating|Counting|Compressing) objects|remote: Total|Receiving objects"
+    r"|Resolving deltas|Updating files)"
+)
+
+
+def clone_args(
+    repository: Repository, branch: str, target: str, *, progress: bool = False
+) -> list[str]:
     branch_args = ["--branch", branch] if branch else []
     # No redirects: a public host could answer with one into this host's own network.
     config = ["-c", "core.hooksPath=/dev/null", "-c", "http.followRedirects=false"]
@@ -81,7 +91,8 @@ def clone_args(repository: Repository, branch: str, target: str) -> list[str]:
     return [
         *config,
         "clone",
-        "--quiet",
+        # git reports progress only to a terminal unless asked; the live log reads it.
+        "--progress" if progress else "--quiet",
         "--no-recurse-submodules",
         "--template=",
         *local,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
+import selectors
 import shutil
 import signal
 import socket
@@ -25,6 +27,7 @@ from sandboxes.providers.base import (
     ProviderError,
     SandboxHandle,
     SandboxSpec,
+    StepLog,
     StepRecorder,
 )
 
@@ -73,6 +76,17 @@ def _tail(path: Path, limit: int = 600) -> str:
         return ""
 
 
+def _git_argv(
+    args: list[str], *, base: Path, env: dict[str, str], confined: bool, read_only: list[Path]
+) -> list[str]:
+    """git's command line, confined to the sandbox's directory when the host can confine it."""
+    if not confined:
+        return ["git", *args]
+    return confinement.git_command(
+        args, base=base, home=Path(env["HOME"]), env=env, read_only=read_only
+    )
+
+
 def _git(
     args: list[str],
     *,
@@ -82,17 +96,10 @@ def _git(
     confined: bool,
     read_only: list[Path],
 ) -> subprocess.CompletedProcess[str]:
-    """Run git, confined to the sandbox's directory when the host can confine it."""
-    argv = (
-        confinement.git_command(
-            args, base=base, home=Path(env["HOME"]), env=env, read_only=read_only
-        )
-        if confined
-        else ["git", *args]
-    )
+    """Run git to the end (git init: nothing to watch)."""
     try:
         return subprocess.run(
-            argv,
+            _git_argv(args, base=base, env=env, confined=confined, read_only=read_only),
             cwd=base,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -105,6 +112,52 @@ def _git(
         raise ProviderError(f"git timed out after {timeout:.0f}s", code="clone_timeout") from None
 
 
+def _git_progress(
+    args: list[str],
+    *,
+    base: Path,
+    env: dict[str, str],
+    timeout: float,
+    confined: bool,
+    read_only: list[Path],
+    log: StepLog,
+) -> tuple[int, str]:
+    """Run a clone as _git does, passing its progress lines (git.PROGRESS) to `log` as they
+    come; returns git's exit status and the tail of what it printed."""
+    deadline = time.monotonic() + timeout
+    output, pending = bytearray(), b""
+    with subprocess.Popen(
+        _git_argv(args, base=base, env=env, confined=confined, read_only=read_only),
+        cwd=base,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stderr is not None
+        with selectors.DefaultSelector() as ready:
+            ready.register(process.stderr, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    process.kill()
+                    raise ProviderError(f"git timed out after {timeout:.0f}s", code="clone_timeout")
+                if not ready.select(timeout=min(left, 1.0)):
+                    continue
+                chunk = os.read(process.stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                output = (output + chunk)[-65536:]
+                # Progress meters rewrite their line with a carriage return.
+                *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace").strip()
+                    if git.PROGRESS.match(line):
+                        log(line)
+        returncode = process.wait(timeout=max(deadline - time.monotonic(), 1.0))
+    return returncode, output.decode("utf-8", "replace")
+
+
 class LocalProvider(AgentServerProvider):
     name = "local"
 
@@ -112,6 +165,10 @@ class LocalProvider(AgentServerProvider):
         self.root = Path(root or settings.WORKBENCH_SANDBOX_ROOT)
 
     # -- create ---------------------------------------------------------------------------
+
+    def plan(self, spec: SandboxSpec) -> list[str]:
+        delay = ["simulated_delay"] if settings.WORKBENCH_LOCAL_PROVISION_DELAY > 0 else []
+        return [*delay, "prepare_workspace", "start_server", "wait_healthy", "install_agent"]
 
     def create(self, spec: SandboxSpec, *, step: StepRecorder) -> SandboxHandle:
         """Steps: prepare_workspace, start_server, wait_healthy, install_agent.
@@ -128,16 +185,30 @@ class LocalProvider(AgentServerProvider):
                 if not isolation.confined:
                     confinement.warn_unconfined(spec.key, isolation.reason)
                 if settings.WORKBENCH_LOCAL_PROVISION_DELAY > 0:
-                    with step("simulated_delay"):
+                    with step("simulated_delay") as log:
+                        log(f"Waiting {settings.WORKBENCH_LOCAL_PROVISION_DELAY:g}s (configured)")
                         time.sleep(settings.WORKBENCH_LOCAL_PROVISION_DELAY)
-                with step("prepare_workspace"):
-                    self._prepare_workspace(spec, base, workdir, home, isolation.confined)
-                with step("start_server"):
+                with step("prepare_workspace") as log:
+                    self._prepare_workspace(spec, base, workdir, home, isolation.confined, log)
+                with step("start_server") as log:
+                    log(
+                        "Starting the sandbox-agent server"
+                        + (
+                            " in its own namespaces, without network"
+                            if isolation.confined
+                            else " (unconfined on this host)"
+                        )
+                    )
                     handle = self._start_server(base, workdir, home, isolation.confined)
-            with step("wait_healthy"):
+                    log("Started")
+            with step("wait_healthy") as log:
+                started = time.monotonic()
                 self._wait_healthy(handle)
-            with step("install_agent"):
+                log(f"The server answered after {(time.monotonic() - started) * 1000:.0f} ms")
+            with step("install_agent") as log:
+                log(f"Installing the {spec.agent} agent")
                 self._install_agent(handle, spec.agent)
+                log("Installed")
         except ProviderError:
             # A failed attempt leaks no process: the next attempt has a new key anyway.
             self.destroy(spec.key, handle)
@@ -145,7 +216,13 @@ class LocalProvider(AgentServerProvider):
         return handle
 
     def _prepare_workspace(
-        self, spec: SandboxSpec, base: Path, workdir: Path, home: Path, confined: bool
+        self,
+        spec: SandboxSpec,
+        base: Path,
+        workdir: Path,
+        home: Path,
+        confined: bool,
+        log: StepLog,
     ) -> None:
         repository = git.admitted(spec.repository)  # again: the row may predate the policy
         if base.exists():
@@ -154,17 +231,21 @@ class LocalProvider(AgentServerProvider):
         env = git.git_env(repository, home=str(home))
         timeout = settings.WORKBENCH_CLONE_TIMEOUT
         if repository is not None:
-            result = _git(
-                git.clone_args(repository, spec.branch, str(workdir)),
+            log(f"Cloning {spec.repository}" + (f" at {spec.branch}" if spec.branch else ""))
+            returncode, output = _git_progress(
+                git.clone_args(repository, spec.branch, str(workdir), progress=True),
                 base=base,
                 env=env,
                 timeout=timeout,
                 confined=confined,
                 read_only=[repository.path] if repository.path else [],
+                log=log,
             )
-            if result.returncode != 0:
-                raise git.clone_failed(result.stderr, branch=spec.branch, key=spec.key)
+            if returncode != 0:
+                raise git.clone_failed(output, branch=spec.branch, key=spec.key)
+            log("Cloned")
         else:
+            log(f"No repository: an empty git repository on {spec.branch or 'main'}")
             workdir.mkdir()
             result = _git(
                 ["-C", str(workdir), "init", "--quiet", "-b", spec.branch or "main"],

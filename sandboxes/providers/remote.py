@@ -90,12 +90,16 @@ class RemoteProvider(AgentServerProvider):
     def _workdir(self, key: str) -> str:
         return posixpath.join(settings.WORKBENCH_REMOTE_WORKDIR_ROOT, key)
 
+    def plan(self, spec: SandboxSpec) -> list[str]:
+        return ["connect", "prepare_workspace", "install_agent"]
+
     def create(self, spec: SandboxSpec, *, step: StepRecorder) -> SandboxHandle:
         server = self.allocator.allocate(spec.key)
         handle = SandboxHandle(
             base_url=server.url, token=server.token, workdir=self._workdir(spec.key)
         )
-        with step("connect"):
+        with step("connect") as log:
+            log("Connecting to the remote sandbox host")
             try:
                 self._wait_healthy(handle)
             except ProviderError as exc:
@@ -103,10 +107,18 @@ class RemoteProvider(AgentServerProvider):
                     f"cannot reach the remote sandbox host: {exc.message}",
                     code="remote_unreachable",
                 ) from exc
-        with step("prepare_workspace"):
+            log("Connected")
+        with step("prepare_workspace") as log:
+            if spec.repository:
+                log(f"Cloning {spec.repository}" + (f" at {spec.branch}" if spec.branch else ""))
+            else:
+                log(f"No repository: an empty git repository on {spec.branch or 'main'}")
             self._prepare_workspace(spec, handle)
-        with step("install_agent"):
+            log("Done")
+        with step("install_agent") as log:
+            log(f"Installing the {spec.agent} agent")
             self._install_agent(handle, spec.agent)
+            log("Installed")
         return handle
 
     def _prepare_workspace(self, spec: SandboxSpec, handle: SandboxHandle) -> None:

@@ -4,13 +4,16 @@ ending in the ready mark."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
 from django.utils.timezone import now
 
 from core.events import record_event
@@ -28,10 +31,12 @@ from sandboxes.providers.base import (
     ProviderError,
     SandboxHandle,
     SandboxSpec,
+    StepLog,
 )
-from sandboxes.serializers import step_event_payload
+from sandboxes.selectors import step_estimates
+from sandboxes.serializers import PlannedStep, step_event_payload
 from sandboxes.services.leases import LeaseLost, lease_until
-from sandboxes.services.transitions import sandbox_mark_ready
+from sandboxes.services.transitions import record_sandbox, sandbox_mark_ready
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -57,18 +62,61 @@ def _owner_of(sandbox_id: int) -> _Owner:
     return _Owner(task_id=task_id, workspace_id=workspace_id)
 
 
+# A step's live log: the tail members see, and how often a running step's log is written
+# (each write takes the workspace lock, like every event).
+LOG_LIMIT = 4000
+LOG_WRITE_SECONDS = 0.5
+# A progress meter's line ("Receiving objects:  45% (450/1000)"): the next one of the same
+# phase replaces it rather than adding a line per percent.
+_METER = re.compile(r"^([^:]{1,60}):\s+\d{1,3}%")
+
+
+class _LiveLog:
+    """The log of one running step (a StepLog): kept on the step row, written and broadcast
+    at most every LOG_WRITE_SECONDS while the step runs, and with the step's outcome. Called
+    on the worker's own thread, between the provider's own calls."""
+
+    def __init__(self, step: ProvisioningStep, owner: _Owner) -> None:
+        self.step, self.owner = step, owner
+        self.lines: list[str] = []
+        self.written_at = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        line = line.strip()[:500]
+        if not line:
+            return
+        meter = _METER.match(line)
+        last = _METER.match(self.lines[-1]) if self.lines else None
+        if meter and last and meter.group(1) == last.group(1):
+            self.lines[-1] = line
+        else:
+            self.lines.append(line)
+        text = "\n".join(self.lines)
+        if len(text) > LOG_LIMIT:
+            text = text[-LOG_LIMIT:]
+            self.lines = text.split("\n")
+        self.step.log = text
+        if time.monotonic() - self.written_at >= LOG_WRITE_SECONDS:
+            self.written_at = time.monotonic()
+            with workspace_transaction(self.owner.workspace_id):
+                ProvisioningStep.objects.filter(pk=self.step.pk).update(log=text)
+                _record_step(self.step, self.owner)
+
+
 class _StepRecorder:
     """Records a provisioning run's steps as they happen, for operators and live clients.
 
     A step's start is written (renewing the lease, stopping the run if it was taken over)
-    before it runs. Its success is written with the next step's start, or with the
-    sandbox's ready mark: one transaction per step boundary instead of two, since each
-    locks the workspace (docs/benchmarks.md). A failure is written at once.
+    before it runs; the first also writes the run's plan. Its success is written with the
+    next step's start, or with the sandbox's ready mark: one transaction per step boundary
+    instead of two, since each locks the workspace (docs/benchmarks.md). A failure is
+    written at once.
     """
 
-    def __init__(self, sandbox_id: int, fence: int, owner: _Owner) -> None:
+    def __init__(self, sandbox_id: int, fence: int, owner: _Owner, plan: list[PlannedStep]) -> None:
         self.sandbox_id, self.fence, self.owner = sandbox_id, fence, owner
         self.succeeded: ProvisioningStep | None = None  # finished, not yet written
+        self.plan: list[PlannedStep] | None = plan  # None once written
 
     @contextmanager
     def boundary(self) -> Iterator[None]:
@@ -84,21 +132,27 @@ class _StepRecorder:
             raise
 
     @contextmanager
-    def step(self, name: str) -> Iterator[None]:
+    def step(self, name: str) -> Iterator[StepLog]:
         with self.boundary():
+            planned: dict[str, object] = {}
+            if self.plan is not None:
+                planned = {"plan": self.plan, "version": F("version") + 1}
             renewed = Sandbox.objects.filter(
                 pk=self.sandbox_id, state=SandboxState.PROVISIONING, fence=self.fence
-            ).update(lease_expires_at=lease_until())
+            ).update(lease_expires_at=lease_until(), **planned)
             if not renewed:
                 raise LeaseLost(f"sandbox {self.sandbox_id} fence {self.fence}")
+            if planned:
+                record_sandbox(self.sandbox_id)
             step = ProvisioningStep.objects.create(
                 sandbox_id=self.sandbox_id, name=name, fence=self.fence, started_at=now()
             )
             _record_step(step, self.owner)
+        self.plan = None  # committed
         keeper = _LeaseKeeper(self.sandbox_id, self.fence)
         try:
             with keeper:
-                yield
+                yield _LiveLog(step, self.owner)
             if keeper.lost:
                 raise LeaseLost(
                     f"sandbox {self.sandbox_id} fence {self.fence} was taken over during {name}"
@@ -169,7 +223,7 @@ def _finish_step(
     with workspace_transaction(owner.workspace_id):
         step.outcome, step.detail = outcome, detail[:2000]
         step.finished_at = finished_at or now()
-        step.save(update_fields=["outcome", "detail", "finished_at"])
+        step.save(update_fields=["outcome", "detail", "finished_at", "log"])
         _record_step(step, owner)
 
 
@@ -181,6 +235,18 @@ def _agent_models(provider: Provider, handle: SandboxHandle, agent: str) -> Agen
     except ProviderError as exc:
         logger.warning("listing %s's models failed: %s", agent, exc.message)
         return AgentModels()
+
+
+def _plan(provider: Provider, spec: SandboxSpec, owner: _Owner) -> list[PlannedStep]:
+    """The steps the run will take, each with its estimate (sandboxes.selectors)."""
+    names = provider.plan(spec)
+    estimates = step_estimates(
+        task_id=owner.task_id,
+        workspace_id=owner.workspace_id,
+        repository=spec.repository,
+        names=names,
+    )
+    return [{"name": name, "estimate_ms": estimates.get(name)} for name in names]
 
 
 def sandbox_provision(
@@ -201,7 +267,7 @@ def sandbox_provision(
     provider = providers.get_provider(sandbox.provider)
 
     owner = _owner_of(sandbox_id)
-    steps = _StepRecorder(sandbox_id, fence, owner)
+    steps = _StepRecorder(sandbox_id, fence, owner, _plan(provider, spec, owner))
     try:
         handle = provider.create(spec, step=steps.step)
         models = _agent_models(provider, handle, spec.agent)

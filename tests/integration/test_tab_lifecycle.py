@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from core.models import Event, Membership
 from sandboxes.agent_client import AgentServerClient
-from sandboxes.models import Sandbox, SandboxState
+from sandboxes.models import ProvisioningStep, Sandbox, SandboxState
 from sandboxes.providers.local import LocalProvider
 from sandboxes.services import handle_of
 from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
@@ -169,6 +169,12 @@ def test_a_clone_failure_fails_every_waiting_tab_and_retry_recovers(api, tmp_pat
         check=True,
     ).stdout.strip()
     assert head == "feature"
+    # Members watched each step's log, and never git's own words about the failure.
+    failed_step = ProvisioningStep.objects.get(sandbox=sandboxes.first(), outcome="failed")
+    assert failed_step.log == f"Cloning {repo} at feature"
+    made = sandboxes.last()
+    assert [p["name"] for p in made.plan] == [s.name for s in made.steps.order_by("started_at")]
+    assert "Cloned" in made.steps.get(name="prepare_workspace").log
 
     # A tab opened now uses the repaired sandbox; the others stay in error until retried.
     assert (

@@ -23,6 +23,9 @@ class StepsProvider:
     def __init__(self, names: list[str], fail_at: str = "") -> None:
         self.names, self.fail_at = names, fail_at
 
+    def plan(self, spec: SandboxSpec) -> list[str]:
+        return list(self.names)
+
     def create(self, spec: SandboxSpec, *, step) -> SandboxHandle:
         for name in self.names:
             with step(name):

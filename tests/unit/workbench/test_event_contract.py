@@ -131,6 +131,9 @@ class FakeProvider:
     def __init__(self, fail: bool = False):
         self.fail = fail
 
+    def plan(self, spec: SandboxSpec) -> list[str]:
+        return ["clone", "start"]
+
     def create(self, spec: SandboxSpec, *, step: Any) -> SandboxHandle:
         with step("clone"):
             pass

@@ -228,6 +228,9 @@ class FakeProvider:
 
     # the Provider interface
 
+    def plan(self, spec: SandboxSpec) -> list[str]:
+        return ["prepare_workspace", "start_server"]
+
     def create(self, spec: SandboxSpec, *, step: StepRecorder) -> SandboxHandle:
         task_id = self._task_of(spec.key)
         server = self.servers.get(spec.key)
