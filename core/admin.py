@@ -6,16 +6,33 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils.timezone import localtime
 
 from core import services
 from core.errors import DomainError
 from core.models import Event, Membership, Workspace
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from django.http import HttpRequest
 
 # The admin's classes are generic only in the stubs (subscripting them fails at run time
 # without django-stubs-ext's patch), hence the ignores under --strict.
+
+
+def to_the_second(at: datetime | None) -> str:
+    """A time as operators compare it with logs: date and time to the second."""
+    return localtime(at).strftime("%Y-%m-%d %H:%M:%S") if at is not None else "-"
+
+
+class NoRawDelete:
+    """Rows the workflow owns are never deleted by hand: a cascade would drop live sandboxes'
+    rows (leaking their processes), tabs mid-flight and the event log's seq; the admin's
+    actions go through the services instead."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class MembershipForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -36,7 +53,7 @@ class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Workspace)
-class WorkspaceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WorkspaceAdmin(NoRawDelete, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["id", "name", "event_seq", "created_at"]
     search_fields = ["name"]
     readonly_fields = ["event_seq", "created_at"]
@@ -75,7 +92,7 @@ class WorkspaceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class EventAdmin(NoRawDelete, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["workspace", "seq", "name", "created_at"]
     list_filter = ["name", "workspace"]
     fields = ("workspace", "seq", "name", "shown_data", "audience", "created_at")

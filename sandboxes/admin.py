@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.utils.timesince import timesince
 
+from core.admin import NoRawDelete, to_the_second
 from sandboxes.models import ProvisioningStep, Sandbox
 
 if TYPE_CHECKING:
@@ -20,18 +21,27 @@ class StepInline(admin.TabularInline):
     fields = readonly_fields = (
         "name",
         "outcome",
-        "started_at",
-        "finished_at",
+        "started",
+        "finished",
         "duration_ms",
         "detail",
+        "log",
     )
+
+    @admin.display(description="started")
+    def started(self, step: ProvisioningStep) -> str:
+        return to_the_second(step.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, step: ProvisioningStep) -> str:
+        return to_the_second(step.finished_at)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
 @admin.register(Sandbox)
-class SandboxAdmin(admin.ModelAdmin):
+class SandboxAdmin(NoRawDelete, admin.ModelAdmin):
     list_display = [
         "id",
         "key",
@@ -41,7 +51,7 @@ class SandboxAdmin(admin.ModelAdmin):
         "age",
         "error_code",
         "fence",
-        "lease_expires_at",
+        "created",
     ]
     list_filter = ["state", "provider", "error_code"]
     search_fields = ["key", "task__title", "error_message"]
@@ -72,6 +82,10 @@ class SandboxAdmin(admin.ModelAdmin):
     @admin.display(description="age")
     def age(self, sandbox: Sandbox) -> str:
         return timesince(sandbox.created_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, sandbox: Sandbox) -> str:
+        return to_the_second(sandbox.created_at)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.utils.timesince import timesince
 
+from core.admin import NoRawDelete, to_the_second
 from sandboxes.selectors import current_sandbox_value
+from tasks_app import services
 from tasks_app.models import Task
 
 if TYPE_CHECKING:
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(NoRawDelete, admin.ModelAdmin):
     list_display = [
         "id",
         "title",
@@ -25,13 +27,21 @@ class TaskAdmin(admin.ModelAdmin):
         "agent",
         "sandbox_state",
         "age",
+        "created",
         "archived_at",
     ]
     list_filter = ["provider", "agent", "workspace", ("archived_at", admin.EmptyFieldListFilter)]
     search_fields = ["title", "repository", "branch"]
+    # Repository, branch and agent change over the API, where the repository policy checks
+    # them; here only the title, through the same service.
     readonly_fields = [
         "workspace",
+        "repository",
+        "branch",
+        "provider",
+        "agent",
         "created_by",
+        "tabs_opened",
         "version",
         "created_at",
         "updated_at",
@@ -61,3 +71,13 @@ class TaskAdmin(admin.ModelAdmin):
     @admin.display(description="age")
     def age(self, task: Task) -> str:
         return timesince(task.created_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, task: Task) -> str:
+        return to_the_second(task.created_at)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tasks are created through the API (events, the member as creator)
+
+    def save_model(self, request: HttpRequest, obj: Task, form: Any, change: bool) -> None:
+        services.task_update(task_id=obj.pk, title=obj.title)

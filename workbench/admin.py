@@ -5,9 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
+from core.admin import NoRawDelete, to_the_second
 from core.errors import DomainError
+from sandboxes import admin as sandbox_admin
+from sandboxes.models import LIVE_STATES, ProvisioningStep, Sandbox
+from sandboxes.selectors import sandbox_current_for_task
+from tasks_app import admin as task_admin
+from tasks_app.models import Task
 from workbench import services
 from workbench.models import TabState, TabUserState, WorkbenchTab
 
@@ -30,18 +39,20 @@ class TabUserStateInline(admin.TabularInline):
 
 
 @admin.register(WorkbenchTab)
-class WorkbenchTabAdmin(admin.ModelAdmin):
+class WorkbenchTabAdmin(NoRawDelete, admin.ModelAdmin):
     list_display = [
         "id",
         "title",
         "task",
         "state",
+        "step_now",
         "age",
         "error_code",
         "attempt",
         "redrives",
         "model",
-        "created_at",
+        "created",
+        "changed",
     ]
     list_filter = ["state", "error_code", "agent", "workspace"]
     search_fields = ["id", "title", "task__title", "error_message", "session_id"]
@@ -50,6 +61,7 @@ class WorkbenchTabAdmin(admin.ModelAdmin):
     actions = ["retry_tabs", "close_tabs"]
     # The workflow owns these: editing them by hand would bypass the state machine.
     readonly_fields = [
+        "provisioning",
         "id",
         "workspace",
         "task",
@@ -74,9 +86,67 @@ class WorkbenchTabAdmin(admin.ModelAdmin):
     fields = ["title", "model", *readonly_fields]
     inlines = [TabUserStateInline]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WorkbenchTab]:
+        """Each row's current provisioning step (its task's live sandbox's latest), in the
+        list's own query."""
+        latest = ProvisioningStep.objects.filter(
+            sandbox__task_id=OuterRef("task_id"), sandbox__state__in=LIVE_STATES
+        ).order_by("-started_at", "-pk")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                step_name=Subquery(latest.values("name")[:1]),
+                step_outcome=Subquery(latest.values("outcome")[:1]),
+            )
+        )
+
+    @admin.display(description="current step")
+    def step_now(self, tab: WorkbenchTab) -> str:
+        name = getattr(tab, "step_name", None)
+        return f"{name} ({getattr(tab, 'step_outcome', '')})" if name else "-"
+
     @admin.display(description="in state for")
     def age(self, tab: WorkbenchTab) -> str:
         return timesince(tab.state_changed_at)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, tab: WorkbenchTab) -> str:
+        return to_the_second(tab.created_at)
+
+    @admin.display(description="state changed", ordering="state_changed_at")
+    def changed(self, tab: WorkbenchTab) -> str:
+        return to_the_second(tab.state_changed_at)
+
+    @admin.display(description="provisioning")
+    def provisioning(self, tab: WorkbenchTab) -> str:
+        """The sandbox the tab runs in, else its task's current attempt (a failed tab's
+        cause), linked, with its steps."""
+        sandbox = tab.sandbox or sandbox_current_for_task(task_id=tab.task_id)
+        if sandbox is None:
+            return "no sandbox yet"
+        link = format_html(
+            '<a href="{}">sandbox {} ({}{})</a>',
+            reverse("admin:sandboxes_sandbox_change", args=[sandbox.pk]),
+            sandbox.key,
+            sandbox.state,
+            f", {sandbox.error_code}" if sandbox.error_code else "",
+        )
+        steps = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    step.name,
+                    step.outcome,
+                    to_the_second(step.started_at),
+                    "" if step.duration_ms is None else f"{step.duration_ms} ms",
+                    step.detail,
+                )
+                for step in sandbox.steps.all()
+            ),
+        )
+        return format_html("{}<table>{}</table>", link, steps)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tabs are opened through the API, which dispatches their work
@@ -102,3 +172,69 @@ class WorkbenchTabAdmin(admin.ModelAdmin):
         for tab in queryset.exclude(state=TabState.CLOSED):
             services.tab_close(tab_id=tab.pk)
         self.message_user(request, "Closed the selected tabs.")
+
+
+def _each(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    ids: list[int],
+    action: Any,
+    done: str,
+) -> None:
+    """Run a service per selected row; a refusal is shown, the others still run."""
+    count = 0
+    for pk in ids:
+        try:
+            if action(pk) is not False:
+                count += 1
+        except DomainError as exc:
+            modeladmin.message_user(request, f"{pk}: {exc.message}", messages.WARNING)
+    modeladmin.message_user(request, done.format(count=count))
+
+
+admin.site.unregister(Task)
+
+
+@admin.register(Task)
+class TaskAdmin(task_admin.TaskAdmin):
+    """The tasks' list with the actions that need the workbench's services."""
+
+    actions = ["archive_tasks", "reprovision_tasks"]
+
+    @admin.action(description="Archive selected tasks (close their tabs, destroy sandboxes)")
+    def archive_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        ids = list(queryset.filter(archived_at__isnull=True).values_list("pk", flat=True))
+        _each(self, request, ids, lambda pk: services.task_archive(task_id=pk), "Archived {count}.")
+
+    @admin.action(description="Re-provision selected tasks (a fresh sandbox; retry failed tabs)")
+    def reprovision_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        reason = f"re-provisioned by {request.user}"
+        ids = list(queryset.filter(archived_at__isnull=True).values_list("pk", flat=True))
+        _each(
+            self,
+            request,
+            ids,
+            lambda pk: services.task_reprovision(task_id=pk, reason=reason),
+            "Re-provisioned {count} task(s).",
+        )
+
+
+admin.site.unregister(Sandbox)
+
+
+@admin.register(Sandbox)
+class SandboxAdmin(sandbox_admin.SandboxAdmin):
+    """Sandboxes with the action that needs the workbench's services."""
+
+    actions = ["discard_sandboxes"]
+
+    @admin.action(description="Destroy selected sandboxes (their tabs fail and can be retried)")
+    def discard_sandboxes(self, request: HttpRequest, queryset: QuerySet[Sandbox]) -> None:
+        reason = f"destroyed by {request.user}"
+        _each(
+            self,
+            request,
+            list(queryset.filter(state__in=LIVE_STATES).values_list("pk", flat=True)),
+            lambda pk: services.sandbox_discard(sandbox_id=pk, reason=reason),
+            "Destroyed {count} sandbox(es).",
+        )

@@ -3,7 +3,8 @@ of the service calls; the transcript's services are used as their module (`messa
 
 transitions.py  the tab transition primitive and the workflow's transitions
 tabs.py         what members do to tabs (open, edit, read, close, retry)
-runs.py         the task's provisioning run, its hand-off, lost sandboxes, the health watch
+runs.py         the task's provisioning run, its hand-off, lost sandboxes, the health watch,
+                an operator's discard and re-provision
 agent_models.py a tab's model, chosen and given to its session
 sessions.py     a tab's agent session, opened and torn down
 messages.py     prompts and replies, one turn at a time
@@ -19,7 +20,14 @@ from __future__ import annotations
 from workbench.services import messages
 from workbench.services.agent_models import tab_edit, tab_set_model
 from workbench.services.archive import task_archive
-from workbench.services.runs import sandbox_lost, sandbox_run, sandboxes_watch, tab_redrive
+from workbench.services.runs import (
+    sandbox_discard,
+    sandbox_lost,
+    sandbox_run,
+    sandboxes_watch,
+    tab_redrive,
+    task_reprovision,
+)
 from workbench.services.sessions import tab_open_session, tab_session_teardown
 from workbench.services.tabs import (
     tab_close,
@@ -34,6 +42,7 @@ from workbench.services.transitions import tab_fail, tab_mark_ready
 
 __all__ = [
     "messages",
+    "sandbox_discard",
     "sandbox_lost",
     "sandbox_run",
     "sandboxes_watch",
@@ -51,5 +60,6 @@ __all__ = [
     "tab_set_model",
     "tab_update",
     "task_archive",
+    "task_reprovision",
     "task_start",
 ]

@@ -25,6 +25,7 @@ from workbench.models import (
     TabState,
     WorkbenchTab,
 )
+from workbench.services.tabs import tab_retry
 from workbench.services.transitions import (
     dispatch_session,
     ensure_provisioning,
@@ -205,3 +206,42 @@ def sandboxes_watch() -> int:
                 sandbox_id=sandbox.pk, message="its sandbox-agent server stopped answering"
             )
     return lost
+
+
+def sandbox_discard(*, sandbox_id: int, reason: str) -> bool:
+    """An operator ends a sandbox (provisioning or ready): its tabs fail with sandbox_lost
+    (their retry provisions afresh), tabs still waiting for its run fail too, and its
+    process and files are destroyed in the background. False if it was already ending."""
+    sandbox = Sandbox.objects.filter(pk=sandbox_id).values_list("task_id", "task__workspace_id")
+    if not sandbox:
+        return False
+    task_id, workspace_id = sandbox[0]
+    message = f"The sandbox was stopped ({reason}); retry to provision a new one."
+    with workspace_transaction(workspace_id):
+        if not sandbox_services.sandbox_begin_destroy(sandbox_id=sandbox_id):
+            return False
+        tabs_transition(
+            workspace_id=workspace_id,
+            rows=WorkbenchTab.objects.filter(sandbox_id=sandbox_id),
+            to=TabState.ERROR,
+            sources=[TabState.PENDING_SESSION_CREATE, TabState.READY],
+            error_code=TabErrorCode.SANDBOX_LOST,
+            error_message=message[:2000],
+        )
+        # Its run, if one is going, finds its lease gone at its next step and stops.
+        tabs_fail_waiting(task_id=task_id, code=TabErrorCode.SANDBOX_LOST, message=message)
+        workflows.dispatch_after_commit(workflows.start_sandbox_destroy, sandbox_id=sandbox_id)
+    return True
+
+
+def task_reprovision(*, task_id: int, reason: str) -> int:
+    """An operator gives the task a fresh sandbox: the live one is discarded and every tab
+    of the task in error is retried (a new provisioning attempt). Returns the tabs retried."""
+    task = Task.objects.get(pk=task_id)
+    with workspace_transaction(task.workspace_id):
+        live = sandbox_live_for_task(task_id=task_id)
+        if live is not None:
+            sandbox_discard(sandbox_id=live.pk, reason=reason)
+        failed = WorkbenchTab.objects.filter(task_id=task_id, state=TabState.ERROR)
+        retried = [tab_retry(tab_id=tab_id) for tab_id in failed.values_list("pk", flat=True)]
+    return len(retried)
