@@ -57,6 +57,8 @@ const els = {
   taskView: $("task-view"),
   taskHeading: $("task-heading"),
   taskMeta: $("task-meta"),
+  provisioning: $("provisioning"),
+  provisioningSummary: $("provisioning-summary"),
   taskSteps: $("task-steps"),
   tabStrip: $("tab-strip"),
   newTab: $("new-tab"),
@@ -129,6 +131,8 @@ const app = {
   modelSaving: null, // {tab, value}: a model change on its way to the server
   modelFeedback: null, // {tab, text, error}: how the last model change went
   modelKey: "",
+  stepLogs: new Map(), // "sandbox:step" -> whether its log is open, as the user left it
+  provisioningKey: "", // the tab and phase the steps panel was last opened or closed for
 };
 
 // -- drafts: kept locally until the server has them, so nothing typed is ever lost --------
@@ -662,20 +666,6 @@ function renderTask(model, task) {
     els.taskMeta,
     `${source} · agent ${task.agent} · sandbox: ${sandboxSummary(task)}${failure ? ` (${failure})` : ""}`,
   );
-  reconcile(
-    els.taskSteps,
-    sandbox ? sandbox.steps : [],
-    (step) => step.id,
-    () => h("li", {}, h("span", { class: "step-name" }), h("span", { class: "step-outcome" })),
-    (li, step) => {
-      li.dataset.outcome = step.outcome;
-      setText(li.querySelector(".step-name"), stepName(step));
-      const outcome =
-        step.outcome === "running" ? "running…" : `${step.outcome} ${formatDuration(step.duration_ms)}`;
-      setText(li.querySelector(".step-outcome"), outcome);
-      setAttr(li, "title", step.detail || null);
-    },
-  );
   renderTabStrip(model, task);
   const tab = app.tabId ? model.tabs.get(app.tabId) : null;
   show(els.noTab, !tab);
@@ -758,17 +748,160 @@ function renderTabStrip(model, task) {
 function renderTab(model, task, tab) {
   setText(els.tabPaneHeading, tab.title);
   renderTabStatus(model, task, tab);
+  renderProvisioning(task, tab);
   renderTranscript(model, tab);
   renderComposer(model, tab);
   renderModel(task, tab);
   if (!app.transcripts.has(tab.id)) loadTranscript(tab.id);
 }
 
+// -- provisioning, step by step ---------------------------------------------------------
+
+const STEP_STATUS = {
+  succeeded: "done",
+  running: "running",
+  failed: "failed",
+  upcoming: "to come",
+  skipped: "skipped (the environment was already there)",
+  not_run: "not run",
+};
+const STEP_ICONS = { succeeded: "✓", failed: "✕", upcoming: "○", skipped: "–", not_run: "○" };
+
+/**
+ * The run's steps in order: its plan (every step it will take, those to come included)
+ * joined with the steps it recorded (the latest of each name); recorded steps the plan does
+ * not name (a run from before plans) follow. A planned step that a finished run never
+ * recorded was skipped (a ready sandbox reused its server) or not run (the run failed).
+ */
+function planRows(sandbox) {
+  if (!sandbox) return [];
+  const recorded = new Map(sandbox.steps.map((step) => [step.name, step]));
+  const plan = Array.isArray(sandbox.plan) ? sandbox.plan : [];
+  const named = new Set(plan.map((planned) => planned.name));
+  const rows = [
+    ...plan.map((planned) => ({ name: planned.name, estimate: planned.estimate_ms, step: recorded.get(planned.name) ?? null })),
+    ...sandbox.steps.filter((step) => !named.has(step.name)).map((step) => ({ name: step.name, estimate: null, step })),
+  ];
+  for (const row of rows) {
+    if (row.step) row.status = row.step.outcome;
+    else if (sandbox.state === "provisioning") row.status = "upcoming";
+    else row.status = sandbox.state === "failed" ? "not_run" : "skipped";
+  }
+  return rows;
+}
+
+/** "~3 s", "~2 min": how long a step usually takes (from earlier runs), rounded. */
+function formatEstimate(ms) {
+  const seconds = Math.max(1, Math.round(ms / 1000));
+  return seconds < 60 ? `~${seconds} s` : `~${Math.round(seconds / 60)} min`;
+}
+
+function stepLogOpen(key, row) {
+  return app.stepLogs.get(key) ?? row.status === "failed"; // a failure shows what it printed
+}
+
+/**
+ * The steps panel of the shown tab: open while the tab waits on provisioning (or failed
+ * there), folded into one line once the environment is ready. Each step says how it went
+ * (its duration), how long it has been running (a live timer) or usually takes, and has its
+ * log (what it printed, live), folded unless it failed.
+ */
+function renderProvisioning(task, tab) {
+  const sandbox = task.sandbox;
+  // A pending tab on a failed sandbox waits for the next attempt's: the old steps are stale.
+  const stale = tab.state === "pending_provision" && sandbox && sandbox.state !== "provisioning";
+  const rows = stale ? [] : planRows(sandbox);
+  show(els.provisioning, rows.length > 0);
+  if (!rows.length) return;
+  const phase = tab.state === "pending_provision" || tab.state === "error" ? "open" : "folded";
+  const key = `${tab.id}|${sandbox.id}|${phase}`;
+  if (app.provisioningKey !== key) {
+    app.provisioningKey = key;
+    els.provisioning.open = phase === "open";
+  }
+  const done = rows.filter((row) => row.status === "succeeded").length;
+  const total = sandbox.steps.reduce((sum, step) => sum + (step.duration_ms ?? 0), 0);
+  let summary = `Provisioning steps: ${done} of ${rows.length} done`;
+  if (sandbox.state === "ready") summary = `Environment ready in ${formatDuration(total)} (${rows.length} steps)`;
+  else if (sandbox.state === "failed") summary = `Provisioning failed after ${formatDuration(total)}`;
+  setText(els.provisioningSummary, summary);
+  reconcile(
+    els.taskSteps,
+    rows,
+    (row) => `${sandbox.id}:${row.name}`,
+    (row) => {
+      const logId = `step-log-${sandbox.id}-${row.name}`;
+      return h(
+        "li",
+        { class: "step" },
+        h(
+          "div",
+          { class: "step-row" },
+          h("span", { class: "step-icon", "aria-hidden": "true" }),
+          h("span", { class: "step-name" }),
+          h("span", { class: "visually-hidden step-status" }),
+          h("span", { class: "step-time" }),
+          h("button", { type: "button", class: "step-log-toggle", "aria-expanded": "false", "aria-controls": logId, dataset: { action: "log" } }, "Log"),
+        ),
+        h("pre", { class: "step-log", id: logId, tabindex: "0", hidden: true }),
+      );
+    },
+    (li, row) => {
+      const stepKey = li.dataset.key;
+      li.dataset.status = row.status;
+      li.dataset.name = row.name;
+      setAttr(li, "aria-current", row.status === "running" ? "step" : null);
+      const icon = li.querySelector(".step-icon");
+      if (row.status === "running") {
+        if (!icon.querySelector(".spinner")) icon.replaceChildren(h("span", { class: "spinner" }));
+      } else setText(icon, STEP_ICONS[row.status] ?? "");
+      setText(li.querySelector(".step-name"), stepName(row));
+      setText(li.querySelector(".step-status"), `: ${STEP_STATUS[row.status] ?? row.status}`);
+      renderStepTime(li.querySelector(".step-time"), row);
+      const toggle = li.querySelector(".step-log-toggle");
+      const pre = li.querySelector(".step-log");
+      show(toggle, Boolean(row.step));
+      const open = Boolean(row.step) && stepLogOpen(stepKey, row);
+      setAttr(toggle, "aria-expanded", open ? "true" : "false");
+      setAttr(toggle, "aria-label", `${open ? "Hide" : "Show"} the log of ${stepName(row)}`);
+      setText(toggle, open ? "Hide log" : "Log");
+      show(pre, open);
+      if (open) {
+        // Follows the log as it grows, unless the reader scrolled up in it.
+        const following = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
+        const text = row.step.log || (row.status === "running" ? "(no output yet)" : "(no output)");
+        setText(pre, text);
+        if (following || pre.dataset.shown !== "true") pre.scrollTop = pre.scrollHeight;
+      }
+      pre.dataset.shown = open ? "true" : "false";
+    },
+  );
+}
+
+/** Done: its duration. Running: a live timer (and the usual time). To come: the usual. */
+function renderStepTime(el, row) {
+  const usual = row.estimate !== null && row.estimate !== undefined ? `usually ${formatEstimate(row.estimate)}` : "";
+  if (row.status === "running") {
+    let timer = el.querySelector(".elapsed");
+    if (!timer || timer.dataset.since !== row.step.started_at) {
+      timer = h("span", { class: "elapsed step-timer", "aria-live": "off", dataset: { since: row.step.started_at } });
+      el.replaceChildren(timer, h("span", { class: "step-usual" }));
+      setText(timer, formatElapsed((Date.now() - Date.parse(row.step.started_at)) / 1000));
+    }
+    setText(el.querySelector(".step-usual"), usual ? ` · ${usual}` : "");
+    return;
+  }
+  let text = usual;
+  if (row.step) text = row.step.duration_ms !== null ? formatDuration(row.step.duration_ms) : "";
+  if (el.firstElementChild || el.textContent !== text) el.textContent = text;
+}
+
 /** The pane's state block; rebuilt only when what it says changes (it is a live region). */
 function renderTabStatus(model, task, tab) {
   const step = tab.state === "pending_provision" ? currentStep(task.sandbox) : null;
   const messages = model.transcript(tab.id).length;
-  const key = [tab.id, tab.state, tab.error_code, tab.error_message, step?.name, messages === 0].join("|");
+  const planned = task.sandbox?.plan?.length ?? 0;
+  const key = [tab.id, tab.state, tab.error_code, tab.error_message, step?.name, planned, messages === 0].join("|");
   if (key === app.statusKey) return;
   app.statusKey = key;
   els.tabStatus.dataset.state = tab.state;
@@ -776,11 +909,14 @@ function renderTabStatus(model, task, tab) {
     h("span", { class: "elapsed", "aria-live": "off", dataset: { since: tab.state_changed_at } });
   let content = [];
   if (tab.state === "pending_provision") {
-    const waiting =
-      task.sandbox && task.sandbox.state === "provisioning" && step ? stepName(step) : "waiting for a worker";
+    const provisioning = task.sandbox && task.sandbox.state === "provisioning";
+    const waiting = provisioning && step ? stepName(step) : "waiting for a worker";
+    const plan = provisioning ? planRows(task.sandbox) : [];
+    const index = step ? plan.findIndex((row) => row.name === step.name) : -1;
+    const position = index >= 0 ? `Step ${index + 1} of ${plan.length}: ` : "Step: ";
     content = [
       h("p", { class: "status-title" }, h("span", { class: "spinner", "aria-hidden": "true" }), "Preparing environment"),
-      h("p", { class: "status-detail" }, "Step: ", h("strong", { class: "current-step" }, waiting), " · ", elapsed()),
+      h("p", { class: "status-detail" }, position, h("strong", { class: "current-step" }, waiting), " · ", elapsed()),
     ];
   } else if (tab.state === "pending_session_create") {
     content = [
@@ -1451,6 +1587,13 @@ function bindEvents() {
     if (els.membersDialog.open || els.taskView.hidden || !app.taskId) return;
     event.preventDefault();
     if (!event.repeat) openTab();
+  });
+  els.taskSteps.addEventListener("click", (event) => {
+    const li = event.target.closest("button[data-action=log]")?.closest("li");
+    if (!li) return;
+    const open = li.querySelector(".step-log-toggle").getAttribute("aria-expanded") === "true";
+    app.stepLogs.set(li.dataset.key, !open);
+    render();
   });
   els.tabStatus.addEventListener("click", (event) => {
     if (event.target.closest("button[data-action=retry]") && app.tabId) retryTab(app.tabId);
