@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotAuthenticated
+
+from core.error_codes import codes_of, describe, schema_extension
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -51,3 +53,17 @@ ErrorSerializer = inline_serializer(
         )
     },
 )
+
+
+def documented(
+    responses: dict[int, Any], *codes: str, body: bool = False, public: bool = False
+) -> dict[str, Any]:
+    """`responses` and `extensions` for an operation's extend_schema: its own responses, and
+    one error response per status describing the codes the operation may answer (its own,
+    a body's, any request's; core/error_codes.py says what each means)."""
+    listed = codes_of(*codes, body=body, public=public)
+    errors = {
+        status: OpenApiResponse(ErrorSerializer, description=text)
+        for status, text in describe(listed).items()
+    }
+    return {"responses": {**responses, **errors}, "extensions": schema_extension(listed)}

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from core import selectors
 from core import services as core_services
-from core.api import ErrorSerializer, member, validated
+from core.api import documented, member, validated
 from core.pagination import PAGE_PARAMETERS, paginated
 from core.serializers import (
     MemberAddInputSerializer,
@@ -33,8 +33,9 @@ class WorkspaceListView(APIView):
     throttle_scope = "workspace_create"
 
     @extend_schema(
+        summary="List my workspaces",
         parameters=PAGE_PARAMETERS,
-        responses={200: WorkspaceOutputSerializer(many=True), 400: ErrorSerializer},
+        **documented({200: WorkspaceOutputSerializer(many=True)}, "invalid_cursor"),
     )
     def get(self, request: Request) -> Response:
         workspaces = selectors.workspace_list_for_user(user=member(request))
@@ -47,13 +48,9 @@ class WorkspaceListView(APIView):
         )
 
     @extend_schema(
+        summary="Create a workspace (you become its owner)",
         request=WorkspaceCreateInputSerializer,
-        responses={
-            201: WorkspaceOutputSerializer,
-            400: ErrorSerializer,
-            413: ErrorSerializer,
-            429: ErrorSerializer,
-        },
+        **documented({201: WorkspaceOutputSerializer}, body=True),
     )
     def post(self, request: Request) -> Response:
         data = validated(WorkspaceCreateInputSerializer, request.data)
@@ -69,12 +66,11 @@ class WorkspaceMemberListView(APIView):
     throttle_scope = "member_add"
 
     @extend_schema(
+        summary="List a workspace's members",
         parameters=PAGE_PARAMETERS,
-        responses={
-            200: MemberOutputSerializer(many=True),
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-        },
+        **documented(
+            {200: MemberOutputSerializer(many=True)}, "workspace_not_found", "invalid_cursor"
+        ),
     )
     def get(self, request: Request, workspace_id: int) -> Response:
         """Members in the order they joined (pages follow the `Link` header)."""
@@ -88,15 +84,17 @@ class WorkspaceMemberListView(APIView):
         )
 
     @extend_schema(
+        summary="Add a member (owners)",
         request=MemberAddInputSerializer,
-        responses={
-            201: MemberOutputSerializer,
-            400: ErrorSerializer,
-            403: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            429: ErrorSerializer,
-        },
+        **documented(
+            {201: MemberOutputSerializer},
+            "workspace_not_found",
+            "not_an_owner",
+            "user_not_found",
+            "already_member",
+            "ambiguous_email",
+            body=True,
+        ),
     )
     def post(self, request: Request, workspace_id: int) -> Response:
         """Owners add a member by `username` or `email`, as `member` (default) or `owner`."""
@@ -109,14 +107,16 @@ class WorkspaceMemberListView(APIView):
 
 class WorkspaceMemberDetailView(APIView):
     @extend_schema(
+        summary="Change a member's role (owners)",
         request=MemberUpdateInputSerializer,
-        responses={
-            200: MemberOutputSerializer,
-            400: ErrorSerializer,
-            403: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-        },
+        **documented(
+            {200: MemberOutputSerializer},
+            "workspace_not_found",
+            "not_an_owner",
+            "member_not_found",
+            "last_owner",
+            body=True,
+        ),
     )
     def patch(self, request: Request, workspace_id: int, user_id: int) -> Response:
         """Owners change a member's role; the last owner cannot be demoted (409)."""
@@ -129,8 +129,16 @@ class WorkspaceMemberDetailView(APIView):
         return Response(member_payload(changed))
 
     @extend_schema(
+        summary="Remove a member, or leave",
         request=None,
-        responses={204: None, 403: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        **documented(
+            {204: None},
+            "workspace_not_found",
+            "not_an_owner",
+            "member_not_found",
+            "last_owner",
+            "permission_denied",
+        ),
     )
     def delete(self, request: Request, workspace_id: int, user_id: int) -> Response:
         """Owners remove a member; any member removes themselves (leaves). The last owner

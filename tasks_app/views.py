@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import ErrorSerializer, member, query_flag, validated
+from core.api import documented, member, query_flag, validated
 from core.pagination import PAGE_PARAMETERS, paginated
 from core.selectors import workspace_get_for_user
 from core.throttles import CreateRateThrottle
@@ -34,12 +34,11 @@ class WorkspaceTaskListView(APIView):
     throttle_scope = "task_create"
 
     @extend_schema(
+        summary="List a workspace's tasks",
         parameters=[INCLUDE_ARCHIVED, *PAGE_PARAMETERS],
-        responses={
-            200: TaskOutputSerializer(many=True),
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-        },
+        **documented(
+            {200: TaskOutputSerializer(many=True)}, "workspace_not_found", "invalid_cursor"
+        ),
     )
     def get(self, request: Request, workspace_id: int) -> Response:
         """Newest first (pages follow the `Link` header)."""
@@ -56,14 +55,9 @@ class WorkspaceTaskListView(APIView):
         )
 
     @extend_schema(
+        summary="Create a task",
         request=TaskCreateInputSerializer,
-        responses={
-            201: TaskOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            413: ErrorSerializer,
-            429: ErrorSerializer,
-        },
+        **documented({201: TaskOutputSerializer}, "workspace_not_found", body=True),
     )
     def post(self, request: Request, workspace_id: int) -> Response:
         workspace = workspace_get_for_user(workspace_id=workspace_id, user=member(request))
@@ -73,19 +67,20 @@ class WorkspaceTaskListView(APIView):
 
 
 class TaskDetailView(APIView):
-    @extend_schema(responses={200: TaskOutputSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Read a task (with its sandbox and provisioning steps)",
+        **documented({200: TaskOutputSerializer}, "task_not_found"),
+    )
     def get(self, request: Request, task_id: int) -> Response:
         task = selectors.task_get_for_user(task_id=task_id, user=member(request))
         return Response(TaskOutputSerializer(task).data)
 
     @extend_schema(
+        summary="Edit a task's title, repository, branch or agent",
+        description="Repository, branch and agent apply from the task's next provisioning "
+        "attempt: a live sandbox keeps what it was made with.",
         request=TaskUpdateInputSerializer,
-        responses={
-            200: TaskOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            413: ErrorSerializer,
-        },
+        **documented({200: TaskOutputSerializer}, "task_not_found", body=True),
     )
     def patch(self, request: Request, task_id: int) -> Response:
         task = selectors.task_get_for_user(task_id=task_id, user=member(request))
@@ -103,7 +98,10 @@ class AgentSerializer(serializers.Serializer[dict[str, object]]):
 
 
 class AgentListView(APIView):
-    @extend_schema(responses={200: AgentSerializer(many=True)})
+    @extend_schema(
+        summary="List the agents a task may run",
+        **documented({200: AgentSerializer(many=True)}),
+    )
     def get(self, request: Request) -> Response:
         """The agents a task may run, with the models their server offers (as last reported
         in one of your workspaces; a task's sandbox lists its own once it is ready)."""

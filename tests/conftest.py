@@ -95,6 +95,24 @@ def dispatched() -> Iterator[Dispatched]:
 
 
 @pytest.fixture(autouse=True)
+def _answered_error_codes_are_documented(monkeypatch) -> Iterator[None]:
+    """Every error code an operation answers in a test is one the OpenAPI schema lists for
+    it (tests/support/error_codes.py); in-process requests only (unit tests)."""
+    from rest_framework.settings import api_settings
+
+    from tests.support import error_codes
+
+    answers: list[tuple[str, str, int, str]] = []
+    handler = error_codes.recorder(api_settings.EXCEPTION_HANDLER, answers)
+    monkeypatch.setattr(api_settings, "EXCEPTION_HANDLER", handler)
+    yield
+    missing = error_codes.undocumented(answers)
+    assert not missing, "codes the schema does not list (core/error_codes.py):\n" + "\n".join(
+        missing
+    )
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:
     """PBKDF2 costs ~0.1 s a user; tests do not need it."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import selectors as core_selectors
-from core.api import ErrorSerializer, member, query_flag, validated
+from core.api import documented, member, query_flag, validated
 from core.errors import InvalidInput
 from core.pagination import (
     CURSOR,
@@ -92,12 +92,9 @@ PAGE_CURSOR = OpenApiParameter(
 
 class WorkbenchSnapshotView(APIView):
     @extend_schema(
+        summary="Read the workbench: its snapshot, or a later page",
         parameters=[PAGE_CURSOR],
-        responses={
-            200: SnapshotSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-        },
+        **documented({200: SnapshotSerializer}, "workspace_not_found", "invalid_cursor"),
         description="Without `cursor`: the snapshot, the first page of the workbench. With "
         "the `cursor` of a page's `next` (also in the `Link` header): the page after it.",
     )
@@ -119,13 +116,11 @@ class WorkbenchSnapshotView(APIView):
 
 class TaskArchiveView(APIView):
     @extend_schema(
+        summary="Archive a task",
+        description="Returns at once: the task's open tabs are closed, and its sandbox is "
+        "destroyed in the background.",
         request=None,
-        responses={
-            200: TaskOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            413: ErrorSerializer,
-        },
+        **documented({200: TaskOutputSerializer}, "task_not_found", body=True),
     )
     def post(self, request: Request, task_id: int) -> Response:
         task = task_selectors.task_get_for_user(task_id=task_id, user=member(request))
@@ -139,15 +134,15 @@ class WorkspaceTaskListView(task_views.WorkspaceTaskListView):
     which is the workbench's business, so the route is served here."""
 
     @extend_schema(
+        summary="Create a task (with a prompt: and open its first tab)",
         request=TaskStartInputSerializer,
-        responses={
-            201: TaskStartedOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            413: ErrorSerializer,
-            429: ErrorSerializer,
-        },
+        **documented(
+            {201: TaskStartedOutputSerializer},
+            "workspace_not_found",
+            "too_many_tabs",
+            "too_many_tabs_for_user",
+            body=True,
+        ),
         description="Creates the task at once; provisioning starts with its first tab. With "
         "a `prompt`, that first tab is opened too (`first_tab`, a placeholder) and the prompt "
         "queued in it (`first_message`), delivered once the tab is ready. 409 (and no task) "
@@ -175,12 +170,11 @@ class TaskTabListView(APIView):
     throttle_scope = "tab_create"
 
     @extend_schema(
+        summary="List a task's tabs",
         parameters=[INCLUDE_CLOSED, *PAGE_PARAMETERS],
-        responses={
-            200: MemberTabOutputSerializer(many=True),
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-        },
+        **documented(
+            {200: MemberTabOutputSerializer(many=True)}, "task_not_found", "invalid_cursor"
+        ),
     )
     def get(self, request: Request, task_id: int) -> Response:
         """Oldest first (pages follow the `Link` header)."""
@@ -198,16 +192,19 @@ class TaskTabListView(APIView):
         )
 
     @extend_schema(
+        summary="Open a tab (201 at once, with the placeholder tab)",
         parameters=[IDEMPOTENCY_HEADER],
         request=TabCreateInputSerializer,
-        responses={
-            201: MemberTabOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            413: ErrorSerializer,
-            429: ErrorSerializer,
-        },
+        **documented(
+            {201: MemberTabOutputSerializer},
+            "task_not_found",
+            "invalid_idempotency_key",
+            "idempotency_key_reused",
+            "task_archived",
+            "too_many_tabs",
+            "too_many_tabs_for_user",
+            body=True,
+        ),
         description="Returns at once with a placeholder tab (pending_provision or "
         "pending_session_create); the sandbox and session come in the background.",
     )
@@ -231,20 +228,31 @@ class TaskTabListView(APIView):
 
 
 class TabDetailView(APIView):
-    @extend_schema(responses={200: MemberTabOutputSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Read a tab (with your own unread and draft)",
+        **documented({200: MemberTabOutputSerializer}, "tab_not_found"),
+    )
     def get(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         return Response(selectors.member_tab(tab, member(request).pk))
 
     @extend_schema(
+        summary="Edit a tab's title or model, or your own draft and unread",
+        description="A model chosen while the tab is pending applies when its session starts; "
+        "on a ready tab it is given to the live session at once (or refused with the agent's "
+        "reason); on a tab in error it is kept and the tab retried.",
         request=TabUpdateInputSerializer,
-        responses={
-            200: MemberTabOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            413: ErrorSerializer,
-        },
+        **documented(
+            {200: MemberTabOutputSerializer},
+            "tab_not_found",
+            "tab_closed",
+            "unknown_model",
+            "model_not_applied",
+            "sandbox_lost",
+            "conflict",
+            "task_archived",
+            body=True,
+        ),
     )
     def patch(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
@@ -252,7 +260,12 @@ class TabDetailView(APIView):
         edited = services.tab_edit(tab_id=tab.pk, user=member(request), **data)
         return Response(selectors.member_tab(edited, member(request).pk))
 
-    @extend_schema(responses={204: None, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Close a tab",
+        description="Idempotent. Prompts still waiting in it fail; its session is torn down "
+        "in the background.",
+        **documented({204: None}, "tab_not_found", "permission_denied"),
+    )
     def delete(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
         services.tab_close(tab_id=tab.pk)
@@ -261,14 +274,18 @@ class TabDetailView(APIView):
 
 class TabRetryView(APIView):
     @extend_schema(
+        summary="Retry a tab in error",
+        description="Same tab id; back to pending_session_create on the task's ready sandbox, "
+        "else pending_provision (a fresh provisioning attempt when the last one failed).",
         request=None,
-        responses={
-            200: MemberTabOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            413: ErrorSerializer,
-        },
+        **documented(
+            {200: MemberTabOutputSerializer},
+            "tab_not_found",
+            "not_in_error",
+            "task_archived",
+            "conflict",
+            body=True,
+        ),
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
@@ -289,8 +306,9 @@ class TabMessageListView(APIView):
     throttle_scope = "message_send"
 
     @extend_schema(
+        summary="Read a tab's transcript",
         parameters=[CURSOR, PAGE_SIZE],
-        responses={200: MessagePageSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        **documented({200: MessagePageSerializer}, "tab_not_found", "invalid_cursor", "invalid"),
     )
     def get(self, request: Request, tab_id: UUID) -> Response:
         tab = selectors.tab_get_for_user(tab_id=tab_id, user=member(request))
@@ -302,15 +320,15 @@ class TabMessageListView(APIView):
         return paginator.with_link(paginator.get_paginated_response(data))
 
     @extend_schema(
+        summary="Send a prompt (202; queued until the tab is ready)",
         request=MessageCreateInputSerializer,
-        responses={
-            202: MessageOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            413: ErrorSerializer,
-            429: ErrorSerializer,
-        },
+        **documented(
+            {202: MessageOutputSerializer},
+            "tab_not_found",
+            "tab_closed",
+            "too_many_queued",
+            body=True,
+        ),
         description="Queues the prompt (state `queued`) and returns at once. A ready tab's "
         "prompt is delivered now; a pending or error tab's prompts wait and are delivered in "
         "order once it is ready (after a retry, for an error tab). The reply arrives as "
@@ -327,14 +345,15 @@ class TabMessageListView(APIView):
 
 class TabCancelView(APIView):
     @extend_schema(
+        summary="Stop the running agent turn",
         request=None,
-        responses={
-            202: MessageOutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            413: ErrorSerializer,
-        },
+        **documented(
+            {202: MessageOutputSerializer},
+            "tab_not_found",
+            "no_running_turn",
+            "cancel_failed",
+            body=True,
+        ),
         description="Stop the agent's running turn; the session stays.",
     )
     def post(self, request: Request, tab_id: UUID) -> Response:
@@ -366,13 +385,16 @@ class ObtainAuthTokenSchema(OpenApiViewExtension):
         # drf-spectacular's pattern: subclass the view being documented (known at runtime).
         class DocumentedObtainAuthToken(self.target):  # type: ignore[name-defined]
             @extend_schema(
+                summary="Exchange a username and password for an API token",
+                description="Send `username` and `password`; use the token as "
+                "`Authorization: Token <token>`. Wrong credentials are a 400 (`invalid`); "
+                "attempts are limited per client and per username (429).",
                 auth=[],
-                responses={
-                    200: inline_serializer("AuthToken", {"token": serializers.CharField()}),
-                    400: ErrorSerializer,
-                    413: ErrorSerializer,
-                    429: ErrorSerializer,
-                },
+                **documented(
+                    {200: inline_serializer("AuthToken", {"token": serializers.CharField()})},
+                    body=True,
+                    public=True,
+                ),
             )
             def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
                 return super().post(request, *args, **kwargs)
