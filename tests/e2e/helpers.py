@@ -63,12 +63,13 @@ class WorkbenchPage:
         return self.page.locator("#task-list .task-item", has_text=title)
 
     def create_task(self, title: str, *, repository: str = "", branch: str = "") -> None:
-        self.page.get_by_label("New task").fill(title)
+        form = self.page.locator("#task-form")
+        form.get_by_label("New task").fill(title)
         if repository or branch:
-            self.page.get_by_text("Repository (optional)").click()
-            self.page.get_by_label("Git URL or local path").fill(repository)
-            self.page.get_by_label("Branch").fill(branch)
-        self.page.get_by_role("button", name="Create", exact=True).click()
+            form.get_by_text("Repository (optional)").click()
+            form.get_by_label("Git URL or local path").fill(repository)
+            form.get_by_label("Branch").fill(branch)
+        form.get_by_role("button", name="Create", exact=True).click()
         expect(self.task_heading).to_have_text(title)
 
     def select_task(self, title: str) -> None:

@@ -5,10 +5,11 @@ the `simulated_delay` step)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import screenshot
+from tests.e2e.helpers import get_tab, make_repository, screenshot
 
 PLANNED = ["simulated delay", "prepare workspace", "start server", "wait healthy", "install agent"]
 
@@ -56,3 +57,60 @@ def test_a_pending_tab_lists_every_planned_step_with_a_live_timer_and_each_steps
     screenshot(wb.page, "provisioning-log")
     prepare.get_by_role("button", name="Hide the log of prepare workspace").click()
     expect(log).to_be_hidden()
+
+
+def test_a_failed_tab_says_why_in_plain_words_and_is_fixed_by_editing_its_repository(
+    team, open_page, tmp_path: Path
+):
+    api = team.api()
+    missing = tmp_path / "missing-repo"
+    wb = open_page(team.owner)
+    wb.create_task("Fix the repository", repository=str(missing), branch="main")
+    tab_id = wb.open_tab()
+    wb.expect_state(tab_id, "error")
+
+    # One plain summary with the sandbox's own cause, the attempt and when it failed.
+    expect(wb.status.locator(".status-title")).to_have_text("✕The repository could not be cloned")
+    expect(wb.status.locator(".failure-when")).to_have_text(
+        re.compile(r"^Attempt 1 · failed at \d{1,2}:\d{2}:\d{2}")
+    )
+    # The raw text behind Details, and said once on the whole page (not in the header too).
+    details = wb.status.locator("#error-details")
+    expect(details).to_be_hidden()
+    wb.status.get_by_role("button", name="Details").click()
+    expect(details).to_be_visible()
+    expect(details).to_contain_text("does not exist")
+    shown = wb.page.evaluate("document.body.innerText.split('does not exist').length - 1")
+    assert shown == 1, shown
+    failed = wb.steps.locator('li[data-name="prepare_workspace"]')
+    expect(failed).to_have_attribute("data-status", "failed")
+    expect(failed.locator(".step-log")).to_be_visible()  # a failed step's log is unfolded
+    expect(wb.steps.locator('li[data-name="install_agent"]')).to_have_attribute(
+        "data-status", "not_run"
+    )
+    screenshot(wb.page, "error-plain")
+
+    # The fix: another repository, saved on the task, and the tab retried from the form.
+    real = tmp_path / "real-repo"
+    make_repository(real, "main")
+    wb.status.get_by_role("button", name="Edit repository & retry").click()
+    form = wb.page.locator("#repo-form")
+    repository = form.get_by_label("Git URL or local path")
+    expect(repository).to_be_focused()
+    expect(repository).to_have_value(str(missing))
+    expect(form.get_by_label("Branch")).to_have_value("main")
+    repository.fill(str(real))
+    screenshot(wb.page, "error-edit-repository")
+    form.get_by_role("button", name="Save and retry").click()
+    expect(form).to_be_hidden()
+    expect(wb.task_meta).to_contain_text(f"{real} @ main")
+    # The new attempt's plan knows how long the step that succeeded before took.
+    expect(wb.steps.locator('li[data-name="simulated_delay"] .step-usual')).to_have_text(
+        " · usually ~2 s"
+    )
+    wb.expect_state(tab_id, "ready")
+    expect(wb.page.locator("#provisioning-summary")).to_contain_text("· attempt 2")
+    tab = get_tab(api, tab_id)
+    assert (tab["attempt"], tab["error_code"]) == (2, "")
+    task = api.get(f"/api/tasks/{tab['task']}/").json()
+    assert (task["repository"], task["branch"]) == (str(real), "main")

@@ -199,7 +199,7 @@ def test_a_prompt_for_a_failed_tab_waits_is_never_lost_and_is_answered_after_ret
     screenshot(wb.page, "queued")
 
     make_repository(repository, "main")
-    wb.status.get_by_role("button", name="Retry").click()
+    wb.status.get_by_role("button", name="Retry", exact=True).click()
     wb.expect_state(tab_id, "ready")
     reply = wb.transcript.locator(".message-agent")
     expect(reply).to_have_attribute("data-state", "complete", timeout=30_000)

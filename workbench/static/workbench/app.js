@@ -35,6 +35,35 @@ const SANDBOX_STATES = {
   destroying: "Shutting down",
   destroyed: "Shut down",
 };
+// A failure in plain words: the sandbox's specific cause when provisioning failed, else the
+// tab's own code; what fixes it follows. The raw text stays behind "Details".
+const SANDBOX_FAILURES = {
+  clone_failed: ["The repository could not be cloned", "Check the repository's URL or path and its branch."],
+  clone_timeout: ["Cloning the repository took too long", "A smaller repository or a faster host may help; retry."],
+  repository_refused: [
+    "This repository is not allowed here",
+    "Use a public https or ssh URL, or a local path under the directories this service allows.",
+  ],
+  server_exited: ["The agent's server stopped while starting", "Retrying starts a fresh one."],
+  server_start_failed: ["The agent's server could not be started", "Retrying starts a fresh one."],
+  health_timeout: ["The agent's server did not answer in time", "Retrying starts a fresh one."],
+  agent_install_failed: ["The agent could not be installed", "Check the task's agent; retrying installs it again."],
+  agent_config_failed: ["The agent could not be configured", "Retrying configures it again."],
+  sandbox_agent_missing: ["The sandbox-agent program is missing on the server", "An operator has to install it."],
+  remote_unreachable: ["The remote sandbox host could not be reached", "Retry once it is back."],
+  remote_command_failed: ["A command on the remote sandbox host failed", "Retrying runs it again."],
+};
+const TAB_FAILURES = {
+  provision_failed: ["The environment could not be prepared", ""],
+  session_failed: ["The agent's session could not be started", "Retrying starts a new session."],
+  session_lost: ["The agent's session was lost", "Retrying starts a new session."],
+  sandbox_lost: ["The environment was lost", "Retrying prepares a new one."],
+  timeout: ["Preparing this tab took too long", "Retrying starts over."],
+  stalled: ["This tab stopped making progress", "Retrying starts over."],
+};
+// Failures whose fix may be another repository or branch: offered "Edit repository & retry".
+const PROVISIONING_FAILURES = new Set(["provision_failed", "timeout", "stalled"]);
+
 const MESSAGE_STATES = {
   queued: "Waiting for the agent…",
   sending: "sending…",
@@ -66,6 +95,11 @@ const els = {
   tabPane: $("tab-pane"),
   tabPaneHeading: $("tab-pane-heading"),
   tabStatus: $("tab-status"),
+  repoForm: $("repo-form"),
+  repoRepository: $("repo-form-repository"),
+  repoBranch: $("repo-form-branch"),
+  repoError: $("repo-form-error"),
+  repoCancel: $("repo-form-cancel"),
   transcript: $("transcript"),
   composer: $("composer"),
   composerInput: $("composer-input"),
@@ -133,6 +167,8 @@ const app = {
   modelKey: "",
   stepLogs: new Map(), // "sandbox:step" -> whether its log is open, as the user left it
   provisioningKey: "", // the tab and phase the steps panel was last opened or closed for
+  errorDetails: new Set(), // failed tabs whose raw error text is unfolded
+  editing: null, // {tab, task, busy, error}: the repository form of a failed tab
 };
 
 // -- drafts: kept locally until the server has them, so nothing typed is ever lost --------
@@ -660,12 +696,8 @@ function renderTask(model, task) {
   const source = task.repository
     ? `${task.repository}${task.branch ? ` @ ${task.branch}` : ""}`
     : "New empty repository";
-  const sandbox = task.sandbox;
-  const failure = sandbox && sandbox.state === "failed" && sandbox.error_message;
-  setText(
-    els.taskMeta,
-    `${source} · agent ${task.agent} · sandbox: ${sandboxSummary(task)}${failure ? ` (${failure})` : ""}`,
-  );
+  // The failure itself is said once, in the failed tab's pane.
+  setText(els.taskMeta, `${source} · agent ${task.agent} · sandbox: ${sandboxSummary(task)}`);
   renderTabStrip(model, task);
   const tab = app.tabId ? model.tabs.get(app.tabId) : null;
   show(els.noTab, !tab);
@@ -748,6 +780,7 @@ function renderTabStrip(model, task) {
 function renderTab(model, task, tab) {
   setText(els.tabPaneHeading, tab.title);
   renderTabStatus(model, task, tab);
+  renderRepoForm(task, tab);
   renderProvisioning(task, tab);
   renderTranscript(model, tab);
   renderComposer(model, tab);
@@ -824,6 +857,7 @@ function renderProvisioning(task, tab) {
   let summary = `Provisioning steps: ${done} of ${rows.length} done`;
   if (sandbox.state === "ready") summary = `Environment ready in ${formatDuration(total)} (${rows.length} steps)`;
   else if (sandbox.state === "failed") summary = `Provisioning failed after ${formatDuration(total)}`;
+  if (tab.attempt > 1) summary += ` · attempt ${tab.attempt}`;
   setText(els.provisioningSummary, summary);
   reconcile(
     els.taskSteps,
@@ -901,7 +935,11 @@ function renderTabStatus(model, task, tab) {
   const step = tab.state === "pending_provision" ? currentStep(task.sandbox) : null;
   const messages = model.transcript(tab.id).length;
   const planned = task.sandbox?.plan?.length ?? 0;
-  const key = [tab.id, tab.state, tab.error_code, tab.error_message, step?.name, planned, messages === 0].join("|");
+  const failure = tab.state === "error" ? describeFailure(task, tab) : null;
+  const key = [
+    tab.id, tab.state, tab.error_code, tab.error_message, tab.attempt, step?.name, planned, messages === 0,
+    failure?.summary, app.errorDetails.has(tab.id), app.editing?.tab === tab.id,
+  ].join("|");
   if (key === app.statusKey) return;
   app.statusKey = key;
   els.tabStatus.dataset.state = tab.state;
@@ -924,10 +962,32 @@ function renderTabStatus(model, task, tab) {
       h("p", { class: "status-detail" }, "The environment is ready; starting the agent · ", elapsed()),
     ];
   } else if (tab.state === "error") {
+    const open = app.errorDetails.has(tab.id);
+    const editing = app.editing?.tab === tab.id;
+    const failedAt = tab.state_changed_at ? new Date(tab.state_changed_at) : null;
     content = [
-      h("p", { class: "status-title" }, "This tab failed", tab.error_code ? ` (${tab.error_code.replaceAll("_", " ")})` : ""),
-      h("p", { class: "status-detail error-message" }, tab.error_message || "No reason was given."),
-      h("button", { type: "button", class: "primary retry", dataset: { action: "retry" } }, "Retry"),
+      h("p", { class: "status-title" }, h("span", { class: "status-icon", "aria-hidden": "true" }, "✕"), failure.summary),
+      h(
+        "p",
+        { class: "status-detail failure-when" },
+        `Attempt ${tab.attempt}`,
+        failedAt
+          ? [" · failed at ", h("time", { datetime: tab.state_changed_at, title: failedAt.toLocaleString() }, failedAt.toLocaleTimeString())]
+          : null,
+      ),
+      failure.hint ? h("p", { class: "status-detail failure-hint" }, failure.hint) : null,
+      h(
+        "div",
+        { class: "status-actions" },
+        failure.editable && !editing
+          ? h("button", { type: "button", class: "primary", dataset: { action: "edit-repository" } }, "Edit repository & retry")
+          : null,
+        h("button", { type: "button", class: failure.editable ? "retry" : "primary retry", dataset: { action: "retry" } }, "Retry"),
+        failure.raw
+          ? h("button", { type: "button", class: "details-toggle", "aria-expanded": String(open), "aria-controls": "error-details", dataset: { action: "details" } }, open ? "Hide details" : "Details")
+          : null,
+      ),
+      failure.raw ? h("pre", { id: "error-details", class: "error-details", hidden: !open }, failure.raw) : null,
     ];
   } else if (tab.state === "ready" && messages === 0) {
     content = [h("p", { class: "status-detail" }, "The agent is ready. Send it a message to start.")];
@@ -935,6 +995,78 @@ function renderTabStatus(model, task, tab) {
   els.tabStatus.replaceChildren(...content);
   show(els.tabStatus, content.length > 0);
   tickElapsed();
+}
+
+/** A failed tab's cause in plain words (the sandbox's own when provisioning failed), what
+ * may fix it, whether another repository may, and the raw text for "Details". */
+function describeFailure(task, tab) {
+  const sandbox = task.sandbox;
+  const provisioning = PROVISIONING_FAILURES.has(tab.error_code);
+  const specific = provisioning && sandbox && sandbox.state === "failed" ? SANDBOX_FAILURES[sandbox.error_code] : null;
+  const [summary, hint] = specific ??
+    TAB_FAILURES[tab.error_code] ?? [tab.error_code ? `This tab failed (${tab.error_code.replaceAll("_", " ")})` : "This tab failed", ""];
+  const raw = tab.error_message || (sandbox && sandbox.state === "failed" ? sandbox.error_message : "");
+  return { summary, hint, raw, editable: provisioning };
+}
+
+/** The repository form of a failed tab: what it says comes from the task once, when opened. */
+function renderRepoForm(task, tab) {
+  const editing = app.editing;
+  if (editing && editing.tab === tab.id && tab.state !== "error" && !editing.busy) app.editing = null; // retried elsewhere
+  const shown = Boolean(editing && editing.tab === tab.id && tab.state === "error");
+  show(els.repoForm, shown);
+  if (!shown) return;
+  setText(els.repoError, editing.error);
+  show(els.repoError, Boolean(editing.error));
+  for (const button of els.repoForm.querySelectorAll("button")) button.disabled = editing.busy;
+}
+
+function startEditRepository(tabId) {
+  const tab = app.stream?.model.tabs.get(tabId);
+  const task = tab && app.stream.model.tasks.get(tab.task);
+  if (!task) return;
+  app.editing = { tab: tabId, task: task.id, busy: false, error: "" };
+  els.repoRepository.value = task.repository;
+  els.repoBranch.value = task.branch;
+  render();
+  els.repoRepository.focus();
+  els.repoRepository.select();
+}
+
+function cancelEditRepository() {
+  app.editing = null;
+  render();
+  els.tabStatus.querySelector("button[data-action=edit-repository]")?.focus();
+}
+
+/** Save the task's repository and branch (the next attempt uses them), then retry the tab. */
+async function saveRepositoryAndRetry() {
+  const editing = app.editing;
+  if (!editing || editing.busy) return;
+  const stream = app.stream;
+  editing.busy = true;
+  editing.error = "";
+  render();
+  const body = { repository: els.repoRepository.value.trim(), branch: els.repoBranch.value.trim() };
+  try {
+    stream.model.upsertTask(await api("PATCH", `/api/tasks/${editing.task}/`, body));
+  } catch (error) {
+    const fields = Object.entries(error.fields || {}).map(([name, problems]) => `${name}: ${[].concat(problems).join(" ")}`);
+    editing.error = `Not saved: ${fields.length ? fields.join("; ") : error.message}`;
+    editing.busy = false;
+    render();
+    els.repoRepository.focus();
+    return;
+  }
+  try {
+    stream.model.upsertTab(await api("POST", `/api/tabs/${editing.tab}/retry/`));
+    if (app.editing === editing) app.editing = null;
+    els.composerInput.focus();
+  } catch (error) {
+    editing.error = `Saved, but the retry failed: ${error.message}`;
+    editing.busy = false;
+  }
+  render();
 }
 
 function tickElapsed() {
@@ -1596,7 +1728,24 @@ function bindEvents() {
     render();
   });
   els.tabStatus.addEventListener("click", (event) => {
-    if (event.target.closest("button[data-action=retry]") && app.tabId) retryTab(app.tabId);
+    const action = event.target.closest("button[data-action]")?.dataset.action;
+    if (!action || !app.tabId) return;
+    if (action === "retry") retryTab(app.tabId);
+    else if (action === "edit-repository") startEditRepository(app.tabId);
+    else if (action === "details") {
+      if (app.errorDetails.has(app.tabId)) app.errorDetails.delete(app.tabId);
+      else app.errorDetails.add(app.tabId);
+      render();
+      els.tabStatus.querySelector("button[data-action=details]")?.focus();
+    }
+  });
+  els.repoForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    saveRepositoryAndRetry();
+  });
+  els.repoCancel.addEventListener("click", cancelEditRepository);
+  els.repoForm.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") cancelEditRepository();
   });
   els.composerInput.addEventListener("input", () => {
     if (app.shownTabId) drafts.edit(app.shownTabId, els.composerInput.value);
