@@ -77,6 +77,11 @@ const els = {
   workspaceSelect: $("workspace-select"),
   notice: $("notice"),
   taskForm: $("task-form"),
+  taskTitle: $("task-title"),
+  taskPrompt: $("task-prompt"),
+  taskAgent: $("task-agent"),
+  taskAgentNote: $("task-agent-note"),
+  taskFormHint: $("task-form-hint"),
   taskList: $("task-list"),
   taskEmpty: $("task-empty"),
   taskMore: $("task-more"),
@@ -168,6 +173,7 @@ const app = {
   stepLogs: new Map(), // "sandbox:step" -> whether its log is open, as the user left it
   provisioningKey: "", // the tab and phase the steps panel was last opened or closed for
   errorDetails: new Set(), // failed tabs whose raw error text is unfolded
+  agents: null, // GET /api/agents/: the agents a task may run
   editing: null, // {tab, task, busy, error}: the repository form of a failed tab
 };
 
@@ -304,6 +310,8 @@ function renderConnection(status, detail) {
 
 async function boot() {
   bindEvents();
+  renderAgentChoice();
+  loadAgents();
   try {
     app.workspaces = await apiList("/api/workspaces/");
   } catch (error) {
@@ -1462,23 +1470,82 @@ async function loadTranscript(tabId) {
   scheduleRender();
 }
 
+// What the mock agent is, wherever it is named: it answers without any model.
+const MOCK_AGENT_NOTE = "The mock agent echoes what you send it: no model runs. Choose another agent for real work.";
+
+/** The agents a task may run (GET /api/agents/), for the new-task form's choice. */
+async function loadAgents() {
+  try {
+    app.agents = await api("GET", "/api/agents/");
+  } catch {
+    app.agents = null; // the form keeps offering the default agent
+  }
+  renderAgentChoice();
+}
+
+function renderAgentChoice() {
+  const select = els.taskAgent;
+  if (app.agents && app.agents.length && select.dataset.loaded !== "true") {
+    const chosen = select.value || "mock";
+    select.replaceChildren(
+      ...app.agents.map((agent) =>
+        h("option", { value: agent.name }, agent.name),
+      ),
+    );
+    select.value = app.agents.some((agent) => agent.name === chosen) ? chosen : app.agents[0].name;
+    select.dataset.loaded = "true";
+  }
+  setText(els.taskAgentNote, select.value === "mock" ? MOCK_AGENT_NOTE : "");
+}
+
+/**
+ * Create a task. With a prompt, the server also opens its first tab and queues the prompt
+ * there (`first_tab`, `first_message`): that tab is shown at once, the prompt waiting in it
+ * until the agent is ready. A title left empty is the prompt's first line.
+ */
 async function createTask(form) {
   const data = Object.fromEntries(new FormData(form));
+  const prompt = (data.prompt || "").trim();
+  let title = (data.title || "").trim();
+  if (!title && prompt) {
+    const line = prompt.split("\n")[0].trim();
+    title = line.length > 80 ? `${line.slice(0, 79)}…` : line;
+  }
+  if (!title) {
+    setText(els.taskFormHint, "Give the task a title, or say what the agent should work on.");
+    show(els.taskFormHint, true);
+    els.taskTitle.focus();
+    return;
+  }
+  show(els.taskFormHint, false);
+  const stream = app.stream;
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
     const task = await api("POST", `/api/workspaces/${app.workspaceId}/tasks/`, {
-      title: data.title.trim(),
+      title,
       repository: (data.repository || "").trim(),
       branch: (data.branch || "").trim(),
+      agent: data.agent || "mock",
+      ...(prompt ? { prompt: data.prompt } : {}),
     });
-    app.stream.model.upsertTask(task);
-    app.taskId = task.id;
-    app.tabId = null;
+    if (stream !== app.stream) return;
+    const { first_tab: firstTab, first_message: firstMessage, ...created } = task;
+    stream.model.upsertTask(created);
+    if (firstTab) stream.model.upsertTab(firstTab);
+    if (firstMessage) stream.model.upsertMessage(firstMessage);
+    const agent = els.taskAgent.value;
     form.reset();
-    scheduleRender();
+    els.taskAgent.value = agent; // the next task likely runs the same agent
+    form.querySelector("details").open = false;
+    renderAgentChoice();
+    select(created.id, firstTab ? firstTab.id : null);
+    if (firstTab) els.composerInput.focus();
   } catch (error) {
-    notify(`Could not create the task: ${error.message}`);
+    // The form keeps what was typed.
+    const fields = Object.entries(error.fields || {}).map(([name, problems]) => `${name}: ${[].concat(problems).join(" ")}`);
+    setText(els.taskFormHint, `Could not create the task: ${fields.length ? fields.join("; ") : error.message}`);
+    show(els.taskFormHint, true);
   } finally {
     button.disabled = false;
   }
@@ -1665,6 +1732,13 @@ function bindEvents() {
     event.preventDefault();
     createTask(els.taskForm);
   });
+  els.taskPrompt.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      createTask(els.taskForm);
+    }
+  });
+  els.taskAgent.addEventListener("change", renderAgentChoice);
   els.workspaceForm.addEventListener("submit", (event) => {
     event.preventDefault();
     createWorkspace(els.workspaceForm);
