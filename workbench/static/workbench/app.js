@@ -4,6 +4,7 @@
 
 import { api, apiAll, apiList, loginAgain, withRetries } from "./api.js";
 import { h, reconcile, setAttr, setText, show } from "./dom.js";
+import { renderMarkdown } from "./markdown.js";
 import { NO_ACCESS, WorkbenchStream } from "./stream.js";
 
 const WORKSPACE_KEY = "workbench.workspace";
@@ -1091,6 +1092,7 @@ function renderTranscript(model, tab) {
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
   list.dataset.tab = tab.id;
   show(list, messages.length > 0);
+  const mock = tab.agent === "mock";
   reconcile(
     list,
     messages,
@@ -1099,17 +1101,70 @@ function renderTranscript(model, tab) {
       h(
         "li",
         { class: `message message-${message.role}` },
-        h("p", { class: "message-meta" }, h("span", { class: "message-author" }, message.role === "user" ? "You" : "Agent"), h("span", { class: "message-state" })),
+        h(
+          "p",
+          { class: "message-meta" },
+          h("span", { class: "message-author" }),
+          h("span", { class: "badge mock-badge", title: MOCK_AGENT_NOTE, hidden: true }, "echo only"),
+          h("time", { class: "message-time" }),
+          h("span", { class: "message-state" }),
+        ),
         h("div", { class: "message-text" }),
+        h("p", { class: "message-error", hidden: true }),
       ),
     (li, message) => {
       li.dataset.state = message.state;
+      const agent = message.role !== "user";
+      setText(li.querySelector(".message-author"), agent ? tab.agent || "Agent" : "You");
+      show(li.querySelector(".mock-badge"), agent && mock);
+      const time = li.querySelector(".message-time");
+      if (time.dateTime !== message.created_at) {
+        const at = new Date(message.created_at);
+        time.dateTime = message.created_at;
+        time.title = at.toLocaleString();
+        setText(time, formatMessageTime(at));
+      }
       setText(li.querySelector(".message-state"), MESSAGE_STATES[message.state] ?? "");
-      const error = message.state === "failed" && message.error_message ? `\n\n${message.error_message}` : "";
-      setText(li.querySelector(".message-text"), (message.text || (message.state === "streaming" ? "…" : "")) + error);
+      const body = li.querySelector(".message-text");
+      const text = agent ? replyText(tab, message) : message.text;
+      const shown = text || (message.state === "streaming" ? "…" : "");
+      if (rendered.get(body) !== `${agent}:${shown}`) {
+        rendered.set(body, `${agent}:${shown}`);
+        // Replies are markdown (sanitized); a prompt is shown as typed.
+        if (agent) body.replaceChildren(renderMarkdown(shown));
+        else body.textContent = shown;
+      }
+      const error = message.state === "failed" ? message.error_message : "";
+      setText(li.querySelector(".message-error"), error);
+      show(li.querySelector(".message-error"), Boolean(error));
     },
   );
   if (switched || atBottom) list.scrollTop = list.scrollHeight;
+}
+
+const rendered = new WeakMap(); // a message's text element -> what it shows (rendered once)
+
+/** "14:03" today, else "12 Mar, 14:03": when a message was written. */
+function formatMessageTime(at) {
+  const time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (at.toDateString() === new Date().toDateString()) return time;
+  return `${at.toLocaleDateString([], { day: "numeric", month: "short" })}, ${time}`;
+}
+
+/** The mock agent answers with the JSON-RPC request it got (`{"echoed": {...}}`): show the
+ * prompt it echoes rather than the envelope. Anything else (or a reply still streaming) as is. */
+function replyText(tab, message) {
+  const text = message.text || "";
+  if (tab.agent !== "mock" || !text.startsWith('{"echoed"')) return text;
+  try {
+    const prompt = JSON.parse(text)?.echoed?.params?.prompt;
+    if (Array.isArray(prompt)) {
+      return prompt.filter((part) => part && part.type === "text").map((part) => part.text).join("\n\n");
+    }
+  } catch {
+    // Not whole yet: shown as it comes.
+  }
+  return text;
 }
 
 function renderComposer(model, tab) {
