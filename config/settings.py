@@ -188,6 +188,12 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The browser's markdown renderer and sanitizer, installed by npm (package.json) and served
+# as they ship, ES modules without a build step: only the folders holding those files.
+STATICFILES_DIRS = [
+    ("vendor/marked", BASE_DIR / "node_modules" / "marked" / "lib"),
+    ("vendor/dompurify", BASE_DIR / "node_modules" / "dompurify" / "dist"),
+]
 # The browser workbench (workbench/pages.py) logs in with Django's own views.
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
