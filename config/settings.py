@@ -99,6 +99,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.request_ids",  # first: every line of the request carries its id
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -147,8 +148,8 @@ if DATABASE_URL:
         # A psycopg pool per process (Django's own), shared by its threads. Sized for
         # Daphne: every request thread (config.handlers) plus the websocket side's: the
         # consumers' shared thread, the snapshot pool (2, workbench/snapshots.py), the
-        # fan-out hub's log reads (2, workbench/fanout.py) and one spare, so requests
-        # never queue for a connection.
+        # fan-out hub's reads (2: event log fills and pongs' seqs, workbench/fanout.py) and
+        # one spare, so requests never queue for a connection.
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("WORKBENCH_DB_POOL_MIN", 1),
             "max_size": env_int("WORKBENCH_DB_POOL_MAX", WORKBENCH_REQUEST_THREADS + 6),
@@ -283,6 +284,8 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Workers log through LOGGING above (its ids and format), not Celery's own setup.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("WORKBENCH_TASK_SOFT_TIME_LIMIT", 600)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 # Redelivery of unacked messages happens after this; it must exceed the longest step.
@@ -417,11 +420,26 @@ if WORKBENCH_STREAM_GAP_WAIT_MS < 0:
     raise ImproperlyConfigured("WORKBENCH_STREAM_GAP_WAIT_MS must not be negative")
 WORKBENCH_MAX_OPEN_TABS_PER_USER = env_int("WORKBENCH_MAX_OPEN_TABS_PER_USER", 500)
 
+# Every line carries the ids of the request, Celery task, workspace, task, sandbox and tab it
+# is about (core/logs.py); `json` writes one JSON object a line for a log pipeline.
+WORKBENCH_LOG_FORMAT = env_str("WORKBENCH_LOG_FORMAT", "text")
+if WORKBENCH_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("WORKBENCH_LOG_FORMAT must be text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"ids": {"()": "core.logs.IdsFilter"}},
+    "formatters": {
+        "text": {"()": "core.logs.TextFormatter"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": WORKBENCH_LOG_FORMAT,
+            "filters": ["ids"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("WORKBENCH_LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }

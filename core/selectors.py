@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Case, OuterRef, QuerySet, Subquery, Value, When
 
+from core import logs
 from core.errors import NotFound
 from core.models import Event, Membership, Workspace
 
@@ -33,6 +34,7 @@ def workspace_get_for_user(*, workspace_id: int, user: User) -> Workspace:
     workspace = workspace_list_for_user(user=user).filter(pk=workspace_id).first()
     if workspace is None:
         raise NotFound("No such workspace.", code="workspace_not_found")
+    logs.bind(workspace=workspace.pk)
     return workspace
 
 

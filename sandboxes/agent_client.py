@@ -6,12 +6,15 @@ Shared by every provider whose sandboxes run a sandbox-agent server, local or re
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import json
+import logging
 import os
 import socket
 import stat
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,8 @@ MODEL_CATEGORY = "model"
 MODEL_CONFIG_ID = "model"
 # A base URL `unix:/path/to.sock` means HTTP over that unix socket.
 UNIX_PREFIX = "unix:"
+
+logger = logging.getLogger(__name__)
 
 
 def _chunk_text(envelope: dict, session_id: str) -> str:
@@ -187,8 +192,18 @@ class AgentServerClient:
             raise ProviderUnavailable(f"sandbox-agent server at {self.base_url}: {exc}") from exc
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        started = time.monotonic()
         with self._errors():
-            return self._client.request(method, path, **kwargs)
+            response = self._client.request(method, path, **kwargs)
+        # Debug: one line per sandbox-agent call (health polls included), with the ids.
+        logger.debug(
+            "sandbox-agent %s %s: %s in %.0f ms",
+            method,
+            path,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        return response
 
     def health(self) -> bool:
         try:
@@ -344,7 +359,13 @@ class AgentServerClient:
                 if not turn_seen.wait(2.0):
                     _interrupt(feed.response)
 
-            poster = threading.Thread(target=post, name=f"prompt-{server_id}", daemon=True)
+            # In the caller's context: its log lines carry the tab's ids (core/logs.py).
+            poster = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(post,),
+                name=f"prompt-{server_id}",
+                daemon=True,
+            )
             poster.start()
             try:
                 for event in feed.iter_sse():

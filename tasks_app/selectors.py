@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from core import logs
 from core.errors import NotFound
 from sandboxes.models import Sandbox
 from tasks_app.models import Task
@@ -26,6 +27,7 @@ def task_get_for_user(*, task_id: int, user: User) -> Task:
     task = Task.objects.filter(pk=task_id, workspace__memberships__user=user).first()
     if task is None:
         raise NotFound("No such task.", code="task_not_found")
+    logs.bind(workspace=task.workspace_id, task=task.pk)
     return task
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core import logs
 from core.errors import NotFound
 from core.models import Workspace
 from core.selectors import members_of
@@ -39,6 +40,7 @@ def tab_get_for_user(*, tab_id: UUID, user: User) -> WorkbenchTab:
     tab = WorkbenchTab.objects.filter(pk=tab_id, workspace__memberships__user=user).first()
     if tab is None:
         raise NotFound("No such tab.", code="tab_not_found")
+    logs.bind(workspace=tab.workspace_id, task=tab.task_id, sandbox=tab.sandbox_id, tab=tab.pk)
     return tab
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from celery import current_app
 from django.db import transaction
 
+from core import logs
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from uuid import UUID
@@ -38,7 +40,8 @@ def dispatch_after_commit(start: Callable[..., None], **kwargs: Any) -> None:
     response does not wait for the broker (a Celery publish costs ~1-2 ms of the request,
     docs/benchmarks.md); elsewhere (workers, commands, tests) it runs inline.
     """
-    job = partial(_dispatch, start, kwargs)
+    # The publish carries the ids of who dispatched it (core/logs.py), wherever it runs.
+    job = partial(_dispatch, start, kwargs, logs.ids())
     if _in_request.get():
         transaction.on_commit(lambda: _dispatcher().submit(job))
     else:
@@ -55,15 +58,16 @@ def publishing_in_background() -> Iterator[None]:
         _in_request.reset(token)
 
 
-def _dispatch(start: Callable[..., None], kwargs: dict[str, Any]) -> None:
-    try:
-        start(**kwargs)
-    except Exception:
-        logger.exception(
-            "dispatching %s%s failed; the reconciler will re-drive it",
-            getattr(start, "__name__", start),
-            kwargs,
-        )
+def _dispatch(start: Callable[..., None], kwargs: dict[str, Any], ids: dict[str, str]) -> None:
+    with logs.scope(**ids):
+        try:
+            start(**kwargs)
+        except Exception:
+            logger.exception(
+                "dispatching %s%s failed; the reconciler will re-drive it",
+                getattr(start, "__name__", start),
+                kwargs,
+            )
 
 
 class _Dispatcher:

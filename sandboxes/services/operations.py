@@ -4,10 +4,14 @@ and freeing it (destroyed, or a failed one released)."""
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from django.utils.timezone import now
 
+from core import logs
 from core.locks import workspace_transaction
 from core.transitions import transition
 from sandboxes import providers
@@ -20,9 +24,28 @@ from sandboxes.providers.base import ProviderError
 from sandboxes.services.transitions import handle_of, record_sandbox, workspace_id_of
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from sandboxes.providers.base import PromptResult
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _provider_call(what: str, sandbox: Sandbox) -> Iterator[None]:
+    """One line per provider call, with its duration or its failure, under the sandbox's
+    ids (core/logs.py): what an operator greps for when a tab is slow or stuck."""
+    logs.bind(sandbox=sandbox.pk, task=sandbox.task_id)
+    started = time.monotonic()
+    try:
+        yield
+    except ProviderError as exc:
+        took = (time.monotonic() - started) * 1000
+        logger.warning(
+            "provider %s failed after %.0f ms (%s): %s", what, took, exc.code, exc.message
+        )
+        raise
+    logger.info("provider %s took %.0f ms", what, (time.monotonic() - started) * 1000)
 
 
 def sandbox_destroy(*, sandbox_id: int) -> bool:
@@ -31,7 +54,8 @@ def sandbox_destroy(*, sandbox_id: int) -> bool:
     if sandbox is None:
         return False
     provider = providers.get_provider(sandbox.provider)
-    provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+    with _provider_call("destroy", sandbox):
+        provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
     with workspace_transaction(workspace_id_of(sandbox_id)):
         updated = transition(
             Sandbox.objects.filter(pk=sandbox_id),
@@ -51,7 +75,8 @@ def sandbox_release_failed(*, sandbox_id: int) -> bool:
     if sandbox is None:
         return False
     provider = providers.get_provider(sandbox.provider)
-    provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
+    with _provider_call("release", sandbox):
+        provider.destroy(sandbox.key, handle_of(sandbox) if sandbox.base_url else None)
     Sandbox.objects.filter(pk=sandbox_id, state=SandboxState.FAILED).update(released_at=now())
     return True
 
@@ -69,9 +94,10 @@ def sandbox_session_open(*, sandbox: Sandbox, server_id: str, agent: str, model:
     the session id."""
     provider = providers.get_provider(sandbox.provider)
     handle = handle_of(sandbox)
-    session_id = provider.create_session(
-        handle, server_id=server_id, agent=agent, cwd=sandbox.workdir
-    )
+    with _provider_call(f"session open {server_id} ({agent})", sandbox):
+        session_id = provider.create_session(
+            handle, server_id=server_id, agent=agent, cwd=sandbox.workdir
+        )
     if model:
         try:
             provider.set_model(handle, server_id=server_id, session_id=session_id, model=model)
@@ -88,9 +114,10 @@ def sandbox_session_set_model(
     *, sandbox: Sandbox, server_id: str, session_id: str, model: str
 ) -> None:
     """Give a live session another model (ProviderError with the agent's reason if not)."""
-    providers.get_provider(sandbox.provider).set_model(
-        handle_of(sandbox), server_id=server_id, session_id=session_id, model=model
-    )
+    with _provider_call(f"set model {model!r} on {server_id}", sandbox):
+        providers.get_provider(sandbox.provider).set_model(
+            handle_of(sandbox), server_id=server_id, session_id=session_id, model=model
+        )
 
 
 def model_choices(sandbox: Sandbox) -> list[str]:
@@ -109,21 +136,24 @@ def sandbox_session_prompt(
 ) -> PromptResult:
     """Run one agent turn in the tab's session; raises ProviderError / SandboxGone."""
     provider = providers.get_provider(sandbox.provider)
-    return provider.prompt(
-        handle_of(sandbox),
-        server_id=server_id,
-        session_id=session_id,
-        text=text,
-        last_event_id=last_event_id,
-        on_text=on_text,
-    )
+    with _provider_call(f"prompt on {server_id}", sandbox):
+        return provider.prompt(
+            handle_of(sandbox),
+            server_id=server_id,
+            session_id=session_id,
+            text=text,
+            last_event_id=last_event_id,
+            on_text=on_text,
+        )
 
 
 def sandbox_session_cancel(*, sandbox: Sandbox, server_id: str, session_id: str) -> None:
     provider = providers.get_provider(sandbox.provider)
-    provider.cancel(handle_of(sandbox), server_id=server_id, session_id=session_id)
+    with _provider_call(f"cancel on {server_id}", sandbox):
+        provider.cancel(handle_of(sandbox), server_id=server_id, session_id=session_id)
 
 
 def sandbox_session_close(*, sandbox: Sandbox, server_id: str) -> None:
     provider = providers.get_provider(sandbox.provider)
-    provider.destroy_session(handle_of(sandbox), server_id=server_id)
+    with _provider_call(f"session close {server_id}", sandbox):
+        provider.destroy_session(handle_of(sandbox), server_id=server_id)

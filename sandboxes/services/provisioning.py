@@ -3,6 +3,7 @@ ending in the ready mark."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import threading
@@ -148,6 +149,7 @@ class _StepRecorder:
                 sandbox_id=self.sandbox_id, name=name, fence=self.fence, started_at=now()
             )
             _record_step(step, self.owner)
+        logger.info("provisioning step %s started", name)
         self.plan = None  # committed
         keeper = _LeaseKeeper(self.sandbox_id, self.fence)
         try:
@@ -184,7 +186,12 @@ class _LeaseKeeper:
         self.sandbox_id, self.fence = sandbox_id, fence
         self.lost = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{sandbox_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run,  # its lines carry the run's ids
+            args=(self._run,),
+            name=f"lease-{sandbox_id}",
+            daemon=True,
+        )
 
     def __enter__(self) -> _LeaseKeeper:
         self._thread.start()
@@ -225,6 +232,8 @@ def _finish_step(
         step.finished_at = finished_at or now()
         step.save(update_fields=["outcome", "detail", "finished_at", "log"])
         _record_step(step, owner)
+    took = (step.finished_at - step.started_at).total_seconds() * 1000
+    logger.info("provisioning step %s %s in %.0f ms", step.name, outcome, took)
 
 
 def _agent_models(provider: Provider, handle: SandboxHandle, agent: str) -> AgentModels:

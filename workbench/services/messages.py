@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils.timezone import now
 
+from core import logs
 from core.errors import Conflict
 from core.events import record_event
 from core.locks import workspace_transaction
@@ -136,6 +137,7 @@ def _claim_next(tab_id: UUID) -> _Turn | None:
         )
         if tab is None or tab.state != TabState.READY or tab.sandbox is None:
             return None
+        logs.bind(workspace=tab.workspace_id, task=tab.task_id, sandbox=tab.sandbox_id, tab=tab.pk)
         mine = Message.objects.filter(tab=tab, role=MessageRole.USER)
         if mine.filter(state=MessageState.SENDING, updated_at__gte=abandoned_before).exists():
             return None

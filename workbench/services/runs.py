@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.utils.timezone import now
 
+from core import logs
 from core.locks import workspace_transaction
 from sandboxes import services as sandbox_services
 from sandboxes.models import Sandbox, SandboxState
@@ -61,6 +62,7 @@ def sandbox_run(*, sandbox_id: int, owner: str) -> RunOutcome:
     if task_id is None:
         return RunOutcome("gone")
     workspace_id = Task.objects.values_list("workspace_id", flat=True).get(pk=task_id)
+    logs.bind(workspace=workspace_id, task=task_id, sandbox=sandbox_id)
     result = task_services.task_provision_run(
         sandbox_id=sandbox_id, owner=owner, on_ready=lambda: hand_off(task_id=task_id)
     )

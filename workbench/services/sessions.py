@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils.timezone import now
 
+from core import logs
 from sandboxes import services as sandbox_services
 from sandboxes.models import SandboxState
 from sandboxes.providers.base import ProviderError, ProviderUnavailable, SandboxGone
@@ -42,6 +43,7 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
     tab = WorkbenchTab.objects.filter(pk=tab_id, attempt=attempt).first()
     if tab is None or tab.state not in PENDING_STATES:
         return
+    logs.bind(workspace=tab.workspace_id, task=tab.task_id, sandbox=tab.sandbox_id, tab=tab.pk)
     if tab.state == TabState.PENDING_PROVISION:
         sandbox = sandbox_live_for_task(task_id=tab.task_id)
         if sandbox is None or sandbox.state != SandboxState.READY:
@@ -49,6 +51,7 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
         tab = tab_mark_session_pending(tab_id=tab_id, attempt=attempt, sandbox_id=sandbox.pk)
         if tab is None:
             return
+        logs.bind(sandbox=sandbox.pk)
     sandbox = tab.sandbox
     if sandbox is None or sandbox.state != SandboxState.READY:
         tab_fail(
@@ -142,6 +145,7 @@ def tab_session_teardown(*, tab_id: UUID) -> None:
     )
     if tab is None or not tab.acp_server_id:
         return
+    logs.bind(workspace=tab.workspace_id, task=tab.task_id, sandbox=tab.sandbox_id, tab=tab.pk)
     # A sandbox that is gone or going takes its sessions with it.
     if tab.sandbox is not None and tab.sandbox.state == SandboxState.READY:
         with contextlib.suppress(SandboxGone):
