@@ -67,6 +67,14 @@ urlpatterns = [
 ]
 
 
+def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    # Django's own refusals before any view: a Host not in ALLOWED_HOSTS, a malformed
+    # request (SuspiciousOperation). The API's error body, never Django's HTML page.
+    return JsonResponse(
+        error_body("bad_request", "The request was refused as malformed."), status=400
+    )
+
+
 def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return JsonResponse(error_body("not_found", f"No route for {request.path}."), status=404)
 

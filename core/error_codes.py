@@ -33,6 +33,11 @@ CODES: dict[str, ErrorCode] = {
     "unavailable": ErrorCode(
         503, "The database is busy or unreachable; nothing was changed. Retry after `Retry-After`."
     ),
+    "bad_request": ErrorCode(
+        400,
+        "Refused before it reached the API: a Host header this service does not answer for, "
+        "or an otherwise malformed request.",
+    ),
     # A body
     "invalid": ErrorCode(
         400,
