@@ -222,8 +222,11 @@ def test_a_reply_in_a_tab_not_viewed_shows_an_unread_dot_until_it_is_opened(team
 def test_a_narrow_window_keeps_everything_reachable_by_keyboard(team, open_page):
     wb = open_page(team.owner, width=390, height=844)
     page = wb.page
-    # Keyboard only: type a title, press Enter, then Tab to "+ New tab" and press Enter.
-    page.get_by_label("New task").focus()
+    # Keyboard only: open the task drawer, type a title, press Enter (the drawer closes),
+    # then Tab to "+ New tab" and press Enter.
+    page.get_by_role("button", name="Tasks", exact=True).focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("New task")).to_be_focused()
     page.keyboard.type("Small screen")
     page.keyboard.press("Enter")
     expect(wb.task_heading).to_have_text("Small screen")

@@ -77,6 +77,9 @@ const els = {
   connection: $("connection"),
   workspaceSelect: $("workspace-select"),
   notice: $("notice"),
+  sidebar: $("sidebar"),
+  drawerToggle: $("drawer-toggle"),
+  drawerBackdrop: $("drawer-backdrop"),
   taskForm: $("task-form"),
   taskTitle: $("task-title"),
   taskPrompt: $("task-prompt"),
@@ -99,6 +102,7 @@ const els = {
   newTab: $("new-tab"),
   noTab: $("no-tab"),
   tabPane: $("tab-pane"),
+  main: $("main"),
   tabPaneHeading: $("tab-pane-heading"),
   tabStatus: $("tab-status"),
   repoForm: $("repo-form"),
@@ -766,7 +770,9 @@ function renderTabStrip(model, task) {
       const rename = li.querySelector(".tab-rename");
       setAttr(rename, "aria-label", `Rename ${tab.title} (Enter saves, Escape cancels)`);
       show(rename, editing);
+      setAttr(select, "tabindex", active ? "0" : "-1");
       const close = li.querySelector(".tab-close");
+      setAttr(close, "tabindex", active ? "0" : "-1");
       setAttr(close, "aria-label", `Close ${title}`);
       close.disabled = app.closing.has(tab.id);
     },
@@ -1595,6 +1601,10 @@ async function createTask(form) {
     form.querySelector("details").open = false;
     renderAgentChoice();
     select(created.id, firstTab ? firstTab.id : null);
+    if (document.body.dataset.drawer === "open") {
+      setDrawer(false, { focus: false });
+      els.main.focus();
+    }
     if (firstTab) els.composerInput.focus();
   } catch (error) {
     // The form keeps what was typed.
@@ -1775,6 +1785,39 @@ function select(taskId, tabId) {
   render();
 }
 
+// -- narrow windows: the task list as a drawer ----------------------------------------------
+
+const NARROW = window.matchMedia("(max-width: 760px)");
+
+/** Open or close the drawer (narrow windows only); the focus goes in, or back out. */
+function setDrawer(open, { focus = true } = {}) {
+  const opened = open && NARROW.matches;
+  document.body.dataset.drawer = opened ? "open" : "closed";
+  setAttr(els.drawerToggle, "aria-expanded", opened ? "true" : "false");
+  show(els.drawerBackdrop, opened);
+  if (!focus) return;
+  if (opened) (els.taskList.querySelector('[aria-current="true"]') ?? els.taskTitle).focus();
+  else if (els.sidebar.contains(document.activeElement)) els.drawerToggle.focus();
+}
+
+/** Left/Right (Home/End) move between the tabs of the strip, selecting them; only the
+ * shown tab is in the Tab order (a roving tabindex), so Tab leaves the strip at once. */
+function moveInStrip(event) {
+  const keys = { ArrowLeft: -1, ArrowRight: 1, Home: "first", End: "last" };
+  const step = keys[event.key];
+  if (step === undefined || !event.target.matches(".tab-select")) return false;
+  const items = [...els.tabStrip.querySelectorAll("li")];
+  const index = items.indexOf(event.target.closest("li"));
+  let next = step === "first" ? 0 : step === "last" ? items.length - 1 : index + step;
+  next = Math.max(0, Math.min(items.length - 1, next));
+  event.preventDefault();
+  const tabId = items[next]?.dataset.key;
+  if (!tabId) return true;
+  select(app.taskId, tabId);
+  els.tabStrip.querySelector(`li[data-key="${tabId}"] .tab-select`)?.focus();
+  return true;
+}
+
 // -- events -------------------------------------------------------------------------------
 
 function bindEvents() {
@@ -1794,6 +1837,12 @@ function bindEvents() {
     }
   });
   els.taskAgent.addEventListener("change", renderAgentChoice);
+  els.drawerToggle.addEventListener("click", () => setDrawer(document.body.dataset.drawer !== "open"));
+  els.drawerBackdrop.addEventListener("click", () => setDrawer(false));
+  els.sidebar.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && document.body.dataset.drawer === "open") setDrawer(false);
+  });
+  NARROW.addEventListener("change", () => setDrawer(false, { focus: false }));
   els.workspaceForm.addEventListener("submit", (event) => {
     event.preventDefault();
     createWorkspace(els.workspaceForm);
@@ -1808,6 +1857,10 @@ function bindEvents() {
     if (!button) return;
     const taskId = Number(button.dataset.taskId);
     select(taskId, app.lastTabOfTask.get(taskId) ?? null);
+    if (document.body.dataset.drawer === "open") {
+      setDrawer(false, { focus: false });
+      els.main.focus();
+    }
   });
   els.tabStrip.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
@@ -1823,6 +1876,7 @@ function bindEvents() {
   els.tabStrip.addEventListener("keydown", (event) => {
     const tabId = event.target.closest("li")?.dataset.key;
     if (!tabId) return;
+    if (moveInStrip(event)) return;
     if (event.target.matches(".tab-select") && event.key === "F2") {
       event.preventDefault();
       startRename(tabId);
