@@ -168,6 +168,9 @@ class TabCreateInputSerializer(StrictInputSerializer):
     title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
+DRAFT_LIMIT_BYTES = 100_000
+
+
 class TabUpdateInputSerializer(StrictInputSerializer):
     """Only these are editable; state, session and error fields are the workflow's. Title
     and model are the tab's (every member sees them); draft and unread are the caller's."""
@@ -178,6 +181,16 @@ class TabUpdateInputSerializer(StrictInputSerializer):
         max_length=100_000, required=False, allow_blank=True, trim_whitespace=False
     )
     unread = serializers.BooleanField(required=False)
+
+    def validate_draft(self, value: str) -> str:
+        # Bytes, not characters: a draft of astral characters, ASCII-escaped in its event,
+        # would otherwise be ~12 bytes a character, past a websocket frame's 1 MiB.
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > DRAFT_LIMIT_BYTES:
+            raise serializers.ValidationError(
+                f"a draft is limited to {DRAFT_LIMIT_BYTES} bytes of UTF-8 (this one has {size})"
+            )
+        return value
 
     def validate(self, attrs: dict) -> dict:
         if not attrs:

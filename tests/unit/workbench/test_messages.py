@@ -102,3 +102,14 @@ def test_the_ready_step_starts_the_delivery_of_prompts_sent_while_pending(
     with mock.patch("sandboxes.providers.get_provider", return_value=provider):
         services.tab_open_session(tab_id=tab.pk, attempt=tab.attempt)
     deliveries.assert_called_once_with(tab_id=tab.pk)
+
+
+@pytest.mark.parametrize(("draft", "ok"), [("é" * 50_000, True), ("😀" * 25_001, False)])
+def test_a_draft_is_bounded_in_bytes_not_characters(client_for, workspace, alice, draft, ok):
+    """100,000 bytes of UTF-8: a draft's event stays far under a websocket frame's 1 MiB
+    even ASCII-escaped (an astral character is 12 bytes there)."""
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.PENDING_PROVISION)
+    answer = client_for(alice).patch(f"/api/tabs/{tab.pk}/", {"draft": draft}, format="json")
+    assert answer.status_code == (200 if ok else 400)
+    if not ok:
+        assert "100000 bytes" in answer.json()["error"]["fields"]["draft"][0]
