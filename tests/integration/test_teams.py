@@ -101,8 +101,8 @@ def test_two_members_keep_their_own_unread_and_drafts(member, celery_worker):
                 ]
                 assert len(bobs_unread) == 1  # marked once, not once per reply
                 # Nothing of the other's draft reached either socket.
-                assert "bob's half thought" not in json.dumps(mine.model.applied)
-                assert "alice's half thought" not in json.dumps(theirs.model.applied)
+                assert "bob's half thought" not in json.dumps(list(mine.model.applied))
+                assert "alice's half thought" not in json.dumps(list(theirs.model.applied))
 
         asyncio.run(scenario())
         mine_rest, theirs_rest = alice.get(url).json(), bob.get(url).json()
