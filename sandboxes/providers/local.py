@@ -95,35 +95,10 @@ def _git(
     timeout: float,
     confined: bool,
     read_only: list[Path],
-) -> subprocess.CompletedProcess[str]:
-    """Run git to the end (git init: nothing to watch)."""
-    try:
-        return subprocess.run(
-            _git_argv(args, base=base, env=env, confined=confined, read_only=read_only),
-            cwd=base,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise ProviderError(f"git timed out after {timeout:.0f}s", code="clone_timeout") from None
-
-
-def _git_progress(
-    args: list[str],
-    *,
-    base: Path,
-    env: dict[str, str],
-    timeout: float,
-    confined: bool,
-    read_only: list[Path],
     log: StepLog,
 ) -> tuple[int, str]:
-    """Run a clone as _git does, passing its progress lines (git.PROGRESS) to `log` as they
-    come; returns git's exit status and the tail of what it printed."""
+    """Run git, passing its progress lines (git.PROGRESS: a clone's meters) to `log` as they
+    come; returns its exit status and the tail of what it printed (for operators only)."""
     deadline = time.monotonic() + timeout
     output, pending = bytearray(), b""
     with subprocess.Popen(
@@ -232,7 +207,7 @@ class LocalProvider(AgentServerProvider):
         timeout = settings.WORKBENCH_CLONE_TIMEOUT
         if repository is not None:
             log(f"Cloning {spec.repository}" + (f" at {spec.branch}" if spec.branch else ""))
-            returncode, output = _git_progress(
+            returncode, output = _git(
                 git.clone_args(repository, spec.branch, str(workdir), progress=True),
                 base=base,
                 env=env,
@@ -247,17 +222,18 @@ class LocalProvider(AgentServerProvider):
         else:
             log(f"No repository: an empty git repository on {spec.branch or 'main'}")
             workdir.mkdir()
-            result = _git(
+            returncode, output = _git(
                 ["-C", str(workdir), "init", "--quiet", "-b", spec.branch or "main"],
                 base=base,
                 env=env,
                 timeout=timeout,
                 confined=confined,
                 read_only=[],
+                log=log,
             )
-            if result.returncode != 0:
+            if returncode != 0:
                 raise ProviderError(
-                    f"git init failed: {result.stderr.strip()[-300:]}", code="clone_failed"
+                    f"git init failed: {output.strip()[-300:]}", code="clone_failed"
                 )
 
     def _start_server(self, base: Path, workdir: Path, home: Path, confined: bool) -> SandboxHandle:

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +21,9 @@ from sandboxes.providers.base import SandboxSpec
 from sandboxes.providers.local import LocalProvider
 
 
-def no_steps(name: str) -> contextlib.AbstractContextManager[None]:
-    return contextlib.nullcontext()
+def no_steps(name: str) -> contextlib.AbstractContextManager[Callable[[str], None]]:
+    """No step recorded; what a step prints goes nowhere."""
+    return contextlib.nullcontext(lambda line: None)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from sandboxes.providers import git
-from sandboxes.providers.local import _git_progress
+from sandboxes.providers.local import _git
 from sandboxes.repositories import Repository
 
 
@@ -29,7 +29,7 @@ def clone(source: str, tmp_path: Path) -> tuple[int, str, list[str]]:
     home.mkdir(parents=True)
     repository = Repository(kind="local", url=source, path=tmp_path / "origin")
     lines: list[str] = []
-    returncode, output = _git_progress(
+    returncode, output = _git(
         git.clone_args(repository, "main", str(base / "work"), progress=True),
         base=base,
         env=git.git_env(repository, home=str(home)),
