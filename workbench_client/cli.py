@@ -187,6 +187,7 @@ class ProvisioningDisplay:
         self.estimates: dict[str, int | None] = {}
         self.steps: dict[int, tuple[str, str]] = {}  # id -> (outcome, last log line)
         self.tab_state = ""
+        self.tab_version = -1
         self.started = time.monotonic()
 
     def __call__(self, name: str, data: dict[str, Any]) -> None:
@@ -202,7 +203,11 @@ class ProvisioningDisplay:
                 self._step(step)
         elif name == "provisioning.step":
             self._step(data)
-        elif name == "tab.updated" and data["state"] != self.tab_state:
+        elif name == "tab.updated" and data["version"] > self.tab_version:
+            # The tab read at the start may be newer than the events the socket replays.
+            self.tab_version = data["version"]
+            if data["state"] == self.tab_state:
+                return
             self.tab_state = data["state"]
             elapsed = time.monotonic() - self.started
             extra = f" {data['error_code']}: {data['error_message']}" if data["error_code"] else ""
@@ -212,6 +217,8 @@ class ProvisioningDisplay:
         lines = [line for line in (step.get("log") or "").splitlines() if line.strip()]
         last_line = lines[-1].strip() if lines else ""
         previous = self.steps.get(step["id"])
+        if previous is not None and previous[0] != "running" and step["outcome"] == "running":
+            return  # replayed, older than the finished state read first (steps have no version)
         self.steps[step["id"]] = (step["outcome"], last_line)
         if previous is None or previous[0] != step["outcome"]:
             estimate = self.estimates.get(step["name"])
@@ -533,6 +540,10 @@ def main(
         return _exit_code(exc)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `workbench ... | head`: the reader left; say nothing more
+        if stdout is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     finally:
         wb.close()
 

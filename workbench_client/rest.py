@@ -509,13 +509,12 @@ class Workbench(_Base):
         task_id: int,
         on_progress: Callable[[str, dict[str, Any]], None] | None,
     ) -> Tab | None:
-        if on_progress is not None:
-            sandbox = self.task(task_id)["sandbox"]
-            if sandbox is not None:
-                on_progress("sandbox.updated", dict(sandbox))
         current = self.tab(waiter.tab_id)
         if on_progress is not None:
             on_progress("tab.updated", dict(current))
+            sandbox = self.task(task_id)["sandbox"]
+            if sandbox is not None:
+                on_progress("sandbox.updated", dict(sandbox))
         return waiter.feed(current)
 
     def send(
@@ -552,10 +551,15 @@ class Workbench(_Base):
 
     def follow(self, tab_id: str, *, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Yield the tab's events (tab.updated, tab.user_state, message.created/updated)
-        as they happen, until it is closed (its last tab.updated) or `timeout` passes."""
+        as they happen, until it is closed (its last tab.updated) or `timeout` passes (then
+        the iteration just ends)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         tab = self.tab(tab_id)
-        with self.stream(tab["workspace"], timeout=timeout) as socket:
+        # WaitTimeout: the time given is up, which ends the iteration.
+        with (
+            self.stream(tab["workspace"], timeout=timeout) as socket,
+            contextlib.suppress(WaitTimeout),
+        ):
             for received in socket.frames(deadline):
                 if received.kind == "event" and tab_event_of(received.frame, tab_id):
                     yield received.frame
@@ -795,13 +799,12 @@ class AsyncWorkbench(_Base):
         task_id: int,
         on_progress: Callable[[str, dict[str, Any]], None] | None,
     ) -> Tab | None:
-        if on_progress is not None:
-            sandbox = (await self.task(task_id))["sandbox"]
-            if sandbox is not None:
-                on_progress("sandbox.updated", dict(sandbox))
         current = await self.tab(waiter.tab_id)
         if on_progress is not None:
             on_progress("tab.updated", dict(current))
+            sandbox = (await self.task(task_id))["sandbox"]
+            if sandbox is not None:
+                on_progress("sandbox.updated", dict(sandbox))
         return waiter.feed(current)
 
     async def send(
@@ -848,9 +851,13 @@ class AsyncWorkbench(_Base):
         async with self.stream(tab["workspace"], timeout=timeout) as socket:
             frames = socket.frames(deadline)
             async with contextlib.aclosing(frames):
-                async for received in frames:
-                    if received.kind == "event" and tab_event_of(received.frame, tab_id):
-                        yield received.frame
-                        data = received.frame["data"]
-                        if received.frame["event"] == "tab.updated" and data["state"] == "closed":
-                            return
+                with contextlib.suppress(WaitTimeout):  # the time given is up: the end
+                    async for received in frames:
+                        if received.kind == "event" and tab_event_of(received.frame, tab_id):
+                            yield received.frame
+                            data = received.frame["data"]
+                            if (
+                                received.frame["event"] == "tab.updated"
+                                and data["state"] == "closed"
+                            ):
+                                return

@@ -158,7 +158,8 @@ def test_the_provisioning_display_shows_the_plan_steps_logs_and_states():
         "duration_ms": None,
     }
     display("sandbox.updated", sandbox)
-    display("tab.updated", {"id": "t1", "state": "pending_provision", "error_code": ""})
+    pending = {"id": "t1", "state": "pending_provision", "error_code": "", "version": 2}
+    display("tab.updated", pending)
     display("provisioning.step", step)
     display("provisioning.step", {**step, "log": "Receiving objects: 50%"})
     display("provisioning.step", {**step, "log": "Receiving objects: 50%\nReceiving objects: 100%"})
@@ -166,9 +167,10 @@ def test_the_provisioning_display_shows_the_plan_steps_logs_and_states():
         "provisioning.step",
         {**step, "outcome": "succeeded", "duration_ms": 1234, "log": "Receiving objects: 100%"},
     )
-    display(
-        "sandbox.updated", {**sandbox, "steps": [{**step, "outcome": "succeeded"}]}
-    )  # no repeat
+    # Replays of what was already shown (steps have no version; tabs do): nothing printed.
+    display("sandbox.updated", {**sandbox, "steps": [{**step, "outcome": "succeeded"}]})
+    display("provisioning.step", {**step, "log": "Receiving objects: 1%"})
+    display("tab.updated", {**pending, "state": "pending_session_create", "version": 1})
     lines = err.getvalue().splitlines()
     assert lines[0] == "plan: clone (~1.5s), start_server (~?)"
     assert lines[1].startswith("tab t1: pending_provision")
