@@ -258,10 +258,14 @@ class TaskStartedOutputSerializer(TaskOutputSerializer):
     adds them: the schema documents the shape)."""
 
     first_tab = MemberTabOutputSerializer(
-        read_only=True, help_text="With a `prompt`: the task's first tab, a placeholder."
+        read_only=True,
+        allow_null=True,
+        help_text="With a `prompt`: the task's first tab, a placeholder (else null).",
     )
     first_message = MessageOutputSerializer(
-        read_only=True, help_text="With a `prompt`: the prompt, queued in the first tab."
+        read_only=True,
+        allow_null=True,
+        help_text="With a `prompt`: the prompt, queued in the first tab (else null).",
     )
 
     class Meta(TaskOutputSerializer.Meta):

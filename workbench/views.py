@@ -155,7 +155,8 @@ class WorkspaceTaskListView(task_views.WorkspaceTaskListView):
         prompt = data.pop("prompt", None)
         if prompt is None:
             task = task_services.task_create(workspace_id=workspace.pk, user=user, **data)
-            return Response(TaskOutputSerializer(task).data, status=status.HTTP_201_CREATED)
+            body = {**TaskOutputSerializer(task).data, "first_tab": None, "first_message": None}
+            return Response(body, status=status.HTTP_201_CREATED)
         started = services.task_start(workspace_id=workspace.pk, user=user, prompt=prompt, **data)
         body = {
             **TaskOutputSerializer(started.task).data,

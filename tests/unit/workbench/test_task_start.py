@@ -40,7 +40,7 @@ def test_a_prompt_opens_the_first_tab_and_waits_there_for_it(
 def test_without_a_prompt_only_the_task_is_made(client_for, workspace, alice, dispatched):
     answer = start(client_for(alice), workspace, title="later")
     assert answer.status_code == 201
-    assert "first_tab" not in answer.json()
+    assert (answer.json()["first_tab"], answer.json()["first_message"]) == (None, None)
     assert not WorkbenchTab.objects.exists()
     dispatched.assert_not_called()
 
