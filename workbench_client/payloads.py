@@ -6,7 +6,7 @@ is simply there; these name the ones a client may rely on.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
 TabState = Literal["pending_provision", "pending_session_create", "ready", "error", "closed"]
 MessageState = Literal["queued", "sending", "streaming", "complete", "failed"]
@@ -125,8 +125,8 @@ class Message(TypedDict):
 class TaskStarted(Task):
     """A task just created; with `prompt`, its first tab and the queued prompt."""
 
-    first_tab: NotRequired[Tab]
-    first_message: NotRequired[Message]
+    first_tab: Tab | None  # null without a prompt
+    first_message: Message | None
 
 
 class Agent(TypedDict):

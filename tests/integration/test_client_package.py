@@ -172,7 +172,7 @@ def test_the_installed_cli_logs_in_opens_a_tab_answers_a_prompt_and_tails_events
     # From here on, the stored URL and token.
     assert [w["id"] for w in cli.json("workspaces")] == [member["workspace"]]
     task = cli.json("tasks", "create", "from the cli")  # the only workspace: no -w needed
-    assert task["workspace"] == member["workspace"] and "first_tab" not in task
+    assert task["workspace"] == member["workspace"] and task["first_tab"] is None
     assert [t["id"] for t in cli.json("tasks", "list")] == [task["id"]]
 
     tail = subprocess.Popen(
