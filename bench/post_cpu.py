@@ -269,7 +269,8 @@ def post_cpu(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str, Any]
     from bench.scenarios import new_tasks
 
     pids = stack.daphne_pids()
-    out: dict[str, Any] = {"daphne_processes": len(pids)}
+    # The processes whose CPU is counted (with config.web: its Daphnes and their parent).
+    out: dict[str, Any] = {"daphne_processes": len(pids), "web_processes": stack.web_processes}
     out["burst"] = bursts(stack, fx, cfg, pids, log)
     stack.stop_workers()  # only the requests reach Daphne; their messages wait in Redis
     tasks = new_tasks(fx, max(1, cfg.cpu_tasks), "post_cpu")

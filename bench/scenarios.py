@@ -286,6 +286,11 @@ def run_all(
             "concurrent opens of one task"
         )
         out["post_cpu"] = post_cpu(stack, fx, config, log)
+    if "web_tier" in only:  # not in SCENARIOS: only when asked for (it restarts the tier)
+        from bench.web_tier import web_tier
+
+        log(f"11. {config.cpu_burst_tabs} concurrent opens at 1 vs 2 web processes, alternating")
+        out["web_tier"] = web_tier(stack, fx, config, log)
     return out
 
 
@@ -497,12 +502,12 @@ async def _websocket(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict:
     await close_clients(warm)
     await asyncio.sleep(0.5)
     largest = max(cfg.ws_sizes)
-    rss_before = stack.rss_kib(stack.daphne.pid)
+    rss_before = sum(stack.rss_kib(pid) for pid in stack.daphne_pids())
     started = time.monotonic()
     clients = await open_clients(url, fx.tokens[0], largest)
     connect_seconds = time.monotonic() - started
     await asyncio.sleep(1.0)
-    rss_after = stack.rss_kib(stack.daphne.pid)
+    rss_after = sum(stack.rss_kib(pid) for pid in stack.daphne_pids())
     memory = {
         "sockets": largest,
         "rss_before_kib": rss_before,

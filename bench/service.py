@@ -7,7 +7,8 @@ and PostgreSQL, driven by an open-loop asyncio load generator (httpx + websocket
 Each database runs in its own child process (Django can be set up once per process): it
 starts a throwaway PostgreSQL cluster (or a temporary SQLite file), Redis, `manage.py
 migrate`, one Daphne (DJANGO_SETTINGS_MODULE=bench.settings: the production routes plus a
-trivial endpoint and the inline variant), and a `celery -A config worker -c 2` per scenario,
+trivial endpoint and the inline variant; `--web-processes N`: the Procfile's web tier,
+config.web with N Daphnes on one port, instead), and a `celery -A config worker -c 2` per scenario,
 all on loopback ports; everything is stopped at the end, also on Ctrl-C or an error.
 The parent writes the `## Service` section of docs/benchmarks.md (see `--write`).
 
@@ -24,7 +25,9 @@ and more (bench/scenarios.py SCENARIOS), among them `workspace_size` (bench/work
 connect-to-snapshot, snapshot size and queries for workspaces of 10 tasks, 10,000 tasks and
 10,000 open tabs, REST list pages of 100 vs 10,000 rows, and another member's pings while
 one member reconnects to the large workspace; then `post_cpu` (bench/post_cpu.py): Daphne's
-CPU per tab POST against the trivial endpoint's, and 100 concurrent opens of one task.
+CPU per tab POST against the trivial endpoint's, and 100 concurrent opens of one task. Only
+with `--only web_tier` (bench/web_tier.py): those 100 concurrent opens at 1 and at 2 web
+processes (config.web), alternating in one run.
 """
 
 from __future__ import annotations
@@ -115,6 +118,9 @@ class Config:
     cpu_settle: float = 0.25  # seconds after a chunk's last response before CPU is read
     cpu_burst_tabs: int = 100
     cpu_burst_rounds: int = 3  # each burst on a fresh task
+    # "web_tier" (bench/web_tier.py, only with --only): bursts of cpu_burst_tabs at 1 and at 2
+    # web processes, this many rounds of each, alternating, the tier restarted between rounds
+    tier_rounds: int = 4
     ladder: list[tuple[float, float]] = field(
         default_factory=lambda: [
             (20, 4.0),
@@ -129,6 +135,8 @@ class Config:
     ladder_pool: int = 16
     ready_timeout: float = 120.0
     worker_nice: int | None = None  # run the workers under `nice -n N` (None: as the Procfile)
+    # None: one Daphne (config.server); N: the Procfile's web tier, config.web with N Daphnes
+    web_processes: int | None = None
     priority: int = 0  # niceness of the whole run (see --priority)
 
     @classmethod
@@ -174,6 +182,7 @@ class Config:
             cpu_settle=0.05,
             cpu_burst_tabs=5,
             cpu_burst_rounds=1,
+            tier_rounds=1,
             ladder=[(20, 0.5)],
             ladder_pool=2,
             ready_timeout=60.0,
@@ -200,6 +209,13 @@ def main() -> None:
         help="run the Celery workers under nice -n N (default: as the Procfile says)",
     )
     parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=None,
+        help="start the Procfile's web tier (config.web) with N Daphnes on one port instead "
+        "of one Daphne (config.server)",
+    )
+    parser.add_argument(
         "--priority",
         type=int,
         default=0,
@@ -217,6 +233,9 @@ def main() -> None:
     args = parser.parse_args()
     config = Config.for_smoke() if args.smoke else Config()
     config.worker_nice = args.worker_nice
+    if args.web_processes is not None and args.web_processes < 1:
+        parser.error("--web-processes must be at least 1")
+    config.web_processes = args.web_processes
     config.priority = args.priority
     only = tuple(name for name in args.only.split(",") if name)
     if args.child:
@@ -262,6 +281,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append("--smoke")
     if args.worker_nice is not None:
         parts.append(f"--worker-nice {args.worker_nice}")
+    if args.web_processes is not None:
+        parts.append(f"--web-processes {args.web_processes}")
     if args.priority:
         parts.append(f"--priority {args.priority}")
     return " ".join(parts)
@@ -275,6 +296,8 @@ def run_child(db: str, config: Config, only: tuple[str, ...]) -> dict[str, Any]:
             str(result_path), "--priority", str(config.priority)]  # fmt: skip
     if config.worker_nice is not None:
         argv += ["--worker-nice", str(config.worker_nice)]
+    if config.web_processes is not None:
+        argv += ["--web-processes", str(config.web_processes)]
     if config.smoke:
         argv.append("--smoke")
     if only:
@@ -375,7 +398,12 @@ def child_main(db: str, result_path: Path, config: Config, only: tuple[str, ...]
     if config.priority:
         os.setpriority(os.PRIO_PROCESS, 0, config.priority)  # inherited by every service
     raise_open_files_limit()
-    stack = Stack(db, daphne_delay=config.slow_delay, worker_nice=config.worker_nice)
+    stack = Stack(
+        db,
+        daphne_delay=config.slow_delay,
+        worker_nice=config.worker_nice,
+        web_processes=config.web_processes,
+    )
     results: dict[str, Any] = {"db": db, "load_before": os.getloadavg()}
     code = 0
     try:

@@ -162,10 +162,49 @@ class NicedCeleryWorker(CeleryWorker):
         return ["nice", "-n", str(self.niceness), *super().command()]
 
 
-class Stack:
-    """Redis, the database, one Daphne and (per scenario) the Procfile's Celery workers."""
+class WebTier(DaphneServer):
+    """The Procfile's web tier: `python -m config.web --processes N`, N Daphnes on one port
+    (each on its own SO_REUSEPORT socket), as `make run` starts it. Ready once /healthz
+    answers and every one of the N has logged that it listens: the first to answer says
+    nothing about the others, and a connection the kernel gives a Daphne still importing
+    Django would wait in its socket's backlog, inside a measurement."""
 
-    def __init__(self, db: str, *, daphne_delay: float, worker_nice: int | None = None) -> None:
+    name = "web-tier"
+
+    def __init__(self, *, processes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.processes = max(1, processes)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "config.web", "--processes", str(self.processes),
+            "-b", LOOPBACK, "-p", str(self.port), "config.asgi:application",
+        ]  # fmt: skip
+
+    def describe_wait(self) -> str:
+        return f"{self.processes} Daphnes listening and {super().describe_wait()}"
+
+    def is_ready(self) -> bool:
+        return self.read_log().count("Listening on TCP address") >= self.processes and (
+            super().is_ready()
+        )
+
+
+class Stack:
+    """Redis, the database, the web tier and (per scenario) the Procfile's Celery workers.
+
+    `web_processes=None` starts one Daphne (`config.server`) as before; a number starts the
+    Procfile's tier (`config.web`) with that many Daphnes, so 1 and 2 differ only in count.
+    """
+
+    def __init__(
+        self,
+        db: str,
+        *,
+        daphne_delay: float,
+        worker_nice: int | None = None,
+        web_processes: int | None = None,
+    ) -> None:
         self.db = db
         self.root = Path(tempfile.mkdtemp(prefix=f"workbench-bench-{db}-"))
         self.root.chmod(0o711)  # confined sandboxes' own uids traverse it to their directories
@@ -181,6 +220,7 @@ class Stack:
         self.worker_delay: float | None = None
         self.daphne_delay = daphne_delay
         self.worker_nice = worker_nice
+        self.web_processes = web_processes
         self._workers = 0
         self.database_env: dict[str, str] = {}
 
@@ -217,7 +257,7 @@ class Stack:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Database, Redis, migrations, Daphne. Workers are started per scenario."""
+        """Database, Redis, migrations, the web tier. Workers are started per scenario."""
         if self.db == "postgres":
             self.postgres = PostgresCluster()
             self.postgres.start()
@@ -233,10 +273,11 @@ class Stack:
             check=True,
             timeout=300,
         )
-        self.daphne = DaphneServer(
-            log_dir=self.log_dir,
-            env=self.env(WORKBENCH_LOCAL_PROVISION_DELAY=self.daphne_delay),
-        )
+        web_env = self.env(WORKBENCH_LOCAL_PROVISION_DELAY=self.daphne_delay)
+        if self.web_processes is None:
+            self.daphne = DaphneServer(log_dir=self.log_dir, env=web_env)
+        else:
+            self.daphne = WebTier(log_dir=self.log_dir, env=web_env, processes=self.web_processes)
         self.daphne.start()
 
     @property

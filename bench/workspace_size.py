@@ -418,17 +418,19 @@ async def connect_series(
     return results
 
 
-def wait_idle(pid: int, *, timeout: float = 90.0, busy_share: float = 0.1) -> float:
-    """Wait until the process uses under `busy_share` of a core over half a second (an
-    abandoned snapshot build finishing); the seconds waited."""
+def wait_idle(pids: list[int], *, timeout: float = 90.0, busy_share: float = 0.1) -> float:
+    """Wait until the processes (the web tier's Daphnes) use under `busy_share` of a core
+    together over half a second (an abandoned snapshot build finishing); the seconds
+    waited."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def cpu() -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / tick
 
     began = time.monotonic()
     while time.monotonic() - began < timeout:
@@ -677,7 +679,7 @@ def workspace_size(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str
                 )
             )
             row.update(connect_summary(series))
-            row["idle_wait_s"] = wait_idle(stack.daphne.pid)
+            row["idle_wait_s"] = wait_idle(stack.daphne_pids())
             workspaces[name] = row
             c, s = row["connect_to_snapshot"], row["snapshot"]
             log(
@@ -701,7 +703,7 @@ def workspace_size(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str
             )
 
         small_url, big_url = url.format(built["small"]["id"]), url.format(built["tasks"]["id"])
-        wait_idle(stack.daphne.pid)
+        wait_idle(stack.daphne_pids())
         idle = asyncio.run(member_phase(small_url, other_token, cfg))
         # "paced": one member reconnecting as often as the default per-user connect limit
         # lets them (60/min: once a second); "flood": several loops back to back (the
@@ -712,7 +714,7 @@ def workspace_size(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str
         }
         out["member"] = {"idle": idle}
         for name, (loops, interval) in conditions.items():
-            wait_idle(stack.daphne.pid)
+            wait_idle(stack.daphne_pids())
             loaded, reconnects = loaded_member_phase(
                 small_url, big_url, other_token, owner_token, cfg, loops=loops, interval=interval
             )
