@@ -13,7 +13,6 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from core import selectors as core_selectors
-from core.models import Workspace
 from workbench import fanout, metrics, presence, services, snapshots, socket_quota
 from workbench.models import TabState, WorkbenchTab
 from workbench.socket_quota import Admission
@@ -22,11 +21,6 @@ MAX_FRAME_BYTES = 64 * 1024
 CLOSE_FORBIDDEN = 4403
 MAX_ID = 2**63 - 1  # BigAutoField's largest primary key
 CLOSE_TOO_MANY = socket_quota.CLOSE_TOO_MANY
-
-
-@database_sync_to_async
-def _current_seq(workspace_id: int) -> int:
-    return Workspace.objects.filter(pk=workspace_id).values_list("event_seq", flat=True).get()
 
 
 @database_sync_to_async
@@ -64,10 +58,11 @@ def _seq_param(scope: dict) -> int | None:
 
 class FrameBudget:
     """A token bucket of client frames per socket: WORKBENCH_SOCKET_FRAME_RATE a second,
-    bursts of WORKBENCH_SOCKET_FRAME_BURST. Every frame may cost a query on the consumers'
-    shared thread (a ping reads the seq, a view checks the tab), so one socket's flood would
-    slow every other socket's connect; past the budget a frame is dropped unread. (Ten
-    lines in-process: a library would add a dependency and nothing this needs.)"""
+    bursts of WORKBENCH_SOCKET_FRAME_BURST. A frame may cost a query on the consumers'
+    shared thread (a view checks the tab; pings share at most four seq reads a second per
+    workspace, on the hub's threads), so one socket's flood would slow every other socket's
+    connect; past the budget a frame is dropped unread. (Ten lines in-process: a library
+    would add a dependency and nothing this needs.)"""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, float(burst)
@@ -212,7 +207,9 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     async def _ping(self, content: dict) -> None:
         await self.viewing.renew()
         # The current seq lets a client notice a lost *last* event (no later one shows the gap).
-        await self.send_json({"type": "pong", "seq": await _current_seq(self.workspace_id)})
+        # Read from the database (a lost broadcast never reaches the hub), at most ~0.5 s old
+        # and shared by every ping of the workspace in this process (fanout.PongSeqs).
+        await self.send_json({"type": "pong", "seq": await self.hub.pong_seq(self.workspace_id)})
 
     async def _view(self, content: dict) -> None:
         """`{"type": "view", "tab": id}`: this page shows that tab (null: none, or hidden).

@@ -34,7 +34,8 @@ import logging
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -43,7 +44,13 @@ from core.events import event_message
 from core.models import Event, Workspace
 from core.publish import GroupMessage, group_name, private_frame_text
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
 logger = logging.getLogger(__name__)
+
+# A pong's seq is at most this old (seconds): see PongSeqs.
+PONG_SEQ_MAX_AGE = 0.5
 
 
 class Subscriber(Protocol):
@@ -88,6 +95,95 @@ class _Stream:
             del self.held[seq]
 
 
+class PongSeqs:
+    """The seq a pong carries: each workspace's committed seq, read from the database at
+    most about twice per `max_age` seconds per process and shared by every ping meanwhile.
+
+    A pong must let a client notice a lost *last* event (no later one shows the gap), so the
+    seq comes from the database, not from what the hub has seen (a lost broadcast never
+    reaches the hub). It may be up to `max_age` old: a value is served only while the read
+    that produced it started at most `max_age` ago, so an event committed `max_age` before a
+    ping is always in its pong, and a client notices a lost last event at most `max_age`
+    later than with a read per ping.
+
+    Why: every ping read the seq on Channels' one shared database thread, behind the
+    connects' auth and membership queries, each read a handful of GIL hand-offs while a
+    snapshot build held the GIL; on PostgreSQL another member's ping p99 was 3.6x idle while
+    one member reconnected to a 10,000-task workspace (docs/benchmarks.md, 2026-12-07).
+
+    1. a value younger than `max_age` is answered at once; past half of it, one read starts
+       in the background, so pings at a steady rate rarely wait;
+    2. otherwise the ping waits for the read under way (one that started within `max_age`),
+       or starts one: concurrent pings of a workspace share one read (single flight);
+    3. reads run on the hub's reader threads (`_current_seq`), not the shared thread; a
+       failed read raises in the pings that waited for it, and the next ping reads again.
+    """
+
+    SWEEP_SECONDS = 30.0
+
+    def __init__(
+        self,
+        max_age: float,
+        read: Callable[[int], Awaitable[int]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.max_age = max_age
+        # Looked up at each read (not bound here), so tests may replace `_current_seq`.
+        self.read = read or (lambda workspace_id: _current_seq(workspace_id))
+        self.clock = clock or (lambda: asyncio.get_running_loop().time())
+        self.known: dict[int, tuple[float, int]] = {}  # workspace -> (read started, seq)
+        self.reading: dict[int, tuple[float, asyncio.Task[int]]] = {}
+        self.swept = 0.0
+
+    async def current(self, workspace_id: int) -> int:
+        """The workspace's committed seq as of at most `max_age` seconds ago."""
+        now = self.clock()
+        self._sweep(now)
+        known = self.known.get(workspace_id)
+        reading = self.reading.get(workspace_id)
+        if known is not None and now - known[0] <= self.max_age:
+            if reading is None and now - known[0] > self.max_age / 2:
+                self._start(workspace_id, now)  # ahead of need: later pings find it fresh
+            return known[1]
+        if reading is None or now - reading[0] > self.max_age:
+            reading = self._start(workspace_id, now)
+        # Shielded: a socket closing while it waits must not cancel the others' read.
+        return await asyncio.shield(reading[1])
+
+    def _start(self, workspace_id: int, now: float) -> tuple[float, asyncio.Task[int]]:
+        task = asyncio.get_running_loop().create_task(self._read(workspace_id))
+        entry = self.reading[workspace_id] = (now, task)
+        task.add_done_callback(partial(self._done, workspace_id, entry))
+        return entry
+
+    async def _read(self, workspace_id: int) -> int:
+        return await self.read(workspace_id)
+
+    def _done(
+        self, workspace_id: int, entry: tuple[float, asyncio.Task[int]], task: asyncio.Task[int]
+    ) -> None:
+        if self.reading.get(workspace_id) is entry:
+            del self.reading[workspace_id]
+        if task.cancelled():
+            return
+        error = task.exception()  # also marks it retrieved when no ping waited for it
+        if error is not None:
+            logger.warning("reading the seq of workspace %s failed: %s", workspace_id, error)
+            return
+        known = self.known.get(workspace_id)
+        if known is None or known[0] < entry[0]:
+            self.known[workspace_id] = (entry[0], task.result())
+
+    def _sweep(self, now: float) -> None:
+        # Values past max_age are never answered again: forget them, now and then.
+        if now - self.swept < self.SWEEP_SECONDS:
+            return
+        self.swept = now
+        for workspace_id, (started, _) in list(self.known.items()):
+            if now - started > self.max_age:
+                del self.known[workspace_id]
+
+
 class WorkspaceHub:
     """The process's (event loop's) members per workspace, and the tasks that feed them."""
 
@@ -102,6 +198,11 @@ class WorkspaceHub:
         self.task: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
         self.gap_wait = settings.WORKBENCH_STREAM_GAP_WAIT_MS / 1000
+        self.pong_seqs = PongSeqs(PONG_SEQ_MAX_AGE)
+
+    async def pong_seq(self, workspace_id: int) -> int:
+        """The seq a pong on this workspace carries: committed, at most PONG_SEQ_MAX_AGE old."""
+        return await self.pong_seqs.current(workspace_id)
 
     async def join(self, workspace_id: int, subscriber: Subscriber) -> None:
         """From now on, `subscriber` gets every event of the workspace published after this
@@ -254,8 +355,9 @@ class WorkspaceHub:
                 logger.warning("delivering an event to a socket failed", exc_info=True)
 
 
-# The hub's reads run on their own threads: not on the event loop, and not queued behind
-# the consumers' reads on Channels' one shared database thread (workbench/snapshots.py).
+# The hub's reads (baselines, log fills, pongs' seqs) run on their own threads: not on the
+# event loop, and not queued behind the consumers' reads on Channels' one shared database
+# thread (workbench/snapshots.py).
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
