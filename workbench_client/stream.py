@@ -216,6 +216,8 @@ class AsyncStream(_Socket):
                     yield await self._handle(raw)
             except ConnectionClosed as exc:
                 await self._after_close(exc)
+            except WaitTimeout:  # a TimeoutError, hence an OSError: not a dropped socket
+                raise
             except OSError as exc:
                 self.ws = None
                 logger.info("workbench socket dropped (%s); reconnecting", exc)
@@ -346,6 +348,8 @@ class SyncStream(_Socket):
                     yield self._handle(raw)
             except ConnectionClosed as exc:
                 self._after_close(exc)
+            except WaitTimeout:  # a TimeoutError, hence an OSError: not a dropped socket
+                raise
             except OSError as exc:
                 self.ws = None
                 logger.info("workbench socket dropped (%s); reconnecting", exc)
@@ -365,12 +369,15 @@ class SyncStream(_Socket):
 
     def _connect(self) -> None:
         try:
-            self.ws = sync_connect(
-                self.state.connect_url(self.url),
-                additional_headers=_headers(self.token),
-                origin=self.origin,  # type: ignore[arg-type]
-                max_size=MAX_FRAME,
-                close_timeout=2,
+            # Entered as a context (websockets 17 warns otherwise); `close()` ends it.
+            self.ws = contextlib.ExitStack().enter_context(
+                sync_connect(
+                    self.state.connect_url(self.url),
+                    additional_headers=_headers(self.token),
+                    origin=self.origin,  # type: ignore[arg-type]
+                    max_size=MAX_FRAME,
+                    close_timeout=2,
+                )
             )
         except InvalidStatus as exc:
             error = _handshake_error(exc)
