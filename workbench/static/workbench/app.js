@@ -10,6 +10,8 @@ import { NO_ACCESS, WorkbenchStream } from "./stream.js";
 const WORKSPACE_KEY = "workbench.workspace";
 const DRAFTS_KEY = "workbench.drafts";
 const DRAFT_SAVE_DELAY_MS = 600;
+// How long an archive waits behind its Undo before it is sent.
+const UNDO_MS = 5000;
 // Opens a new tab on the shown task, wherever the focus is (Alt+N: Chromium and Firefox
 // bind nothing to it; Alt+T is Firefox's Tools menu, Ctrl+Alt+N is AltGr+N, a letter, on
 // some layouts). Said in the button's title and the composer's hint.
@@ -144,6 +146,21 @@ const els = {
   memberLeaveQuestion: $("member-leave-question"),
   memberLeaveYes: $("member-leave-yes"),
   memberLeaveNo: $("member-leave-no"),
+  taskArchive: $("task-archive"),
+  taskArchived: $("task-archived"),
+  taskArchivedHeading: $("task-archived-heading"),
+  taskArchivedDetail: $("task-archived-detail"),
+  taskArchivedDrafts: $("task-archived-drafts"),
+  taskArchivedDismiss: $("task-archived-dismiss"),
+  closeDialog: $("close-dialog"),
+  closeHeading: $("close-heading"),
+  closeDetail: $("close-detail"),
+  closeDraft: $("close-draft"),
+  closeYes: $("close-yes"),
+  closeNo: $("close-no"),
+  toast: $("toast"),
+  toastText: $("toast-text"),
+  toastUndo: $("toast-undo"),
 };
 
 const app = {
@@ -180,6 +197,11 @@ const app = {
   errorDetails: new Set(), // failed tabs whose raw error text is unfolded
   agents: null, // GET /api/agents/: the agents a task may run
   editing: null, // {tab, task, busy, error}: the repository form of a failed tab
+  knownTabs: new Map(), // the open tabs as last drawn: their drafts outlive an archive elsewhere
+  archiveUndo: null, // {taskId, title, tabId, timer, deadline, remaining}: archived, not yet sent
+  archivingHere: new Set(), // tasks this page archived: their archive event is no surprise
+  archivedNotice: null, // {taskId, title, drafts: [{tabId, title, text}], copied}: archived elsewhere
+  closeAsk: null, // the tab whose closing (and the draft it discards) is being confirmed
 };
 
 // -- drafts: kept locally until the server has them, so nothing typed is ever lost --------
@@ -358,8 +380,11 @@ function renderWorkspacePicker() {
 function openWorkspace(workspaceId) {
   if (app.stream) {
     drafts.flushAll();
+    commitArchive();
     app.stream.stop();
   }
+  app.archivedNotice = null;
+  app.knownTabs = new Map();
   closeMembers({ restoreFocus: false });
   app.members = { error: "", status: "", busy: new Set() };
   app.noAccess = null;
@@ -385,6 +410,7 @@ function openWorkspace(workspaceId) {
       }
       // Removed: the server closes the socket (4403) right after this event.
       const { frame } = change;
+      if (frame && frame.event === "task.updated" && frame.data.archived) archivedElsewhere(frame.data);
       if (frame && frame.event === "member.removed" && frame.data.user === app.stream.model.me) {
         lostAccess({ left: app.members.leaving === workspaceId });
         return;
@@ -414,6 +440,7 @@ async function lostAccess({ left = false } = {}) {
   }
   closeMembers({ restoreFocus: false });
   app.noAccess = { id: workspaceId, name, left, removed, loading: true };
+  app.archivedNotice = null;
   app.workspaceId = null;
   app.taskId = null;
   app.tabId = null;
@@ -468,10 +495,13 @@ function render() {
   for (const tabId of app.stopping) if (!app.running.has(tabId)) app.stopping.delete(tabId);
   renderTaskList(model);
   const task = app.taskId ? model.tasks.get(app.taskId) : null;
-  show(els.noTask, !task);
+  show(els.noTask, !task && !app.archivedNotice);
   show(els.taskView, Boolean(task));
+  renderArchivedNotice();
   if (task) renderTask(model, task);
   else app.shownTabId = null;
+  if (app.closeAsk && !model.tabs.has(app.closeAsk) && els.closeDialog.open) els.closeDialog.close();
+  app.knownTabs = new Map(model.tabs);
   syncView(model);
   if (els.membersDialog.open) renderMembers(model);
   const unread = [...model.tabs.values()].filter((tab) => tab.unread).length;
@@ -532,11 +562,18 @@ function renderNoAccess() {
 
 /** Keep the selection on things that exist: a closed tab gives way to its neighbour. */
 function normalizeSelection(model) {
+  if (app.archivedNotice) {
+    // The notice stands in for the archived task until dismissed or another is picked.
+    app.taskId = null;
+    app.tabId = null;
+    return;
+  }
   const selectedTab = app.tabId ? model.tabs.get(app.tabId) : null;
   if (selectedTab) app.taskId = selectedTab.task;
   const awaited = app.taskId !== null && app.taskId === app.loadingLinked;
-  if (!app.taskId || (!model.tasks.has(app.taskId) && !awaited)) {
-    app.taskId = model.taskList()[0]?.id ?? null;
+  const hidden = app.taskId !== null && app.taskId === app.archiveUndo?.taskId;
+  if (!app.taskId || hidden || (!model.tasks.has(app.taskId) && !awaited)) {
+    app.taskId = visibleTasks(model)[0]?.id ?? null;
   }
   const tabs = app.taskId ? model.tabsOf(app.taskId) : [];
   if (!tabs.some((tab) => tab.id === app.tabId)) {
@@ -605,8 +642,14 @@ function showRunning(badge, since) {
   }
 }
 
+/** The tasks the list shows: all but one archived a moment ago (still undoable). */
+function visibleTasks(model) {
+  const hidden = app.archiveUndo?.taskId;
+  return model.taskList().filter((task) => task.id !== hidden);
+}
+
 function renderTaskList(model) {
-  const tasks = model.taskList();
+  const tasks = visibleTasks(model);
   show(els.taskEmpty, tasks.length === 0);
   reconcile(
     els.taskList,
@@ -1737,6 +1780,202 @@ async function stopTurn(tabId) {
   scheduleRender();
 }
 
+// -- nothing typed is lost: closing asks, archiving waits behind an Undo -------------------
+
+/** What the user has typed in the tab and not sent: the composer's text when it is shown. */
+function draftText(tab) {
+  return tab.id === app.shownTabId ? els.composerInput.value : drafts.text(tab);
+}
+
+/** Prompts of the tab waiting for its agent (queued): closing the tab fails them. */
+function queuedCount(model, tabId) {
+  return model.transcript(tabId).filter((message) => message.role === "user" && message.state === "queued").length;
+}
+
+/** Close at once, unless the tab holds a draft or queued prompts: then ask, in the page. */
+function askToClose(tabId) {
+  const model = app.stream?.model;
+  const tab = model?.tabs.get(tabId);
+  if (!tab) return;
+  const draft = draftText(tab);
+  const queued = queuedCount(model, tabId);
+  if (!draft.trim() && !queued) {
+    closeTab(tabId);
+    return;
+  }
+  app.closeAsk = tabId;
+  const title = app.renames.get(tabId) ?? tab.title;
+  setText(els.closeHeading, `Close “${title}”?`);
+  const lost = [];
+  if (draft.trim()) lost.push("its draft is discarded");
+  if (queued) lost.push(`${queued === 1 ? "1 prompt" : `${queued} prompts`} waiting for the agent will not be sent`);
+  setText(els.closeDetail, `Closing it cannot be undone: ${lost.join(", and ")}.`);
+  setText(els.closeDraft, draft);
+  show(els.closeDraft, Boolean(draft.trim()));
+  els.closeDialog.showModal(); // the focus goes to "Keep tab"; Escape keeps it too
+}
+
+/**
+ * Archive the task: hidden from the list at once, the next task shown, and an Undo offered;
+ * the request is sent only once the Undo is gone (UNDO_MS, or sooner if another archive,
+ * another workspace or leaving the page needs it sent).
+ */
+function archiveTask(taskId) {
+  const model = app.stream?.model;
+  const task = model?.tasks.get(taskId);
+  if (!task) return;
+  commitArchive(); // one Undo at a time: an earlier archive is sent now
+  const typed = model.tabsOf(taskId).filter((tab) => draftText(tab).trim()).length;
+  if (app.shownTabId) drafts.save(app.shownTabId);
+  app.archiveUndo = { taskId, title: task.title, tabId: app.tabId, timer: null, deadline: 0, remaining: UNDO_MS };
+  app.taskId = null;
+  app.tabId = null;
+  render();
+  const kept = typed ? ` Its ${typed === 1 ? "draft goes" : `${typed} drafts go`} with it.` : "";
+  setText(els.toastText, `Archived “${task.title}”.${kept}`);
+  show(els.toast, true);
+  resumeUndo();
+  // The Archive button now stands for the next task: the focus goes to the Undo instead.
+  els.toastUndo.focus();
+}
+
+function pauseUndo() {
+  const pending = app.archiveUndo;
+  if (!pending || pending.timer === null) return;
+  clearTimeout(pending.timer);
+  pending.timer = null;
+  pending.remaining = Math.max(0, pending.deadline - Date.now());
+}
+
+function resumeUndo() {
+  const pending = app.archiveUndo;
+  if (!pending || pending.timer !== null) return;
+  pending.deadline = Date.now() + pending.remaining;
+  pending.timer = setTimeout(() => commitArchive(), pending.remaining);
+}
+
+function undoArchive() {
+  const pending = app.archiveUndo;
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  app.archiveUndo = null;
+  show(els.toast, false);
+  select(pending.taskId, pending.tabId);
+  els.taskArchive.focus();
+}
+
+/** Send the archive waiting behind its Undo, if any. */
+async function commitArchive({ keepalive = false } = {}) {
+  const pending = app.archiveUndo;
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  app.archiveUndo = null;
+  const hadFocus = els.toast.contains(document.activeElement);
+  show(els.toast, false);
+  if (hadFocus) els.main.focus();
+  app.archivingHere.add(pending.taskId);
+  const stream = app.stream;
+  try {
+    const task = await api("POST", `/api/tasks/${pending.taskId}/archive/`, {}, { keepalive });
+    if (stream && stream === app.stream) stream.model.upsertTask(task);
+  } catch (error) {
+    app.archivingHere.delete(pending.taskId);
+    if (error.status !== 404 && stream === app.stream) {
+      notify(`Could not archive “${pending.title}”: ${error.message}`); // it is listed again
+    }
+  }
+  scheduleRender();
+}
+
+/**
+ * The shown task was archived elsewhere (another page, member or REST client): rather than
+ * jumping to another task, say so, with every draft of its tabs to copy.
+ */
+function archivedElsewhere(task) {
+  if (task.id !== app.taskId || app.archivingHere.has(task.id)) return;
+  const tabs = [...app.knownTabs.values()]
+    .filter((tab) => tab.task === task.id)
+    .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
+  const typed = tabs
+    .map((tab) => ({ tabId: tab.id, title: app.renames.get(tab.id) ?? tab.title, text: draftText(tab) }))
+    .filter((draft) => draft.text.trim());
+  const hadFocus = els.taskView.contains(document.activeElement) || document.activeElement === document.body;
+  if (els.closeDialog.open) els.closeDialog.close();
+  app.archivedNotice = { taskId: task.id, title: task.title, drafts: typed, copied: null };
+  app.taskId = null;
+  app.tabId = null;
+  render();
+  if (hadFocus) els.taskArchivedHeading.focus();
+}
+
+function renderArchivedNotice() {
+  const notice = app.archivedNotice;
+  show(els.taskArchived, Boolean(notice));
+  if (!notice) return;
+  setText(els.taskArchivedHeading, `“${notice.title}” was archived`);
+  const count = notice.drafts.length;
+  setText(
+    els.taskArchivedDetail,
+    count
+      ? `It was archived elsewhere (another page or member), so its tabs are closed. ${count === 1 ? "The draft you had typed is" : `The ${count} drafts you had typed are`} kept below until you dismiss this: copy what you need.`
+      : "It was archived elsewhere (another page or member), so its tabs are closed. None of them held a draft of yours.",
+  );
+  show(els.taskArchivedDrafts, count > 0);
+  reconcile(
+    els.taskArchivedDrafts,
+    notice.drafts,
+    (draft) => draft.tabId,
+    (draft) => {
+      const id = `archived-draft-${draft.tabId}`;
+      return h(
+        "li",
+        { class: "archived-draft" },
+        h("label", { for: id }),
+        h("textarea", { id, readonly: true, rows: 4, spellcheck: "false" }),
+        h(
+          "div",
+          { class: "archived-draft-actions" },
+          h("button", { type: "button", dataset: { action: "copy" } }, "Copy"),
+          h("span", { class: "copy-status", role: "status" }),
+        ),
+      );
+    },
+    (li, draft) => {
+      setText(li.querySelector("label"), `Draft in “${draft.title}”`);
+      const area = li.querySelector("textarea");
+      if (area.value !== draft.text) area.value = draft.text;
+      setAttr(li.querySelector("button"), "aria-label", `Copy the draft in ${draft.title}`);
+      setText(li.querySelector(".copy-status"), notice.copied === draft.tabId ? "Copied" : "");
+    },
+  );
+}
+
+async function copyDraft(tabId) {
+  const notice = app.archivedNotice;
+  const draft = notice?.drafts.find((item) => item.tabId === tabId);
+  if (!draft) return;
+  const area = els.taskArchivedDrafts.querySelector(`li[data-key="${tabId}"] textarea`);
+  try {
+    await navigator.clipboard.writeText(draft.text);
+    notice.copied = tabId;
+  } catch {
+    // No clipboard access: the text is selected, for Ctrl+C.
+    area?.focus();
+    area?.select();
+    notice.copied = null;
+    const status = els.taskArchivedDrafts.querySelector(`li[data-key="${tabId}"] .copy-status`);
+    if (status) setText(status, "Selected: press Ctrl+C to copy");
+    return;
+  }
+  render();
+}
+
+function dismissArchived() {
+  app.archivedNotice = null;
+  render();
+  els.main.focus();
+}
+
 // -- renaming a tab, in place ---------------------------------------------------------------
 
 function startRename(tabId) {
@@ -1780,6 +2019,7 @@ async function renameTab(tabId, title) {
 
 function select(taskId, tabId) {
   if (app.shownTabId && app.shownTabId !== tabId) drafts.save(app.shownTabId);
+  if (taskId) app.archivedNotice = null;
   app.taskId = taskId;
   app.tabId = tabId;
   render();
@@ -1866,7 +2106,7 @@ function bindEvents() {
     const button = event.target.closest("button[data-action]");
     const tabId = button?.closest("li")?.dataset.key;
     if (!tabId) return;
-    if (button.dataset.action === "close") closeTab(tabId);
+    if (button.dataset.action === "close") askToClose(tabId);
     else select(app.taskId, tabId);
   });
   els.tabStrip.addEventListener("dblclick", (event) => {
@@ -1899,7 +2139,7 @@ function bindEvents() {
   // a held key opens one, not one per repeat.
   document.addEventListener("keydown", (event) => {
     if (event.code !== "KeyN" || !event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
-    if (els.membersDialog.open || els.taskView.hidden || !app.taskId) return;
+    if (els.membersDialog.open || els.closeDialog.open || els.taskView.hidden || !app.taskId) return;
     event.preventDefault();
     if (!event.repeat) openTab();
   });
@@ -1985,6 +2225,29 @@ function bindEvents() {
     openWorkspace(Number(button.dataset.workspaceId));
   });
   els.notice.querySelector(".notice-dismiss").addEventListener("click", () => show(els.notice, false));
+  els.taskArchive.addEventListener("click", (event) => {
+    // The second click of a double click would archive the next task shown: ignored.
+    if (event.detail > 1 || !app.taskId) return;
+    archiveTask(app.taskId);
+  });
+  els.toastUndo.addEventListener("click", undoArchive);
+  // The Undo waits while it is pointed at (the focus is put on it, so that cannot pause it).
+  els.toast.addEventListener("mouseenter", pauseUndo);
+  els.toast.addEventListener("mouseleave", resumeUndo);
+  els.taskArchivedDismiss.addEventListener("click", dismissArchived);
+  els.taskArchivedDrafts.addEventListener("click", (event) => {
+    const tabId = event.target.closest("button[data-action=copy]")?.closest("li")?.dataset.key;
+    if (tabId) copyDraft(tabId);
+  });
+  els.closeYes.addEventListener("click", () => {
+    const tabId = app.closeAsk;
+    els.closeDialog.close();
+    if (tabId) closeTab(tabId);
+  });
+  els.closeNo.addEventListener("click", () => els.closeDialog.close());
+  els.closeDialog.addEventListener("close", () => {
+    app.closeAsk = null;
+  });
   window.addEventListener("hashchange", () => {
     const wanted = readHash();
     if (wanted.workspace && wanted.workspace !== app.workspaceId) {
@@ -1996,7 +2259,11 @@ function bindEvents() {
     }
   });
   // Leaving the page: send what is still waiting for its debounce (keepalive outlives us).
-  window.addEventListener("pagehide", () => drafts.flushAll({ keepalive: true }));
+  // An archive still waiting for its Undo is sent now: it was asked for.
+  window.addEventListener("pagehide", () => {
+    drafts.flushAll({ keepalive: true });
+    commitArchive({ keepalive: true });
+  });
   document.addEventListener("visibilitychange", scheduleRender);
   setInterval(tickElapsed, 1000);
 }

@@ -1,0 +1,205 @@
+"""Issue 17: nothing the user typed is lost. Closing a tab that holds a draft or queued
+prompts asks in the page; archiving a task waits behind an Undo; a task archived elsewhere
+shows a notice that keeps its drafts to copy. Real headless Chromium, real service."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Request, expect
+
+from tests.e2e.helpers import create_task, get_tab, screenshot
+
+
+def get_task(api: httpx.Client, task_id: int) -> dict:
+    response = api.get(f"/api/tasks/{task_id}/")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_closing_a_tab_with_a_draft_asks_in_the_page_and_keep_keeps_it(team, open_page):
+    api = team.api()
+    create_task(api, team.workspace_id, "Close with care")
+    wb = open_page(team.owner)
+    wb.select_task("Close with care")
+    page = wb.page
+    dialog = page.get_by_role("dialog")
+
+    empty = wb.open_tab()
+    drafted = wb.open_tab()
+    wb.composer.fill("a half-written idea\nwith a second line")
+
+    # Its close button asks first, in the page; "Keep tab" has the focus, and Escape keeps the tab.
+    wb.tab(drafted).get_by_role("button", name=re.compile(r"^Close ")).click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Close “")
+    expect(dialog).to_contain_text("its draft is discarded")
+    expect(dialog.locator("#close-draft")).to_have_text("a half-written idea\nwith a second line")
+    expect(dialog.get_by_role("button", name="Keep tab")).to_be_focused()
+    screenshot(page, "close-draft-confirm")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(wb.tab(drafted)).to_have_count(1)
+    expect(wb.composer).to_have_value("a half-written idea\nwith a second line")
+    assert get_tab(api, drafted)["state"] != "closed"
+
+    # "Keep tab" by click keeps it too.
+    wb.tab(drafted).get_by_role("button", name=re.compile(r"^Close ")).click()
+    dialog.get_by_role("button", name="Keep tab").click()
+    expect(dialog).to_be_hidden()
+    expect(wb.tab(drafted)).to_have_count(1)
+
+    # A tab with nothing typed closes at once, as before.
+    wb.select_tab(empty)
+    wb.close_tab(empty)
+    expect(dialog).to_be_hidden()
+
+    # Confirmed by keyboard: Shift+Tab to "Close tab", Enter. The tab is closed.
+    wb.tab(drafted).get_by_role("button", name=re.compile(r"^Close ")).click()
+    expect(dialog.get_by_role("button", name="Keep tab")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(dialog.get_by_role("button", name="Close tab")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+    expect(wb.tab(drafted)).to_have_count(0)
+    assert get_tab(api, drafted)["state"] == "closed"
+
+
+def test_closing_a_tab_with_a_queued_prompt_asks_first(team, open_page, tmp_path: Path):
+    api = team.api()
+    # A repository that does not exist: the tab fails and keeps its prompts queued.
+    create_task(
+        api, team.workspace_id, "Queued work", repository=str(tmp_path / "none"), branch="main"
+    )
+    wb = open_page(team.owner)
+    wb.select_task("Queued work")
+    tab_id = wb.open_tab()
+    wb.expect_state(tab_id, "error")
+    wb.composer.fill("run this once the agent is there")
+    wb.send_button.click()
+    expect(wb.composer).to_have_value("")
+    expect(wb.transcript.locator(".message-user")).to_have_attribute("data-state", "queued")
+
+    wb.tab(tab_id).get_by_role("button", name=re.compile(r"^Close ")).click()
+    dialog = wb.page.get_by_role("dialog")
+    expect(dialog).to_contain_text("1 prompt waiting for the agent will not be sent")
+    expect(dialog.locator("#close-draft")).to_be_hidden()  # no draft, only the queued prompt
+    dialog.get_by_role("button", name="Close tab").click()
+    expect(wb.tab(tab_id)).to_have_count(0)
+    assert get_tab(api, tab_id)["state"] == "closed"
+
+
+def test_archiving_a_task_waits_behind_an_undo_and_another_page_keeps_its_draft(team, open_page):
+    api = team.api()
+    undone = create_task(api, team.workspace_id, "Archive me, then undo")
+    archived = create_task(api, team.workspace_id, "Archive me for real")
+    alice = open_page(team.owner)
+    bob = open_page(team.member)
+    archive_posts: list[str] = []
+
+    def record(request: Request) -> None:
+        if request.method == "POST" and request.url.endswith("/archive/"):
+            archive_posts.append(request.url)
+
+    alice.page.on("request", record)
+    alice.select_task("Archive me, then undo")
+    tab_id = alice.open_tab()
+    alice.composer.fill("words I still want")
+    toast = alice.page.locator("#toast")
+
+    # Archive: gone from the list at once, another task shown, an Undo offered and focused.
+    alice.page.get_by_role("button", name="Archive", exact=True).click()
+    expect(alice.task("Archive me, then undo")).to_have_count(0)
+    expect(alice.task_heading).not_to_have_text("Archive me, then undo")
+    expect(toast).to_be_visible()
+    expect(toast).to_contain_text("Archived “Archive me, then undo”. Its draft goes with it.")
+    undo = toast.get_by_role("button", name="Undo")
+    expect(undo).to_be_focused()
+    screenshot(alice.page, "archive-undo")
+
+    # Undo (by keyboard): the task, its tab and the draft are back; nothing was sent.
+    alice.page.keyboard.press("Enter")
+    expect(toast).to_be_hidden()
+    expect(alice.task_heading).to_have_text("Archive me, then undo")
+    expect(alice.active_tab).to_have_attribute("data-tab-id", tab_id)
+    expect(alice.composer).to_have_value("words I still want")
+
+    # Bob looks at the other task, with a draft, when Alice archives it for real.
+    bob.select_task("Archive me for real")
+    bob_tab = bob.open_tab()
+    bob.composer.fill("Bob's unsent thought")
+    expect(alice.tab(bob_tab)).to_have_count(0)  # (Alice is on the other task)
+
+    alice.select_task("Archive me for real")
+    with alice.page.expect_response(
+        lambda response: response.url.endswith(f"/api/tasks/{archived['id']}/archive/"),
+        timeout=30_000,
+    ) as answer:
+        alice.page.get_by_role("button", name="Archive", exact=True).click()
+        expect(toast).to_be_visible()
+    assert answer.value.status == 200
+    expect(toast).to_be_hidden()
+    # The undone archive's timer was older: had it survived the Undo, it would have fired
+    # first. Only the second archive was ever sent.
+    assert archive_posts == [f"{team.base_url}/api/tasks/{archived['id']}/archive/"]
+    assert get_task(api, archived["id"])["archived"] is True
+    assert get_task(api, undone["id"])["archived"] is False
+    expect(alice.page.locator("#task-archived")).to_be_hidden()  # archived here: no notice
+
+    # Bob's page says so instead of jumping away, and keeps his draft.
+    notice = bob.page.locator("#task-archived")
+    expect(notice).to_be_visible()
+    expect(notice.get_by_role("heading")).to_have_text("“Archive me for real” was archived")
+    expect(notice.get_by_role("textbox")).to_have_value("Bob's unsent thought")
+    expect(bob.page.locator("#task-view")).to_be_hidden()
+
+
+def test_a_task_archived_elsewhere_shows_a_notice_with_every_draft_to_copy(team, open_page):
+    api = team.api()
+    task = create_task(api, team.workspace_id, "Archived under me")
+    create_task(api, team.workspace_id, "Still here")
+    wb = open_page(team.owner)
+    page = wb.page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=team.base_url)
+    wb.mark_document()
+    wb.select_task("Archived under me")
+    first = wb.open_tab()
+    wb.composer.fill("draft in the first tab")
+    second = wb.open_tab()
+    wb.composer.fill("draft in the second tab,\nstill in the composer")
+    expect(wb.tab(first)).not_to_have_attribute("data-active", "true")
+
+    # Archived through the REST API, as another client would.
+    response = team.api(team.member).post(f"/api/tasks/{task['id']}/archive/", json={})
+    assert response.status_code == 200, response.text
+
+    notice = page.locator("#task-archived")
+    expect(notice).to_be_visible()
+    expect(notice.get_by_role("heading")).to_have_text("“Archived under me” was archived")
+    expect(notice.get_by_role("heading")).to_be_focused()  # the focus was in the composer
+    expect(notice).to_contain_text("The 2 drafts you had typed are kept below")
+    drafts = notice.get_by_role("textbox")
+    expect(drafts).to_have_count(2)
+    expect(drafts.nth(0)).to_have_value("draft in the first tab")
+    expect(drafts.nth(1)).to_have_value("draft in the second tab,\nstill in the composer")
+    for draft in drafts.all():
+        expect(draft).not_to_be_editable()
+    expect(page.locator("#task-view")).to_be_hidden()
+    expect(wb.task("Archived under me")).to_have_count(0)
+    expect(wb.task("Still here")).not_to_have_attribute("aria-current", "true")  # no jump
+    screenshot(page, "archived-elsewhere")
+
+    copy = notice.get_by_role("button", name=re.compile(r"^Copy the draft in "))
+    copy.nth(1).click()
+    expect(notice.locator(".copy-status").nth(1)).to_have_text("Copied")
+    clipboard = page.evaluate("navigator.clipboard.readText()")
+    assert clipboard == "draft in the second tab,\nstill in the composer"
+    assert get_tab(api, second)["state"] == "closed"
+
+    # Dismissed: the workbench goes on with the other task; the same document throughout.
+    notice.get_by_role("button", name="Dismiss").click()
+    expect(notice).to_be_hidden()
+    expect(wb.task_heading).to_have_text("Still here")
+    assert wb.still_same_document()
