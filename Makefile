@@ -11,6 +11,9 @@ RUFF := $(VENV)/bin/ruff
 MYPY := $(VENV)/bin/mypy
 LINT_IMPORTS := $(VENV)/bin/lint-imports
 PYTEST := $(VENV)/bin/pytest
+# The browser workbench's JavaScript, type-checked (// @ts-check, JSDoc) by TypeScript from npm.
+TSC := node_modules/.bin/tsc
+TSC_PROJECT := workbench/static/workbench
 HONCHO := $(VENV)/bin/honcho
 PROCFILE ?= Procfile
 VAR_DIR := var
@@ -39,7 +42,7 @@ help:
 	@echo "make test   set up, ruff check, pytest (extra arguments: PYTEST_ARGS='-k foo')"
 	@echo "make test-postgres   the same suite on a throwaway PostgreSQL cluster"
 	@echo "make bench  the service benchmark on SQLite and PostgreSQL (~10 min; docs/benchmarks.md)"
-	@echo "make lint   ruff, mypy and the import layers (lint-imports)"
+	@echo "make lint   ruff, mypy, the import layers (lint-imports) and tsc on the browser's JavaScript"
 	@echo "make fmt    ruff format and ruff check --fix"
 	@echo "make setup  install system packages, the venv and node_modules (idempotent)"
 
@@ -91,6 +94,7 @@ test: setup
 	$(RUFF) check .
 	$(MYPY)
 	$(LINT_IMPORTS) --no-cache
+	$(TSC) --noEmit -p $(TSC_PROJECT)
 	$(PYTEST) $(PYTEST_ARGS)
 
 # The whole suite again on a throwaway PostgreSQL cluster (scripts/with-postgres.sh).
@@ -110,11 +114,12 @@ bench: setup postgres
 	mkdir -p $(VAR_DIR)
 	$(VENV_PY) bench/service.py $(BENCH_ARGS)
 
-lint: $(PY_STAMP)
+lint: $(PY_STAMP) $(NODE_STAMP)
 	$(RUFF) check .
 	$(RUFF) format --check .
 	$(MYPY)
 	$(LINT_IMPORTS) --no-cache
+	$(TSC) --noEmit -p $(TSC_PROJECT)
 
 fmt: $(PY_STAMP)
 	$(RUFF) format .

@@ -1,6 +1,14 @@
+// @ts-check
 // The public REST API, with the session cookie and Django's CSRF token.
 
 export class ApiError extends Error {
+  /**
+   * @param {number} status the HTTP status, 0 when the server was not reached
+   * @param {string} code the API's error code (docs/api.md)
+   * @param {string} message
+   * @param {Record<string, string[]>} [fields] what was wrong with each field
+   * @param {number | null} [retryAfter]
+   */
   constructor(status, code, message, fields = {}, retryAfter = null) {
     super(message);
     this.name = "ApiError";
@@ -13,24 +21,41 @@ export class ApiError extends Error {
 
 /** Whether sending the same request again may succeed: the server was not reached, was
  * busy (429) or failed (5xx). Safe only for reads and for requests with an Idempotency-Key. */
+/** @param {unknown} error */
 export function retriable(error) {
   return error instanceof ApiError && (error.status === 0 || error.status === 429 || error.status >= 500);
 }
 
+/** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * What went wrong, as an ApiError: the API's own, or anything else thrown (a bug, a
+ * refused fetch) with its message, so a `catch` can always say why.
+ * @param {unknown} error
+ * @returns {ApiError}
+ */
+export function asApiError(error) {
+  if (error instanceof ApiError) return error;
+  return new ApiError(0, "client", error instanceof Error ? error.message : String(error));
+}
 
 /**
  * Run `request` (a function returning a promise) until it succeeds, at most `attempts`
  * times, while it fails in a retriable way: after Retry-After if the server gave one, else
  * after an exponential, jittered backoff. The caller keeps whatever makes the retries the
  * same request (an Idempotency-Key made once, outside `request`).
+ * @template T
+ * @param {() => Promise<T>} request
+ * @param {{attempts?: number, baseMs?: number, maxMs?: number}} [options]
+ * @returns {Promise<T>}
  */
 export async function withRetries(request, { attempts = 4, baseMs = 400, maxMs = 8000 } = {}) {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await request();
     } catch (error) {
-      if (attempt >= attempts || !retriable(error)) throw error;
+      if (attempt >= attempts || !(error instanceof ApiError) || !retriable(error)) throw error;
       const backoff = error.retryAfter ? error.retryAfter * 1000 : baseMs * 2 ** (attempt - 1);
       await sleep(Math.min(backoff, maxMs) * (0.75 + Math.random() / 2));
     }
@@ -50,22 +75,35 @@ export function loginAgain() {
 
 /**
  * Call the API; resolves with the JSON body (null for 204), rejects with an ApiError.
- * `keepalive` lets a request outlive the page (a draft saved while it unloads).
+ * `keepalive` lets a request outlive the page (a draft saved while it unloads). The body is
+ * JSON as the server sent it: its shape is the operation's (types/workbench.d.ts).
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @param {CallOptions} [options]
+ * @returns {Promise<any>}
  */
 export async function api(method, path, body, options = {}) {
   return (await call(method, path, body, options)).data;
 }
 
+/** @typedef {{headers?: Record<string, string>, keepalive?: boolean}} CallOptions */
+
+/**
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @param {CallOptions} [options]
+ * @returns {Promise<{data: any, response: Response}>}
+ */
 async function call(method, path, body, { headers = {}, keepalive = false } = {}) {
-  const init = {
-    method,
-    credentials: "same-origin",
-    keepalive,
-    headers: { Accept: "application/json", ...headers },
-  };
-  if (method !== "GET") init.headers["X-CSRFToken"] = csrfToken();
+  /** @type {Record<string, string>} */
+  const sent = { Accept: "application/json", ...headers };
+  /** @type {RequestInit} */
+  const init = { method, credentials: "same-origin", keepalive, headers: sent };
+  if (method !== "GET") sent["X-CSRFToken"] = csrfToken();
   if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
+    sent["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   let response;
@@ -75,6 +113,7 @@ async function call(method, path, body, { headers = {}, keepalive = false } = {}
     throw new ApiError(0, "network", "The server cannot be reached; try again in a moment.");
   }
   if (response.status === 204) return { data: null, response };
+  /** @type {any} */
   let data = null;
   try {
     data = await response.json();
@@ -96,7 +135,10 @@ async function call(method, path, body, { headers = {}, keepalive = false } = {}
   return { data, response };
 }
 
-/** The path and query of a `Link` header's rel="next" (it is absolute, from the Host). */
+/**
+ * The path and query of a `Link` header's rel="next" (it is absolute, from the Host).
+ * @param {string | null} header
+ */
 function nextLink(header) {
   const found = /<([^>]+)>;\s*rel="next"/.exec(header || "");
   if (!found) return null;
@@ -104,9 +146,15 @@ function nextLink(header) {
   return url.pathname + url.search;
 }
 
-/** Every item of a list whose pages are JSON arrays chained by `Link: <…>; rel="next"`. */
+/**
+ * Every item of a list whose pages are JSON arrays chained by `Link: <…>; rel="next"`.
+ * @param {string} path
+ * @returns {Promise<any[]>}
+ */
 export async function apiList(path, { maxPages = 50 } = {}) {
+  /** @type {any[]} */
   const items = [];
+  /** @type {string | null} */
   let next = path;
   for (let page = 0; next && page < maxPages; page += 1) {
     const { data, response } = await call("GET", next);
@@ -116,9 +164,15 @@ export async function apiList(path, { maxPages = 50 } = {}) {
   return items;
 }
 
-/** Every page of a cursor-paginated list, oldest first. */
+/**
+ * Every page of a cursor-paginated list, oldest first.
+ * @param {string} path
+ * @returns {Promise<any[]>}
+ */
 export async function apiAll(path, { maxPages = 40 } = {}) {
+  /** @type {any[]} */
   const items = [];
+  /** @type {string | null} */
   let next = path;
   for (let page = 0; next && page < maxPages; page += 1) {
     const data = await api("GET", next);

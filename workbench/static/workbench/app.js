@@ -1,9 +1,10 @@
+// @ts-check
 // The browser workbench: workspaces, tasks and their tabs, live. It uses only the public
 // REST API (api.js) and the websocket stream (stream.js); the URL fragment says what is
 // shown (#workspace=1&task=2&tab=<uuid>), so a refresh restores the same view.
 
-import { api, apiAll, apiList, loginAgain, withRetries } from "./api.js";
-import { h, reconcile, setAttr, setText, show } from "./dom.js";
+import { api, apiAll, apiList, asApiError, loginAgain, withRetries } from "./api.js";
+import { closestTarget, find, h, part, reconcile, setAttr, setText, show, targetMatches } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { NO_ACCESS, WorkbenchStream } from "./stream.js";
 
@@ -74,95 +75,162 @@ const MESSAGE_STATES = {
   failed: "failed",
 };
 
-const $ = (id) => document.getElementById(id);
+/**
+ * The shell's element of that id, of that type (the template always has it).
+ * @template {HTMLElement} T
+ * @param {string} id
+ * @param {{new (): T, prototype: T}} [type]
+ * @returns {T}
+ */
+function byId(id, type) {
+  const el = document.getElementById(id);
+  if (!el || (type && !(el instanceof type))) throw new Error(`The page has no ${type?.name ?? "element"} #${id}`);
+  return /** @type {T} */ (el);
+}
+
 const els = {
-  connection: $("connection"),
-  workspaceSelect: $("workspace-select"),
-  notice: $("notice"),
-  sidebar: $("sidebar"),
-  drawerToggle: $("drawer-toggle"),
-  drawerBackdrop: $("drawer-backdrop"),
-  taskForm: $("task-form"),
-  taskTitle: $("task-title"),
-  taskPrompt: $("task-prompt"),
-  taskAgent: $("task-agent"),
-  taskAgentNote: $("task-agent-note"),
-  taskFormHint: $("task-form-hint"),
-  taskList: $("task-list"),
-  taskEmpty: $("task-empty"),
-  taskMore: $("task-more"),
-  noWorkspace: $("no-workspace"),
-  workspaceForm: $("workspace-form"),
-  noTask: $("no-task"),
-  taskView: $("task-view"),
-  taskHeading: $("task-heading"),
-  taskMeta: $("task-meta"),
-  provisioning: $("provisioning"),
-  provisioningSummary: $("provisioning-summary"),
-  taskSteps: $("task-steps"),
-  tabStrip: $("tab-strip"),
-  newTab: $("new-tab"),
-  noTab: $("no-tab"),
-  tabPane: $("tab-pane"),
-  main: $("main"),
-  tabPaneHeading: $("tab-pane-heading"),
-  tabStatus: $("tab-status"),
-  repoForm: $("repo-form"),
-  repoRepository: $("repo-form-repository"),
-  repoBranch: $("repo-form-branch"),
-  repoError: $("repo-form-error"),
-  repoCancel: $("repo-form-cancel"),
-  transcript: $("transcript"),
-  composer: $("composer"),
-  composerInput: $("composer-input"),
-  composerReason: $("composer-reason"),
-  composerSend: $("composer-send"),
-  composerError: $("composer-error"),
-  turn: $("turn"),
-  turnElapsed: $("turn-elapsed"),
-  turnStop: $("turn-stop"),
-  modelLabel: $("model-label"),
-  modelSelect: $("model-select"),
-  modelForm: $("model-form"),
-  modelInput: $("model-input"),
-  modelNote: $("model-note"),
-  noAccess: $("no-access"),
-  noAccessHeading: $("no-access-heading"),
-  noAccessDetail: $("no-access-detail"),
-  noAccessLoading: $("no-access-loading"),
-  noAccessOthers: $("no-access-others"),
-  noAccessList: $("no-access-list"),
-  membersButton: $("members-button"),
-  membersDialog: $("members-dialog"),
-  membersHeading: $("members-heading"),
-  membersError: $("members-error"),
-  membersStatus: $("members-status"),
-  memberList: $("member-list"),
-  memberAdd: $("member-add"),
-  memberAddWho: $("member-add-who"),
-  memberAddRole: $("member-add-role"),
-  memberLeave: $("member-leave"),
-  memberLeaveConfirm: $("member-leave-confirm"),
-  memberLeaveQuestion: $("member-leave-question"),
-  memberLeaveYes: $("member-leave-yes"),
-  memberLeaveNo: $("member-leave-no"),
-  taskArchive: $("task-archive"),
-  taskArchived: $("task-archived"),
-  taskArchivedHeading: $("task-archived-heading"),
-  taskArchivedDetail: $("task-archived-detail"),
-  taskArchivedDrafts: $("task-archived-drafts"),
-  taskArchivedDismiss: $("task-archived-dismiss"),
-  closeDialog: $("close-dialog"),
-  closeHeading: $("close-heading"),
-  closeDetail: $("close-detail"),
-  closeDraft: $("close-draft"),
-  closeYes: $("close-yes"),
-  closeNo: $("close-no"),
-  toast: $("toast"),
-  toastText: $("toast-text"),
-  toastUndo: $("toast-undo"),
+  connection: byId("connection"),
+  workspaceSelect: byId("workspace-select", HTMLSelectElement),
+  notice: byId("notice"),
+  sidebar: byId("sidebar"),
+  drawerToggle: byId("drawer-toggle", HTMLButtonElement),
+  drawerBackdrop: byId("drawer-backdrop"),
+  taskForm: byId("task-form", HTMLFormElement),
+  taskTitle: byId("task-title", HTMLInputElement),
+  taskPrompt: byId("task-prompt", HTMLTextAreaElement),
+  taskAgent: byId("task-agent", HTMLSelectElement),
+  taskAgentNote: byId("task-agent-note"),
+  taskFormHint: byId("task-form-hint"),
+  taskList: byId("task-list", HTMLUListElement),
+  taskEmpty: byId("task-empty"),
+  taskMore: byId("task-more", HTMLButtonElement),
+  noWorkspace: byId("no-workspace"),
+  workspaceForm: byId("workspace-form", HTMLFormElement),
+  noTask: byId("no-task"),
+  taskView: byId("task-view"),
+  taskHeading: byId("task-heading"),
+  taskMeta: byId("task-meta"),
+  provisioning: byId("provisioning", HTMLDetailsElement),
+  provisioningSummary: byId("provisioning-summary"),
+  taskSteps: byId("task-steps", HTMLOListElement),
+  tabStrip: byId("tab-strip", HTMLUListElement),
+  newTab: byId("new-tab", HTMLButtonElement),
+  noTab: byId("no-tab"),
+  tabPane: byId("tab-pane"),
+  main: byId("main"),
+  tabPaneHeading: byId("tab-pane-heading"),
+  tabStatus: byId("tab-status"),
+  repoForm: byId("repo-form", HTMLFormElement),
+  repoRepository: byId("repo-form-repository", HTMLInputElement),
+  repoBranch: byId("repo-form-branch", HTMLInputElement),
+  repoError: byId("repo-form-error"),
+  repoCancel: byId("repo-form-cancel", HTMLButtonElement),
+  transcript: byId("transcript", HTMLOListElement),
+  composer: byId("composer", HTMLFormElement),
+  composerInput: byId("composer-input", HTMLTextAreaElement),
+  composerReason: byId("composer-reason"),
+  composerSend: byId("composer-send", HTMLButtonElement),
+  composerError: byId("composer-error"),
+  turn: byId("turn"),
+  turnElapsed: byId("turn-elapsed"),
+  turnStop: byId("turn-stop", HTMLButtonElement),
+  modelLabel: byId("model-label"),
+  modelSelect: byId("model-select", HTMLSelectElement),
+  modelForm: byId("model-form", HTMLFormElement),
+  modelInput: byId("model-input", HTMLInputElement),
+  modelNote: byId("model-note"),
+  noAccess: byId("no-access"),
+  noAccessHeading: byId("no-access-heading"),
+  noAccessDetail: byId("no-access-detail"),
+  noAccessLoading: byId("no-access-loading"),
+  noAccessOthers: byId("no-access-others"),
+  noAccessList: byId("no-access-list", HTMLUListElement),
+  membersButton: byId("members-button", HTMLButtonElement),
+  membersDialog: byId("members-dialog", HTMLDialogElement),
+  membersHeading: byId("members-heading"),
+  membersError: byId("members-error"),
+  membersStatus: byId("members-status"),
+  memberList: byId("member-list", HTMLUListElement),
+  memberAdd: byId("member-add", HTMLFormElement),
+  memberAddWho: byId("member-add-who", HTMLInputElement),
+  memberAddRole: byId("member-add-role", HTMLSelectElement),
+  memberLeave: byId("member-leave", HTMLButtonElement),
+  memberLeaveConfirm: byId("member-leave-confirm"),
+  memberLeaveQuestion: byId("member-leave-question"),
+  memberLeaveYes: byId("member-leave-yes", HTMLButtonElement),
+  memberLeaveNo: byId("member-leave-no", HTMLButtonElement),
+  taskArchive: byId("task-archive", HTMLButtonElement),
+  taskArchived: byId("task-archived"),
+  taskArchivedHeading: byId("task-archived-heading"),
+  taskArchivedDetail: byId("task-archived-detail"),
+  taskArchivedDrafts: byId("task-archived-drafts", HTMLUListElement),
+  taskArchivedDismiss: byId("task-archived-dismiss", HTMLButtonElement),
+  closeDialog: byId("close-dialog", HTMLDialogElement),
+  closeHeading: byId("close-heading"),
+  closeDetail: byId("close-detail"),
+  closeDraft: byId("close-draft"),
+  closeYes: byId("close-yes", HTMLButtonElement),
+  closeNo: byId("close-no", HTMLButtonElement),
+  toast: byId("toast"),
+  toastText: byId("toast-text"),
+  toastUndo: byId("toast-undo", HTMLButtonElement),
 };
 
+/** @typedef {import("./types/workbench").Task} Task */
+/** @typedef {import("./types/workbench").Tab} Tab */
+/** @typedef {import("./types/workbench").Message} Message */
+/** @typedef {import("./types/workbench").Member} Member */
+/** @typedef {import("./types/workbench").Sandbox} Sandbox */
+/** @typedef {import("./types/workbench").Step} Step */
+/** @typedef {import("./types/workbench").Workspace} Workspace */
+/** @typedef {import("./types/workbench").ModelChoice} ModelChoice */
+/** @typedef {import("./model.js").WorkbenchModel} WorkbenchModel */
+/** @typedef {import("./api.js").ApiError} ApiError */
+
+/**
+ * Everything the page holds besides the workbench's model (the stream's).
+ * @typedef {object} AppState
+ * @property {Workspace[]} workspaces
+ * @property {number | null} workspaceId
+ * @property {number | null} taskId
+ * @property {string | null} tabId
+ * @property {WorkbenchStream | null} stream
+ * @property {Map<number, string | null>} lastTabOfTask
+ * @property {string[]} stripOrder
+ * @property {Map<string, "loading" | "loaded" | "failed">} transcripts
+ * @property {string | null} loadingPage
+ * @property {number | null} loadingLinked
+ * @property {string | null} reviewed
+ * @property {Set<string>} closing
+ * @property {number} opening
+ * @property {number} openClicks
+ * @property {number} openShown
+ * @property {boolean} sending
+ * @property {{tab: string, text: string} | null} sendError
+ * @property {string | null} renaming
+ * @property {Map<string, string>} running
+ * @property {Set<string>} stopping
+ * @property {Map<string, string>} renames
+ * @property {string | null} shownTabId
+ * @property {string} statusKey
+ * @property {{id: number, name: string, left: boolean, removed: boolean, loading: boolean} | null} noAccess
+ * @property {{error: string, status: string, busy: Set<number>, leaving?: number | null}} members
+ * @property {{tab: string, value: string} | null} modelSaving
+ * @property {{tab: string, text: string, error: boolean} | null} modelFeedback
+ * @property {string} modelKey
+ * @property {Map<string, boolean>} stepLogs
+ * @property {string} provisioningKey
+ * @property {Set<string>} errorDetails
+ * @property {{name: string}[] | null} agents
+ * @property {{tab: string, task: number, busy: boolean, error: string} | null} editing
+ * @property {Map<string, Tab>} knownTabs
+ * @property {{taskId: number, title: string, tabId: string | null, timer: ReturnType<typeof setTimeout> | null, deadline: number, remaining: number} | null} archiveUndo
+ * @property {Set<number>} archivingHere
+ * @property {{taskId: number, title: string, drafts: {tabId: string, title: string, text: string}[], copied: string | null} | null} archivedNotice
+ * @property {string | null} closeAsk
+ */
+
+/** @type {AppState} */
 const app = {
   workspaces: [],
   workspaceId: null,
@@ -241,7 +309,8 @@ const drafts = {
       model.upsertTab(saved);
       if (this.local[tabId]?.text === text) this.forget(tabId);
       scheduleRender();
-    } catch (error) {
+    } catch (caught) {
+      const error = asApiError(caught);
       if (error.code === "tab_closed" || error.status === 404) this.forget(tabId);
       // Otherwise keep the local copy: the next edit or reconnect saves it.
     }
@@ -280,11 +349,17 @@ const drafts = {
 
 function readJSON(key, fallback) {
   try {
-    const value = JSON.parse(localStorage.getItem(key));
+    const value = JSON.parse(localStorage.getItem(key) ?? "null");
     return value && typeof value === "object" && !Array.isArray(value) ? value : fallback;
   } catch {
     return fallback;
   }
+}
+
+/** The open workspace's model (actions run only while one is open). */
+function openModel() {
+  if (!app.stream) throw new Error("No workspace is open");
+  return app.stream.model;
 }
 
 // -- the URL fragment ---------------------------------------------------------------------
@@ -300,8 +375,8 @@ function readHash() {
 
 function writeHash() {
   const params = new URLSearchParams();
-  if (app.workspaceId) params.set("workspace", app.workspaceId);
-  if (app.taskId) params.set("task", app.taskId);
+  if (app.workspaceId) params.set("workspace", String(app.workspaceId));
+  if (app.taskId) params.set("task", String(app.taskId));
   if (app.tabId) params.set("tab", app.tabId);
   const hash = `#${params}`;
   if (location.hash !== hash) history.replaceState(null, "", hash);
@@ -309,10 +384,11 @@ function writeHash() {
 
 // -- notices and the connection indicator -------------------------------------------------
 
-let noticeTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let noticeTimer;
 
 function notify(text) {
-  setText(els.notice.querySelector(".notice-text"), text);
+  setText(part(els.notice, ".notice-text"), text);
   show(els.notice, true);
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => show(els.notice, false), 10_000);
@@ -327,7 +403,7 @@ function renderConnection(status, detail) {
   };
   els.connection.dataset.state = status;
   const text = detail && status !== "connected" ? `${labels[status]} (${detail})` : labels[status];
-  setText(els.connection.querySelector(".connection-label"), text);
+  setText(part(els.connection, ".connection-label"), text);
   // Removed from the workspace (or logged out elsewhere: the API then answers 401, and we
   // go to the login page).
   if (status === "offline" && detail === NO_ACCESS) lostAccess();
@@ -341,7 +417,8 @@ async function boot() {
   loadAgents();
   try {
     app.workspaces = await apiList("/api/workspaces/");
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     notify(`Could not load your workspaces: ${error.message}`);
     renderConnection("offline", "");
     return;
@@ -358,7 +435,7 @@ async function boot() {
   if (pick === null) {
     renderConnection("offline", "no workspace");
     render();
-    els.noWorkspace.querySelector("input").focus();
+    part(els.noWorkspace, "input").focus();
     return;
   }
   openWorkspace(pick);
@@ -396,14 +473,14 @@ function openWorkspace(workspaceId) {
   localStorage.setItem(WORKSPACE_KEY, String(workspaceId));
   renderWorkspacePicker();
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  app.stream = new WorkbenchStream(`${scheme}://${location.host}/ws/workspaces/${workspaceId}/`, {
+  const stream = new WorkbenchStream(`${scheme}://${location.host}/ws/workspaces/${workspaceId}/`, {
     onStatus: renderConnection,
     onChange: (change) => {
       if (change.kind === "snapshot") {
         // Message events missed while disconnected are not in a snapshot: reload transcripts.
         if (!change.first) app.transcripts.clear();
-        drafts.reconcileWith(app.stream.model, workspaceId);
-        const model = app.stream.model;
+        drafts.reconcileWith(stream.model, workspaceId);
+        const model = stream.model;
         if (change.first && app.taskId && !model.tasks.has(app.taskId) && model.next) {
           loadLinkedTask(app.taskId);
         }
@@ -411,14 +488,15 @@ function openWorkspace(workspaceId) {
       // Removed: the server closes the socket (4403) right after this event.
       const { frame } = change;
       if (frame && frame.event === "task.updated" && frame.data.archived) archivedElsewhere(frame.data);
-      if (frame && frame.event === "member.removed" && frame.data.user === app.stream.model.me) {
+      if (frame && frame.event === "member.removed" && frame.data.user === stream.model.me) {
         lostAccess({ left: app.members.leaving === workspaceId });
         return;
       }
       scheduleRender();
     },
   });
-  app.stream.start();
+  app.stream = stream;
+  stream.start();
   render();
 }
 
@@ -452,7 +530,8 @@ async function lostAccess({ left = false } = {}) {
   els.noAccessHeading.focus();
   try {
     app.workspaces = await apiList("/api/workspaces/");
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     notify(`Could not load your workspaces: ${error.message}`);
   }
   if (app.noAccess?.id !== workspaceId) return; // another workspace was opened meanwhile
@@ -489,6 +568,7 @@ function render() {
     }
     return;
   }
+  if (!stream || !ready) return;
   const model = stream.model;
   normalizeSelection(model);
   app.running = runningTurns(model);
@@ -502,7 +582,7 @@ function render() {
   else app.shownTabId = null;
   if (app.closeAsk && !model.tabs.has(app.closeAsk) && els.closeDialog.open) els.closeDialog.close();
   app.knownTabs = new Map(model.tabs);
-  syncView(model);
+  syncView(stream);
   if (els.membersDialog.open) renderMembers(model);
   const unread = [...model.tabs.values()].filter((tab) => tab.unread).length;
   document.title = unread ? `(${unread}) Workbench` : "Workbench";
@@ -514,16 +594,18 @@ function render() {
  * tab read for me, and clears its unread. A shown tab that turned unread anyway (a reply
  * that beat the claim) is claimed once more, which clears it.
  */
-function syncView(model) {
+/** @param {WorkbenchStream} stream */
+function syncView(stream) {
+  const model = stream.model;
   const visible = document.visibilityState === "visible";
   const tab = visible && app.shownTabId ? model.tabs.get(app.shownTabId) : null;
   const tabId = tab ? tab.id : null;
-  if (app.stream.viewing !== tabId) {
-    app.stream.view(tabId);
+  if (stream.viewing !== tabId) {
+    stream.view(tabId);
     app.reviewed = tab && tab.unread ? tabId : null;
   } else if (tab && tab.unread && app.reviewed !== tabId) {
     app.reviewed = tabId;
-    app.stream.view(tabId, { again: true });
+    stream.view(tabId, { again: true });
   } else if (!tab || !tab.unread) {
     app.reviewed = null;
   }
@@ -553,8 +635,8 @@ function renderNoAccess() {
     (workspace) => workspace.id,
     () => h("li", {}, h("button", { type: "button", class: "workspace-open" })),
     (li, workspace) => {
-      const button = li.firstElementChild;
-      button.dataset.workspaceId = workspace.id;
+      const button = /** @type {HTMLButtonElement} */ (li.firstElementChild);
+      button.dataset.workspaceId = String(workspace.id);
       setText(button, workspace.name);
     },
   );
@@ -577,8 +659,8 @@ function normalizeSelection(model) {
   }
   const tabs = app.taskId ? model.tabsOf(app.taskId) : [];
   if (!tabs.some((tab) => tab.id === app.tabId)) {
-    const remembered = app.lastTabOfTask.get(app.taskId);
-    const index = app.stripOrder.indexOf(app.tabId);
+    const remembered = app.taskId === null ? undefined : app.lastTabOfTask.get(app.taskId);
+    const index = app.tabId === null ? -1 : app.stripOrder.indexOf(app.tabId);
     const neighbour = index >= 0 ? (tabs[index] ?? tabs[tabs.length - 1]) : null;
     app.tabId = tabs.some((tab) => tab.id === remembered)
       ? remembered
@@ -635,7 +717,7 @@ function runningBadge(className) {
 
 function showRunning(badge, since) {
   show(badge, Boolean(since));
-  const elapsed = badge.querySelector(".elapsed");
+  const elapsed = part(badge, ".elapsed");
   if (since && elapsed.dataset.since !== since) {
     elapsed.dataset.since = since;
     setText(elapsed, formatElapsed((Date.now() - Date.parse(since)) / 1000));
@@ -673,22 +755,22 @@ function renderTaskList(model) {
         ),
       ),
     (li, task) => {
-      const button = li.firstElementChild;
+      const button = /** @type {HTMLButtonElement} */ (li.firstElementChild);
       button.dataset.taskId = task.id;
       setAttr(button, "aria-current", task.id === app.taskId ? "true" : null);
-      setText(button.querySelector(".task-item-title"), task.title);
-      const badge = button.querySelector(".sandbox-badge");
+      setText(part(button, ".task-item-title"), task.title);
+      const badge = part(button, ".sandbox-badge");
       badge.dataset.state = task.sandbox ? task.sandbox.state : "none";
       setText(badge, sandboxSummary(task));
       const open = model.tabsOf(task.id).length;
-      setText(button.querySelector(".task-item-tabs"), open === 1 ? "1 tab" : `${open} tabs`);
+      setText(part(button, ".task-item-tabs"), open === 1 ? "1 tab" : `${open} tabs`);
       // The task's longest-running turn, if any of its tabs has one.
       const since = model
         .tabsOf(task.id)
         .map((tab) => app.running.get(tab.id))
         .filter(Boolean)
         .sort((a, b) => Date.parse(a) - Date.parse(b))[0];
-      showRunning(button.querySelector(".task-item-running"), since ?? null);
+      showRunning(part(button, ".task-item-running"), since ?? null);
     },
   );
   show(els.taskMore, Boolean(model.next));
@@ -700,6 +782,7 @@ function renderTaskList(model) {
  * (with its open tabs), so a link to an old task opens it rather than the newest. */
 async function loadLinkedTask(taskId) {
   const stream = app.stream;
+  if (!stream) return;
   app.loadingLinked = taskId;
   try {
     const [task, tabs] = await Promise.all([
@@ -722,6 +805,7 @@ async function loadLinkedTask(taskId) {
  * button scrolls into view. */
 async function loadMoreTasks() {
   const stream = app.stream;
+  if (!stream) return;
   const path = stream?.model.next;
   if (!path || app.loadingPage !== null) return;
   app.loadingPage = path;
@@ -729,7 +813,8 @@ async function loadMoreTasks() {
   try {
     const page = await api("GET", path);
     if (app.stream === stream) stream.model.loadPage(path, page);
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     notify(`Could not load more tasks: ${error.message}`);
   } finally {
     app.loadingPage = null;
@@ -764,7 +849,7 @@ function renderTask(model, task) {
 
 function renderTabStrip(model, task) {
   const tabs = model.tabsOf(task.id);
-  const focusedKey = document.activeElement?.closest?.("#tab-strip li")?.dataset.key;
+  const focusedKey = find(document, "#tab-strip li:focus-within")?.dataset.key;
   reconcile(
     els.tabStrip,
     tabs,
@@ -797,24 +882,24 @@ function renderTabStrip(model, task) {
       li.dataset.state = tab.state;
       li.dataset.tabId = tab.id;
       setAttr(li, "data-active", active ? "true" : null);
-      const select = li.querySelector(".tab-select");
+      const select = part(li, ".tab-select");
       setAttr(select, "aria-current", active ? "true" : null);
       const since = app.running.get(tab.id);
-      showRunning(li.querySelector(".tab-running"), since ?? null);
+      showRunning(part(li, ".tab-running"), since ?? null);
       setAttr(
         select,
         "aria-label",
         `${title}, ${state}${since ? ", agent working" : ""}${tab.unread ? ", unread replies" : ""}`,
       );
-      setText(li.querySelector(".tab-title"), title);
-      setText(li.querySelector(".tab-state"), state);
-      show(li.querySelector(".unread-dot"), tab.unread);
+      setText(part(li, ".tab-title"), title);
+      setText(part(li, ".tab-state"), state);
+      show(part(li, ".unread-dot"), tab.unread);
       show(select, !editing);
-      const rename = li.querySelector(".tab-rename");
+      const rename = part(li, ".tab-rename", HTMLInputElement);
       setAttr(rename, "aria-label", `Rename ${tab.title} (Enter saves, Escape cancels)`);
       show(rename, editing);
       setAttr(select, "tabindex", active ? "0" : "-1");
-      const close = li.querySelector(".tab-close");
+      const close = part(li, ".tab-close", HTMLButtonElement);
       setAttr(close, "tabindex", active ? "0" : "-1");
       setAttr(close, "aria-label", `Close ${title}`);
       close.disabled = app.closing.has(tab.id);
@@ -822,12 +907,12 @@ function renderTabStrip(model, task) {
   );
   // Focus was on a tab that went away: keep it in the strip rather than losing it.
   if (focusedKey && !tabs.some((tab) => tab.id === focusedKey)) {
-    const next = els.tabStrip.querySelector(`li[data-key="${app.tabId}"] .tab-select`);
+    const next = find(els.tabStrip, `li[data-key="${app.tabId}"] .tab-select`);
     (next ?? els.newTab).focus();
   }
   // A tab that just became active is scrolled into view (the strip scrolls sideways).
   if (app.stripOrder.length && app.tabId && els.tabStrip.dataset.active !== app.tabId) {
-    els.tabStrip.querySelector(`li[data-key="${app.tabId}"]`)?.scrollIntoView({ block: "nearest", inline: "nearest" });
+    find(els.tabStrip, `li[data-key="${app.tabId}"]`)?.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
   els.tabStrip.dataset.active = app.tabId ?? "";
   app.stripOrder = tabs.map((tab) => tab.id);
@@ -943,15 +1028,15 @@ function renderProvisioning(task, tab) {
       li.dataset.status = row.status;
       li.dataset.name = row.name;
       setAttr(li, "aria-current", row.status === "running" ? "step" : null);
-      const icon = li.querySelector(".step-icon");
+      const icon = part(li, ".step-icon");
       if (row.status === "running") {
-        if (!icon.querySelector(".spinner")) icon.replaceChildren(h("span", { class: "spinner" }));
+        if (!find(icon, ".spinner")) icon.replaceChildren(h("span", { class: "spinner" }));
       } else setText(icon, STEP_ICONS[row.status] ?? "");
-      setText(li.querySelector(".step-name"), stepName(row));
-      setText(li.querySelector(".step-status"), `: ${STEP_STATUS[row.status] ?? row.status}`);
-      renderStepTime(li.querySelector(".step-time"), row);
-      const toggle = li.querySelector(".step-log-toggle");
-      const pre = li.querySelector(".step-log");
+      setText(part(li, ".step-name"), stepName(row));
+      setText(part(li, ".step-status"), `: ${STEP_STATUS[row.status] ?? row.status}`);
+      renderStepTime(part(li, ".step-time"), row);
+      const toggle = part(li, ".step-log-toggle");
+      const pre = part(li, ".step-log");
       show(toggle, Boolean(row.step));
       const open = Boolean(row.step) && stepLogOpen(stepKey, row);
       setAttr(toggle, "aria-expanded", open ? "true" : "false");
@@ -974,13 +1059,13 @@ function renderProvisioning(task, tab) {
 function renderStepTime(el, row) {
   const usual = row.estimate !== null && row.estimate !== undefined ? `usually ${formatEstimate(row.estimate)}` : "";
   if (row.status === "running") {
-    let timer = el.querySelector(".elapsed");
+    let timer = find(el, ".elapsed");
     if (!timer || timer.dataset.since !== row.step.started_at) {
       timer = h("span", { class: "elapsed step-timer", "aria-live": "off", dataset: { since: row.step.started_at } });
       el.replaceChildren(timer, h("span", { class: "step-usual" }));
       setText(timer, formatElapsed((Date.now() - Date.parse(row.step.started_at)) / 1000));
     }
-    setText(el.querySelector(".step-usual"), usual ? ` · ${usual}` : "");
+    setText(part(el, ".step-usual"), usual ? ` · ${usual}` : "");
     return;
   }
   let text = usual;
@@ -993,10 +1078,10 @@ function renderTabStatus(model, task, tab) {
   const step = tab.state === "pending_provision" ? currentStep(task.sandbox) : null;
   const messages = model.transcript(tab.id).length;
   const planned = task.sandbox?.plan?.length ?? 0;
-  const failure = tab.state === "error" ? describeFailure(task, tab) : null;
+  const failure = describeFailure(task, tab);
   const key = [
     tab.id, tab.state, tab.error_code, tab.error_message, tab.attempt, step?.name, planned, messages === 0,
-    failure?.summary, app.errorDetails.has(tab.id), app.editing?.tab === tab.id,
+    tab.state === "error" ? failure.summary : "", app.errorDetails.has(tab.id), app.editing?.tab === tab.id,
   ].join("|");
   if (key === app.statusKey) return;
   app.statusKey = key;
@@ -1073,7 +1158,7 @@ function renderRepoForm(task, tab) {
   if (editing && editing.tab === tab.id && tab.state !== "error" && !editing.busy) app.editing = null; // retried elsewhere
   const shown = Boolean(editing && editing.tab === tab.id && tab.state === "error");
   show(els.repoForm, shown);
-  if (!shown) return;
+  if (!shown || !editing) return;
   setText(els.repoError, editing.error);
   show(els.repoError, Boolean(editing.error));
   for (const button of els.repoForm.querySelectorAll("button")) button.disabled = editing.busy;
@@ -1081,7 +1166,7 @@ function renderRepoForm(task, tab) {
 
 function startEditRepository(tabId) {
   const tab = app.stream?.model.tabs.get(tabId);
-  const task = tab && app.stream.model.tasks.get(tab.task);
+  const task = tab && openModel().tasks.get(tab.task);
   if (!task) return;
   app.editing = { tab: tabId, task: task.id, busy: false, error: "" };
   els.repoRepository.value = task.repository;
@@ -1094,7 +1179,7 @@ function startEditRepository(tabId) {
 function cancelEditRepository() {
   app.editing = null;
   render();
-  els.tabStatus.querySelector("button[data-action=edit-repository]")?.focus();
+  find(els.tabStatus, "button[data-action=edit-repository]")?.focus();
 }
 
 /** Save the task's repository and branch (the next attempt uses them), then retry the tab. */
@@ -1102,14 +1187,16 @@ async function saveRepositoryAndRetry() {
   const editing = app.editing;
   if (!editing || editing.busy) return;
   const stream = app.stream;
+  if (!stream) return;
   editing.busy = true;
   editing.error = "";
   render();
   const body = { repository: els.repoRepository.value.trim(), branch: els.repoBranch.value.trim() };
   try {
     stream.model.upsertTask(await api("PATCH", `/api/tasks/${editing.task}/`, body));
-  } catch (error) {
-    const fields = Object.entries(error.fields || {}).map(([name, problems]) => `${name}: ${[].concat(problems).join(" ")}`);
+  } catch (caught) {
+    const error = asApiError(caught);
+    const fields = Object.entries(error.fields || {}).map(([name, problems]) => `${name}: ${[problems].flat().join(" ")}`);
     editing.error = `Not saved: ${fields.length ? fields.join("; ") : error.message}`;
     editing.busy = false;
     render();
@@ -1120,7 +1207,8 @@ async function saveRepositoryAndRetry() {
     stream.model.upsertTab(await api("POST", `/api/tabs/${editing.tab}/retry/`));
     if (app.editing === editing) app.editing = null;
     els.composerInput.focus();
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     editing.error = `Saved, but the retry failed: ${error.message}`;
     editing.busy = false;
   }
@@ -1128,8 +1216,8 @@ async function saveRepositoryAndRetry() {
 }
 
 function tickElapsed() {
-  for (const el of document.querySelectorAll(".elapsed[data-since]")) {
-    const since = Date.parse(el.dataset.since);
+  for (const el of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll(".elapsed[data-since]"))) {
+    const since = Date.parse(el.dataset.since ?? "");
     if (!Number.isNaN(since)) setText(el, formatElapsed((Date.now() - since) / 1000));
   }
 }
@@ -1164,17 +1252,17 @@ function renderTranscript(model, tab) {
     (li, message) => {
       li.dataset.state = message.state;
       const agent = message.role !== "user";
-      setText(li.querySelector(".message-author"), agent ? tab.agent || "Agent" : "You");
-      show(li.querySelector(".mock-badge"), agent && mock);
-      const time = li.querySelector(".message-time");
+      setText(part(li, ".message-author"), agent ? tab.agent || "Agent" : "You");
+      show(part(li, ".mock-badge"), agent && mock);
+      const time = part(li, ".message-time", HTMLTimeElement);
       if (time.dateTime !== message.created_at) {
         const at = new Date(message.created_at);
         time.dateTime = message.created_at;
         time.title = at.toLocaleString();
         setText(time, formatMessageTime(at));
       }
-      setText(li.querySelector(".message-state"), MESSAGE_STATES[message.state] ?? "");
-      const body = li.querySelector(".message-text");
+      setText(part(li, ".message-state"), MESSAGE_STATES[message.state] ?? "");
+      const body = part(li, ".message-text");
       const text = agent ? replyText(tab, message) : message.text;
       const shown = text || (message.state === "streaming" ? "…" : "");
       if (rendered.get(body) !== `${agent}:${shown}`) {
@@ -1184,8 +1272,8 @@ function renderTranscript(model, tab) {
         else body.textContent = shown;
       }
       const error = message.state === "failed" ? message.error_message : "";
-      setText(li.querySelector(".message-error"), error);
-      show(li.querySelector(".message-error"), Boolean(error));
+      setText(part(li, ".message-error"), error);
+      show(part(li, ".message-error"), Boolean(error));
     },
   );
   if (switched || atBottom) list.scrollTop = list.scrollHeight;
@@ -1270,6 +1358,11 @@ function modelChoices(task) {
   };
 }
 
+/**
+ * @param {string} value
+ * @param {{models: ModelChoice[], defaultModel?: string}} choices
+ * @returns {string}
+ */
 function modelName(value, { models, defaultModel }) {
   if (!value) return defaultModel ? `default (${modelName(defaultModel, { models })})` : "default";
   return models.find((choice) => choice.value === value)?.name || value;
@@ -1337,10 +1430,11 @@ function modelNote(tab, choices, { saving, feedback }) {
 }
 
 async function setModel(tabId, value) {
-  const model = app.stream.model;
+  const model = openModel();
   const tab = model.tabs.get(tabId);
   if (!tab || (value === tab.model && !app.modelSaving)) return;
   const stream = app.stream;
+  if (!stream) return;
   const saving = { tab: tabId, value };
   app.modelSaving = saving;
   app.modelFeedback = null;
@@ -1352,7 +1446,8 @@ async function setModel(tabId, value) {
     const task = stream.model.tasks.get(saved.task);
     const name = modelName(saved.model, task ? modelChoices(task) : { models: [], defaultModel: "" });
     app.modelFeedback = { tab: tabId, text: `Model set to ${name}.`, error: false };
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     if (stream !== app.stream) return;
     const choices = error.fields && error.fields.model ? ` (${error.fields.model.join("; ")})` : "";
     app.modelFeedback = { tab: tabId, text: `Could not change the model: ${error.message}${choices}.`, error: true };
@@ -1377,7 +1472,7 @@ function openMembers() {
   els.membersDialog.showModal();
   // Owners came to add someone, most likely; everyone else to read the list.
   const owner = myMembership(app.stream.model)?.role === "owner";
-  (owner ? els.memberAddWho : els.membersDialog.querySelector(".dialog-close")).focus();
+  (owner ? els.memberAddWho : part(els.membersDialog, ".dialog-close")).focus();
 }
 
 function closeMembers({ restoreFocus = true } = {}) {
@@ -1402,14 +1497,15 @@ function renderMembers(model) {
   setText(els.membersStatus, state.status);
   // No longer an owner (demoted meanwhile): focus must not stay on the form that goes away.
   if (!owner && els.memberAdd.contains(document.activeElement)) {
-    els.membersDialog.querySelector(".dialog-close").focus();
+    part(els.membersDialog, ".dialog-close").focus();
   }
   show(els.memberAdd, owner);
   setText(els.memberLeaveQuestion, `Leave ${workspaceName}? You lose access to its tasks and tabs until an owner adds you again.`);
   // A row moved (a role changed the order) loses focus: put it back where it was.
-  const focused = document.activeElement?.closest?.("#member-list li");
-  const focusedKey = focused?.dataset.key;
-  const focusedAction = document.activeElement?.dataset?.action;
+  const active = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+  const focused = active?.closest("#member-list li");
+  const focusedKey = focused instanceof HTMLElement ? focused.dataset.key : undefined;
+  const focusedAction = active?.dataset?.action;
   reconcile(
     els.memberList,
     model.memberList(),
@@ -1438,28 +1534,28 @@ function renderMembers(model) {
       const mine = member.user === model.me;
       li.dataset.user = member.user;
       setAttr(li, "data-me", mine ? "true" : null);
-      setText(li.querySelector(".member-username"), member.username);
-      setText(li.querySelector(".member-name"), member.name);
-      show(li.querySelector(".member-name"), Boolean(member.name));
-      show(li.querySelector(".member-you"), mine);
-      const role = li.querySelector(".member-role");
+      setText(part(li, ".member-username"), member.username);
+      setText(part(li, ".member-name"), member.name);
+      show(part(li, ".member-name"), Boolean(member.name));
+      show(part(li, ".member-you"), mine);
+      const role = part(li, ".member-role");
       role.dataset.role = member.role;
       setText(role, member.role);
       show(role, !owner);
       const busy = state.busy.has(member.user);
-      const select = li.querySelector(".member-role-select");
+      const select = part(li, ".member-role-select", HTMLSelectElement);
       show(select, owner);
       setAttr(select, "aria-label", `Role of ${member.username}${mine ? " (you)" : ""}`);
       if (!busy && select.value !== member.role) select.value = member.role;
-      const remove = li.querySelector(".member-remove");
+      const remove = part(li, ".member-remove", HTMLButtonElement);
       show(remove, owner && !mine); // leaving is the button below, with its confirmation
       setAttr(remove, "aria-label", `Remove ${member.username}`);
       remove.disabled = busy;
     },
   );
   if (focusedKey && document.activeElement === document.body) {
-    const row = els.memberList.querySelector(`li[data-key="${focusedKey}"]`);
-    row?.querySelector(`[data-action="${focusedAction}"]`)?.focus();
+    const row = find(els.memberList, `li[data-key="${focusedKey}"]`);
+    (row ? find(row, `[data-action="${focusedAction}"]`) : null)?.focus();
   }
 }
 
@@ -1472,7 +1568,7 @@ async function addMember() {
   }
   const role = els.memberAddRole.value;
   const body = who.includes("@") ? { email: who, role } : { username: who, role };
-  const button = els.memberAdd.querySelector("button[type=submit]");
+  const button = part(els.memberAdd, "button[type=submit]", HTMLButtonElement);
   button.disabled = true;
   membersMessage({ status: `Adding ${who}…` });
   scheduleRender();
@@ -1481,7 +1577,8 @@ async function addMember() {
     // The list itself follows the member.updated event, like every other page's.
     membersMessage({ status: `Added ${added.username} as ${added.role}.` });
     els.memberAdd.reset();
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     membersMessage({ error: `Could not add ${who}: ${error.message}` });
   } finally {
     button.disabled = false;
@@ -1492,7 +1589,7 @@ async function addMember() {
 
 async function changeRole(userId, role) {
   const workspaceId = app.workspaceId;
-  const member = app.stream.model.members.get(userId);
+  const member = openModel().members.get(userId);
   if (!member || member.role === role) return;
   app.members.busy.add(userId);
   membersMessage({ status: `Changing ${member.username}'s role…` });
@@ -1500,7 +1597,8 @@ async function changeRole(userId, role) {
   try {
     const changed = await api("PATCH", `/api/workspaces/${workspaceId}/members/${userId}/`, { role });
     membersMessage({ status: `${changed.username} is now ${changed.role === "owner" ? "an owner" : "a member"}.` });
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     membersMessage({ error: `Could not change ${member.username}'s role: ${error.message}` });
   } finally {
     app.members.busy.delete(userId);
@@ -1510,7 +1608,7 @@ async function changeRole(userId, role) {
 
 async function removeMember(userId) {
   const workspaceId = app.workspaceId;
-  const member = app.stream.model.members.get(userId);
+  const member = openModel().members.get(userId);
   if (!member || app.members.busy.has(userId)) return;
   app.members.busy.add(userId);
   membersMessage({ status: `Removing ${member.username}…` });
@@ -1519,7 +1617,8 @@ async function removeMember(userId) {
     await api("DELETE", `/api/workspaces/${workspaceId}/members/${userId}/`);
     membersMessage({ status: `Removed ${member.username}.` });
     els.memberAddWho.focus(); // their row (and the focused button) goes away
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     membersMessage({ error: `Could not remove ${member.username}: ${error.message}` });
   } finally {
     app.members.busy.delete(userId);
@@ -1535,13 +1634,14 @@ function askToLeave(asking) {
 
 async function leaveWorkspace() {
   const workspaceId = app.workspaceId;
-  const model = app.stream.model;
+  const model = openModel();
   els.memberLeaveYes.disabled = true;
   app.members.leaving = workspaceId;
   try {
     await api("DELETE", `/api/workspaces/${workspaceId}/members/${model.me}/`);
     lostAccess({ left: true });
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     app.members.leaving = null;
     membersMessage({ error: `Could not leave: ${error.message}` });
     askToLeave(false);
@@ -1560,13 +1660,15 @@ function newKey() {
 
 async function loadTranscript(tabId) {
   const stream = app.stream;
+  if (!stream) return;
   app.transcripts.set(tabId, "loading");
   try {
     const messages = await apiAll(`/api/tabs/${tabId}/messages/`);
     if (stream !== app.stream) return; // another workspace is shown now
     for (const message of messages) stream.model.upsertMessage(message);
     app.transcripts.set(tabId, "loaded");
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     if (stream !== app.stream) return;
     app.transcripts.set(tabId, "failed");
     if (error.status !== 404) notify(`Could not load the transcript: ${error.message}`);
@@ -1608,7 +1710,7 @@ function renderAgentChoice() {
  * until the agent is ready. A title left empty is the prompt's first line.
  */
 async function createTask(form) {
-  const data = Object.fromEntries(new FormData(form));
+  const data = /** @type {Record<string, string>} */ (Object.fromEntries(new FormData(form)));
   const prompt = (data.prompt || "").trim();
   let title = (data.title || "").trim();
   if (!title && prompt) {
@@ -1623,7 +1725,7 @@ async function createTask(form) {
   }
   show(els.taskFormHint, false);
   const stream = app.stream;
-  const button = form.querySelector("button[type=submit]");
+  const button = part(form, "button[type=submit]", HTMLButtonElement);
   button.disabled = true;
   try {
     const task = await api("POST", `/api/workspaces/${app.workspaceId}/tasks/`, {
@@ -1633,7 +1735,7 @@ async function createTask(form) {
       agent: data.agent || "mock",
       ...(prompt ? { prompt: data.prompt } : {}),
     });
-    if (stream !== app.stream) return;
+    if (!stream || stream !== app.stream) return;
     const { first_tab: firstTab, first_message: firstMessage, ...created } = task;
     stream.model.upsertTask(created);
     if (firstTab) stream.model.upsertTab(firstTab);
@@ -1641,7 +1743,7 @@ async function createTask(form) {
     const agent = els.taskAgent.value;
     form.reset();
     els.taskAgent.value = agent; // the next task likely runs the same agent
-    form.querySelector("details").open = false;
+    part(form, "details", HTMLDetailsElement).open = false;
     renderAgentChoice();
     select(created.id, firstTab ? firstTab.id : null);
     if (document.body.dataset.drawer === "open") {
@@ -1649,9 +1751,10 @@ async function createTask(form) {
       els.main.focus();
     }
     if (firstTab) els.composerInput.focus();
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     // The form keeps what was typed.
-    const fields = Object.entries(error.fields || {}).map(([name, problems]) => `${name}: ${[].concat(problems).join(" ")}`);
+    const fields = Object.entries(error.fields || {}).map(([name, problems]) => `${name}: ${[problems].flat().join(" ")}`);
     setText(els.taskFormHint, `Could not create the task: ${fields.length ? fields.join("; ") : error.message}`);
     show(els.taskFormHint, true);
   } finally {
@@ -1660,13 +1763,14 @@ async function createTask(form) {
 }
 
 async function createWorkspace(form) {
-  const name = new FormData(form).get("name").trim();
+  const name = String(new FormData(form).get("name")).trim();
   try {
     const workspace = await api("POST", "/api/workspaces/", { name });
     app.workspaces.push(workspace);
     form.reset();
     openWorkspace(workspace.id);
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     notify(`Could not create the workspace: ${error.message}`);
   }
 }
@@ -1699,7 +1803,8 @@ async function openTab() {
       select(taskId, tab.id);
       els.composerInput.focus();
     }
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     if (stream === app.stream) notify(`Could not open a tab: ${error.message}`);
   } finally {
     app.opening -= 1;
@@ -1714,8 +1819,9 @@ async function closeTab(tabId) {
   scheduleRender();
   try {
     await api("DELETE", `/api/tabs/${tabId}/`);
-    app.stream.model.forgetTab(tabId);
-  } catch (error) {
+    openModel().forgetTab(tabId);
+  } catch (caught) {
+    const error = asApiError(caught);
     notify(`Could not close the tab: ${error.message}`);
   } finally {
     app.closing.delete(tabId);
@@ -1725,8 +1831,9 @@ async function closeTab(tabId) {
 
 async function retryTab(tabId) {
   try {
-    app.stream.model.upsertTab(await api("POST", `/api/tabs/${tabId}/retry/`));
-  } catch (error) {
+    openModel().upsertTab(await api("POST", `/api/tabs/${tabId}/retry/`));
+  } catch (caught) {
+    const error = asApiError(caught);
     notify(`Could not retry: ${error.message}`);
   }
   scheduleRender();
@@ -1738,7 +1845,8 @@ async function retryTab(tabId) {
  * it; a refusal keeps it there, with the reason under it.
  */
 async function send() {
-  const tab = app.stream.model.tabs.get(app.tabId);
+  const model = openModel();
+  const tab = app.tabId === null ? undefined : model.tabs.get(app.tabId);
   const text = els.composerInput.value;
   if (!tab || app.sending) return;
   if (!text.trim()) {
@@ -1750,11 +1858,12 @@ async function send() {
   scheduleRender();
   try {
     const message = await api("POST", `/api/tabs/${tab.id}/messages/`, { text });
-    app.stream.model.upsertMessage(message);
+    model.upsertMessage(message);
     if (app.shownTabId === tab.id && els.composerInput.value === text) els.composerInput.value = "";
     drafts.edit(tab.id, app.shownTabId === tab.id ? els.composerInput.value : "");
     drafts.save(tab.id);
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     // Not sent (the tab was closed meanwhile, too many prompts wait, no network): the text
     // stays in the composer and in the draft, to be sent again.
     app.sendError = { tab: tab.id, text: `Not sent: ${error.message}` };
@@ -1773,7 +1882,8 @@ async function stopTurn(tabId) {
   try {
     await api("POST", `/api/tabs/${tabId}/cancel/`, {});
     // "Stopping…" stays until the turn's prompt leaves `sending` (its events end it).
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     app.stopping.delete(tabId);
     if (error.code !== "no_running_turn") app.sendError = { tab: tabId, text: `Could not stop: ${error.message}` };
   }
@@ -1823,7 +1933,7 @@ function askToClose(tabId) {
 function archiveTask(taskId) {
   const model = app.stream?.model;
   const task = model?.tasks.get(taskId);
-  if (!task) return;
+  if (!model || !task) return;
   commitArchive(); // one Undo at a time: an earlier archive is sent now
   const typed = model.tabsOf(taskId).filter((tab) => draftText(tab).trim()).length;
   if (app.shownTabId) drafts.save(app.shownTabId);
@@ -1842,7 +1952,7 @@ function archiveTask(taskId) {
 function pauseUndo() {
   const pending = app.archiveUndo;
   if (!pending || pending.timer === null) return;
-  clearTimeout(pending.timer);
+  clearTimeout(pending.timer ?? undefined);
   pending.timer = null;
   pending.remaining = Math.max(0, pending.deadline - Date.now());
 }
@@ -1857,7 +1967,7 @@ function resumeUndo() {
 function undoArchive() {
   const pending = app.archiveUndo;
   if (!pending) return;
-  clearTimeout(pending.timer);
+  clearTimeout(pending.timer ?? undefined);
   app.archiveUndo = null;
   show(els.toast, false);
   select(pending.taskId, pending.tabId);
@@ -1868,7 +1978,7 @@ function undoArchive() {
 async function commitArchive({ keepalive = false } = {}) {
   const pending = app.archiveUndo;
   if (!pending) return;
-  clearTimeout(pending.timer);
+  clearTimeout(pending.timer ?? undefined);
   app.archiveUndo = null;
   const hadFocus = els.toast.contains(document.activeElement);
   show(els.toast, false);
@@ -1878,7 +1988,8 @@ async function commitArchive({ keepalive = false } = {}) {
   try {
     const task = await api("POST", `/api/tasks/${pending.taskId}/archive/`, {}, { keepalive });
     if (stream && stream === app.stream) stream.model.upsertTask(task);
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     app.archivingHere.delete(pending.taskId);
     if (error.status !== 404 && stream === app.stream) {
       notify(`Could not archive “${pending.title}”: ${error.message}`); // it is listed again
@@ -1941,11 +2052,11 @@ function renderArchivedNotice() {
       );
     },
     (li, draft) => {
-      setText(li.querySelector("label"), `Draft in “${draft.title}”`);
-      const area = li.querySelector("textarea");
+      setText(part(li, "label"), `Draft in “${draft.title}”`);
+      const area = part(li, "textarea", HTMLTextAreaElement);
       if (area.value !== draft.text) area.value = draft.text;
-      setAttr(li.querySelector("button"), "aria-label", `Copy the draft in ${draft.title}`);
-      setText(li.querySelector(".copy-status"), notice.copied === draft.tabId ? "Copied" : "");
+      setAttr(part(li, "button"), "aria-label", `Copy the draft in ${draft.title}`);
+      setText(part(li, ".copy-status"), notice.copied === draft.tabId ? "Copied" : "");
     },
   );
 }
@@ -1953,8 +2064,8 @@ function renderArchivedNotice() {
 async function copyDraft(tabId) {
   const notice = app.archivedNotice;
   const draft = notice?.drafts.find((item) => item.tabId === tabId);
-  if (!draft) return;
-  const area = els.taskArchivedDrafts.querySelector(`li[data-key="${tabId}"] textarea`);
+  if (!notice || !draft) return;
+  const area = find(els.taskArchivedDrafts, `li[data-key="${tabId}"] textarea`, HTMLTextAreaElement);
   try {
     await navigator.clipboard.writeText(draft.text);
     notice.copied = tabId;
@@ -1963,7 +2074,7 @@ async function copyDraft(tabId) {
     area?.focus();
     area?.select();
     notice.copied = null;
-    const status = els.taskArchivedDrafts.querySelector(`li[data-key="${tabId}"] .copy-status`);
+    const status = find(els.taskArchivedDrafts, `li[data-key="${tabId}"] .copy-status`);
     if (status) setText(status, "Selected: press Ctrl+C to copy");
     return;
   }
@@ -1983,7 +2094,7 @@ function startRename(tabId) {
   if (!tab) return;
   app.renaming = tabId;
   render();
-  const input = els.tabStrip.querySelector(`li[data-key="${tabId}"] .tab-rename`);
+  const input = find(els.tabStrip, `li[data-key="${tabId}"] .tab-rename`, HTMLInputElement);
   if (!input) return;
   input.value = app.renames.get(tabId) ?? tab.title;
   input.focus();
@@ -1993,23 +2104,25 @@ function startRename(tabId) {
 /** Leave the title field: keep what was typed (Enter, or focus moving away) or not (Escape). */
 function endRename(tabId, { save, refocus }) {
   if (app.renaming !== tabId) return; // already ended (Enter, then the blur it causes)
-  const input = els.tabStrip.querySelector(`li[data-key="${tabId}"] .tab-rename`);
+  const input = find(els.tabStrip, `li[data-key="${tabId}"] .tab-rename`, HTMLInputElement);
   const title = (input?.value ?? "").trim();
   app.renaming = null;
   render();
-  if (refocus) els.tabStrip.querySelector(`li[data-key="${tabId}"] .tab-select`)?.focus();
+  if (refocus) find(els.tabStrip, `li[data-key="${tabId}"] .tab-select`)?.focus();
   const tab = app.stream?.model.tabs.get(tabId);
   if (save && tab && title && title !== tab.title) renameTab(tabId, title);
 }
 
 async function renameTab(tabId, title) {
   const stream = app.stream;
+  if (!stream) return;
   app.renames.set(tabId, title); // shown at once; the server's answer (or event) confirms it
   scheduleRender();
   try {
     const saved = await api("PATCH", `/api/tabs/${tabId}/`, { title });
     if (stream === app.stream) stream.model.upsertTab(saved);
-  } catch (error) {
+  } catch (caught) {
+    const error = asApiError(caught);
     if (stream === app.stream) notify(`Could not rename the tab: ${error.message}`);
   } finally {
     if (app.renames.get(tabId) === title) app.renames.delete(tabId);
@@ -2036,7 +2149,7 @@ function setDrawer(open, { focus = true } = {}) {
   setAttr(els.drawerToggle, "aria-expanded", opened ? "true" : "false");
   show(els.drawerBackdrop, opened);
   if (!focus) return;
-  if (opened) (els.taskList.querySelector('[aria-current="true"]') ?? els.taskTitle).focus();
+  if (opened) (find(els.taskList, '[aria-current="true"]') ?? els.taskTitle).focus();
   else if (els.sidebar.contains(document.activeElement)) els.drawerToggle.focus();
 }
 
@@ -2045,16 +2158,16 @@ function setDrawer(open, { focus = true } = {}) {
 function moveInStrip(event) {
   const keys = { ArrowLeft: -1, ArrowRight: 1, Home: "first", End: "last" };
   const step = keys[event.key];
-  if (step === undefined || !event.target.matches(".tab-select")) return false;
+  if (step === undefined || !targetMatches(event, ".tab-select")) return false;
   const items = [...els.tabStrip.querySelectorAll("li")];
-  const index = items.indexOf(event.target.closest("li"));
+  const index = items.findIndex((item) => item === closestTarget(event, "li"));
   let next = step === "first" ? 0 : step === "last" ? items.length - 1 : index + step;
   next = Math.max(0, Math.min(items.length - 1, next));
   event.preventDefault();
   const tabId = items[next]?.dataset.key;
   if (!tabId) return true;
   select(app.taskId, tabId);
-  els.tabStrip.querySelector(`li[data-key="${tabId}"] .tab-select`)?.focus();
+  find(els.tabStrip, `li[data-key="${tabId}"] .tab-select`)?.focus();
   return true;
 }
 
@@ -2093,7 +2206,7 @@ function bindEvents() {
     if (entries.some((entry) => entry.isIntersecting)) loadMoreTasks();
   }).observe(els.taskMore);
   els.taskList.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-task-id]");
+    const button = closestTarget(event, "button[data-task-id]");
     if (!button) return;
     const taskId = Number(button.dataset.taskId);
     select(taskId, app.lastTabOfTask.get(taskId) ?? null);
@@ -2103,32 +2216,32 @@ function bindEvents() {
     }
   });
   els.tabStrip.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-action]");
+    const button = closestTarget(event, "button[data-action]");
     const tabId = button?.closest("li")?.dataset.key;
     if (!tabId) return;
     if (button.dataset.action === "close") askToClose(tabId);
     else select(app.taskId, tabId);
   });
   els.tabStrip.addEventListener("dblclick", (event) => {
-    const tabId = event.target.closest(".tab-select")?.closest("li")?.dataset.key;
+    const tabId = closestTarget(event, ".tab-select")?.closest("li")?.dataset.key;
     if (tabId) startRename(tabId);
   });
   els.tabStrip.addEventListener("keydown", (event) => {
-    const tabId = event.target.closest("li")?.dataset.key;
+    const tabId = closestTarget(event, "li")?.dataset.key;
     if (!tabId) return;
     if (moveInStrip(event)) return;
-    if (event.target.matches(".tab-select") && event.key === "F2") {
+    if (targetMatches(event, ".tab-select") && event.key === "F2") {
       event.preventDefault();
       startRename(tabId);
-    } else if (event.target.matches(".tab-rename") && (event.key === "Enter" || event.key === "Escape")) {
+    } else if (targetMatches(event, ".tab-rename") && (event.key === "Enter" || event.key === "Escape")) {
       event.preventDefault();
       event.stopPropagation();
       endRename(tabId, { save: event.key === "Enter", refocus: true });
     }
   });
   els.tabStrip.addEventListener("focusout", (event) => {
-    if (!event.target.matches(".tab-rename")) return;
-    const tabId = event.target.closest("li")?.dataset.key;
+    if (!targetMatches(event, ".tab-rename")) return;
+    const tabId = closestTarget(event, "li")?.dataset.key;
     if (tabId) endRename(tabId, { save: true, refocus: false });
   });
   els.newTab.addEventListener("click", openTab);
@@ -2144,14 +2257,14 @@ function bindEvents() {
     if (!event.repeat) openTab();
   });
   els.taskSteps.addEventListener("click", (event) => {
-    const li = event.target.closest("button[data-action=log]")?.closest("li");
+    const li = closestTarget(event, "button[data-action=log]")?.closest("li");
     if (!li) return;
-    const open = li.querySelector(".step-log-toggle").getAttribute("aria-expanded") === "true";
-    app.stepLogs.set(li.dataset.key, !open);
+    const open = part(li, ".step-log-toggle").getAttribute("aria-expanded") === "true";
+    app.stepLogs.set(li.dataset.key ?? "", !open);
     render();
   });
   els.tabStatus.addEventListener("click", (event) => {
-    const action = event.target.closest("button[data-action]")?.dataset.action;
+    const action = closestTarget(event, "button[data-action]")?.dataset.action;
     if (!action || !app.tabId) return;
     if (action === "retry") retryTab(app.tabId);
     else if (action === "edit-repository") startEditRepository(app.tabId);
@@ -2159,7 +2272,7 @@ function bindEvents() {
       if (app.errorDetails.has(app.tabId)) app.errorDetails.delete(app.tabId);
       else app.errorDetails.add(app.tabId);
       render();
-      els.tabStatus.querySelector("button[data-action=details]")?.focus();
+      find(els.tabStatus, "button[data-action=details]")?.focus();
     }
   });
   els.repoForm.addEventListener("submit", (event) => {
@@ -2191,7 +2304,7 @@ function bindEvents() {
     if (app.shownTabId) setModel(app.shownTabId, els.modelInput.value.trim());
   });
   els.membersButton.addEventListener("click", openMembers);
-  els.membersDialog.querySelector(".dialog-close").addEventListener("click", () => closeMembers());
+  part(els.membersDialog, ".dialog-close").addEventListener("click", () => closeMembers());
   // Escape (the dialog's own "cancel") and every other way of closing: focus goes back.
   els.membersDialog.addEventListener("cancel", (event) => {
     event.preventDefault();
@@ -2205,12 +2318,12 @@ function bindEvents() {
     addMember();
   });
   els.memberList.addEventListener("change", (event) => {
-    const select = event.target.closest("select[data-action=role]");
+    const select = closestTarget(event, "select[data-action=role]");
     const userId = Number(select?.closest("li")?.dataset.key);
-    if (userId) changeRole(userId, select.value);
+    if (userId && select instanceof HTMLSelectElement) changeRole(userId, select.value);
   });
   els.memberList.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-action=remove]");
+    const button = closestTarget(event, "button[data-action=remove]");
     const userId = Number(button?.closest("li")?.dataset.key);
     if (userId) removeMember(userId);
   });
@@ -2218,13 +2331,13 @@ function bindEvents() {
   els.memberLeaveNo.addEventListener("click", () => askToLeave(false));
   els.memberLeaveYes.addEventListener("click", leaveWorkspace);
   els.noAccessList.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-workspace-id]");
+    const button = closestTarget(event, "button[data-workspace-id]");
     if (!button) return;
     app.taskId = null;
     app.tabId = null;
     openWorkspace(Number(button.dataset.workspaceId));
   });
-  els.notice.querySelector(".notice-dismiss").addEventListener("click", () => show(els.notice, false));
+  part(els.notice, ".notice-dismiss").addEventListener("click", () => show(els.notice, false));
   els.taskArchive.addEventListener("click", (event) => {
     // The second click of a double click would archive the next task shown: ignored.
     if (event.detail > 1 || !app.taskId) return;
@@ -2236,7 +2349,7 @@ function bindEvents() {
   els.toast.addEventListener("mouseleave", resumeUndo);
   els.taskArchivedDismiss.addEventListener("click", dismissArchived);
   els.taskArchivedDrafts.addEventListener("click", (event) => {
-    const tabId = event.target.closest("button[data-action=copy]")?.closest("li")?.dataset.key;
+    const tabId = closestTarget(event, "button[data-action=copy]")?.closest("li")?.dataset.key;
     if (tabId) copyDraft(tabId);
   });
   els.closeYes.addEventListener("click", () => {

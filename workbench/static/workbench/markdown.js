@@ -1,3 +1,4 @@
+// @ts-check
 // Agent replies as markdown, made safe: `marked` renders it (GitHub flavoured, line breaks
 // kept), raw HTML in the text is shown as text rather than interpreted, and DOMPurify then
 // removes anything executable or loading from elsewhere that could remain. Both libraries

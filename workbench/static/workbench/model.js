@@ -1,11 +1,28 @@
+// @ts-check
 // The client-side copy of one workspace's workbench: a snapshot plus events, applied by
 // `seq` and by each object's `version` (docs/websocket.md, "Applying events"). It mirrors
 // workbench_client.WorkbenchModel, plus transcripts, which the snapshot does not carry.
 
+/** @typedef {import("./types/workbench").Task} Task */
+/** @typedef {import("./types/workbench").Tab} Tab */
+/** @typedef {import("./types/workbench").TabData} TabData */
+/** @typedef {import("./types/workbench").Message} Message */
+/** @typedef {import("./types/workbench").Member} Member */
+/** @typedef {import("./types/workbench").Sandbox} Sandbox */
+/** @typedef {import("./types/workbench").Workspace} Workspace */
+
 /** Put `data` under `key` unless the copy held is newer (a snapshot taken after the event). */
-/** Timestamps compare as instants (DRF drops a zero fraction, so the strings do not sort). */
+/** Timestamps compare as instants (DRF drops a zero fraction, so the strings do not sort).
+ * @param {string | null | undefined} value */
 const instant = (value) => (value ? Date.parse(value) : 0);
 
+/**
+ * @template K
+ * @template {{version?: number}} V
+ * @param {Map<K, V>} items
+ * @param {K} key
+ * @param {V} data
+ */
 function upsert(items, key, data, { drop = false } = {}) {
   const current = items.get(key);
   if (current && (current.version ?? 0) > (data.version ?? 0)) return false;
@@ -17,20 +34,29 @@ function upsert(items, key, data, { drop = false } = {}) {
 export class WorkbenchModel {
   constructor() {
     this.seq = -1;
-    this.me = null; // the user this page belongs to: `unread` and `draft` are theirs
+    /** @type {number | null} the user this page belongs to: `unread` and `draft` are theirs */
+    this.me = null;
+    /** @type {Workspace | null} */
     this.workspace = null;
-    this.members = new Map(); // user id -> member
-    this.tasks = new Map(); // id -> task (with its current sandbox and that sandbox's steps)
-    this.tabs = new Map(); // id -> tab; only open ones
-    this.messages = new Map(); // tab id -> Map(message id -> message)
+    /** @type {Map<number, Member>} user id -> member */
+    this.members = new Map();
+    /** @type {Map<number, Task>} id -> task (with its current sandbox and that sandbox's steps) */
+    this.tasks = new Map();
+    /** @type {Map<string, Tab>} id -> tab; only open ones */
+    this.tabs = new Map();
+    /** @type {Map<string, Map<number, Message>>} tab id -> (message id -> message) */
+    this.messages = new Map();
     // Closing is terminal, so a closed tab id never comes back: an older event (or a REST
     // answer) arriving after we learned of the close must not resurrect it.
+    /** @type {Set<string>} */
     this.closedTabs = new Set();
     // The REST path of the workbench's next page (the snapshot is its first), null once
     // every page is loaded; pages load as the user scrolls to the end of the task list.
+    /** @type {string | null} */
     this.next = null;
   }
 
+  /** @param {import("./types/workbench").Snapshot} frame */
   loadSnapshot(frame) {
     this.seq = frame.seq;
     this.me = frame.me;
@@ -46,7 +72,9 @@ export class WorkbenchModel {
 
   /** A later page of the workbench (`GET` of `next`): read after the events applied so
    * far, so each object is kept by `version` like an event's. Returns whether it applied
-   * (a page of a workbench since replaced by a fresh snapshot does not). */
+   * (a page of a workbench since replaced by a fresh snapshot does not).
+   * @param {string} path
+   * @param {import("./types/workbench").WorkbenchPage} page */
   loadPage(path, page) {
     if (path !== this.next) return false;
     for (const task of page.tasks) this.upsertTask(task);
@@ -55,40 +83,42 @@ export class WorkbenchModel {
     return true;
   }
 
-  /** Apply the event that directly follows `seq` (the caller checks the ordering). */
+  /** Apply the event that directly follows `seq` (the caller checks the ordering).
+   * @param {import("./types/workbench").EventFrame} frame */
   apply(frame) {
-    const { event, data } = frame;
-    switch (event) {
+    switch (frame.event) {
       case "workspace.updated":
-        this.workspace = data;
+        this.workspace = frame.data;
         break;
       case "task.updated":
-        this.upsertTask(data);
+        this.upsertTask(frame.data);
         break;
       case "tab.updated":
-        this.upsertTab(data);
+        this.upsertTab(frame.data);
         break;
       case "tab.user_state":
-        this.updateOwnState(data);
+        this.updateOwnState(frame.data);
         break;
-      case "member.updated":
-        this.members.set(data.user, data);
-        if (data.user === this.me) this.workspace = { ...this.workspace, role: data.role };
+      case "member.updated": {
+        const member = frame.data;
+        this.members.set(member.user, member);
+        if (member.user === this.me && this.workspace) this.workspace = { ...this.workspace, role: member.role };
         break;
+      }
       case "member.removed":
-        this.members.delete(data.user);
+        this.members.delete(frame.data.user);
         break;
       case "private": // another member's own state changed: nothing of it is ours
         break;
       case "sandbox.updated":
-        this.upsertSandbox(data);
+        this.upsertSandbox(frame.data);
         break;
       case "provisioning.step":
-        this.upsertStep(data);
+        this.upsertStep(frame.data);
         break;
       case "message.created":
       case "message.updated":
-        this.upsertMessage(data);
+        this.upsertMessage(frame.data);
         break;
       default:
         break; // unknown events may be added later: ignore them, but still advance seq
@@ -96,6 +126,7 @@ export class WorkbenchModel {
     this.seq = frame.seq;
   }
 
+  /** @param {Task} task */
   upsertTask(task) {
     upsert(this.tasks, task.id, task, { drop: task.archived });
     if (task.archived) {
@@ -106,7 +137,8 @@ export class WorkbenchModel {
   }
 
   /** A tab from an event (every member's fields) or from REST (with my own unread and
-   * draft): what is mine stays unless the data carries it. */
+   * draft): what is mine stays unless the data carries it.
+   * @param {TabData} tab */
   upsertTab(tab) {
     if (this.closedTabs.has(tab.id)) return;
     if (tab.state === "closed") {
@@ -121,7 +153,8 @@ export class WorkbenchModel {
     });
   }
 
-  /** My own unread or draft of a tab changed (only the fields present). */
+  /** My own unread or draft of a tab changed (only the fields present).
+   * @param {import("./types/workbench").TabUserState} state */
   updateOwnState({ tab: tabId, ...fields }) {
     const tab = this.tabs.get(tabId);
     if (tab) this.tabs.set(tabId, { ...tab, ...fields });
@@ -129,18 +162,20 @@ export class WorkbenchModel {
 
   /** The workspace's members, owners first, then in the order they joined. */
   memberList() {
-    const rank = (member) => (member.role === "owner" ? 0 : 1);
+    const rank = (/** @type {Member} */ member) => (member.role === "owner" ? 0 : 1);
     return [...this.members.values()].sort(
       (a, b) => rank(a) - rank(b) || instant(a.joined_at) - instant(b.joined_at) || a.user - b.user,
     );
   }
 
+  /** @param {string} tabId */
   forgetTab(tabId) {
     this.closedTabs.add(tabId);
     this.tabs.delete(tabId);
     this.messages.delete(tabId);
   }
 
+  /** @param {Sandbox} sandbox */
   upsertSandbox(sandbox) {
     const task = this.tasks.get(sandbox.task);
     if (!task) return;
@@ -155,6 +190,7 @@ export class WorkbenchModel {
     }
   }
 
+  /** @param {import("./types/workbench").StepEvent} data */
   upsertStep(data) {
     const task = this.tasks.get(data.task);
     const sandbox = task && task.sandbox;
@@ -166,6 +202,7 @@ export class WorkbenchModel {
     this.tasks.set(task.id, { ...task, sandbox: { ...sandbox, steps } });
   }
 
+  /** @param {Message} message */
   upsertMessage(message) {
     if (this.closedTabs.has(message.tab)) return;
     let transcript = this.messages.get(message.tab);
@@ -176,20 +213,25 @@ export class WorkbenchModel {
     upsert(transcript, message.id, message);
   }
 
-  /** The tab's messages known so far, oldest first. */
+  /** The tab's messages known so far, oldest first.
+   * @param {string} tabId
+   * @returns {Message[]} */
   transcript(tabId) {
     const transcript = this.messages.get(tabId);
     return transcript ? [...transcript.values()].sort((a, b) => a.id - b.id) : [];
   }
 
-  /** The open tabs of a task, oldest first (the strip's order). */
+  /** The open tabs of a task, oldest first (the strip's order).
+   * @param {number | null} taskId
+   * @returns {Tab[]} */
   tabsOf(taskId) {
     return [...this.tabs.values()]
       .filter((tab) => tab.task === taskId)
       .sort((a, b) => instant(a.created_at) - instant(b.created_at) || a.id.localeCompare(b.id));
   }
 
-  /** Tasks newest first, as the snapshot orders them. */
+  /** Tasks newest first, as the snapshot orders them.
+   * @returns {Task[]} */
   taskList() {
     return [...this.tasks.values()].sort(
       (a, b) => instant(b.created_at) - instant(a.created_at) || b.id - a.id,

@@ -1,3 +1,4 @@
+// @ts-check
 // The workbench websocket (docs/websocket.md): a snapshot, then events applied strictly in
 // `seq` order; a gap (or a pong ahead of us) asks for a resume; a dropped connection is
 // reconnected with exponential backoff and jitter, asking with `?seq=` for only the events
@@ -10,10 +11,22 @@ import { WorkbenchModel } from "./model.js";
 const CLOSE_FORBIDDEN = 4403;
 export const NO_ACCESS = "no access to this workspace";
 
+/** @typedef {import("./types/workbench").ConnectionStatus} ConnectionStatus */
+
+/**
+ * @typedef {object} StreamOptions
+ * @property {(change: import("./types/workbench").Change) => void} [onChange]
+ * @property {(status: ConnectionStatus, detail: string) => void} [onStatus]
+ * @property {number} [heartbeatMs]
+ * @property {number} [deadAfterMs]
+ */
+
 export class WorkbenchStream {
   /**
    * onChange({kind: "snapshot", first} | {kind: "event", frame}) after the model changed;
    * onStatus(status, detail) with status "connecting" | "connected" | "reconnecting" | "offline".
+   * @param {string} url
+   * @param {StreamOptions} [options]
    */
   constructor(url, { onChange, onStatus, heartbeatMs = 10_000, deadAfterMs = 25_000 } = {}) {
     this.url = url;
@@ -24,17 +37,24 @@ export class WorkbenchStream {
     this.minBackoffMs = 250;
     this.maxBackoffMs = 10_000;
     this.model = new WorkbenchModel();
+    /** @type {ConnectionStatus} */
     this.status = "connecting";
+    /** @type {WebSocket | null} */
     this.ws = null;
     this.failures = 0; // consecutive connections that ended before a snapshot
     this.snapshots = 0;
-    this.resumingFrom = null; // one resume per gap: its replay fills it
+    /** @type {number | null} one resume per gap: its replay fills it */
+    this.resumingFrom = null;
     this.lastFrameAt = 0;
-    this.heartbeat = null;
-    this.retryTimer = null;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.heartbeat = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.retryTimer = undefined;
     this.stopped = false;
-    this.viewing = null; // the tab the page shows (null: none, or the page is hidden)
-    this.viewSent = null; // what the current connection was last told
+    /** @type {string | null} the tab the page shows (null: none, or the page is hidden) */
+    this.viewing = null;
+    /** @type {string | null | undefined} what the current connection was last told */
+    this.viewSent = null;
     this.onOnline = () => {
       if (this.ws && this.ws.readyState === WebSocket.OPEN) this.setStatus("connected");
       else this.reconnectNow();
@@ -56,13 +76,14 @@ export class WorkbenchStream {
     this.detach(1000);
   }
 
+  /** @param {ConnectionStatus} status */
   setStatus(status, detail = "") {
     this.status = status;
     this.onStatus(status, detail);
   }
 
   connect() {
-    this.retryTimer = null;
+    this.retryTimer = undefined;
     if (this.snapshots === 0 && this.failures === 0) this.setStatus("connecting");
     // Reconnecting: the server replays what we missed instead of sending a whole snapshot.
     const resuming = this.snapshots > 0;
@@ -98,14 +119,16 @@ export class WorkbenchStream {
   }
 
   /** Forget the current socket (closing it if it is still up); its late callbacks are ignored. */
+  /** @param {number} code */
   detach(code) {
     clearInterval(this.heartbeat);
-    this.heartbeat = null;
+    this.heartbeat = undefined;
     const ws = this.ws;
     this.ws = null;
     if (ws && ws.readyState <= WebSocket.OPEN) ws.close(code);
   }
 
+  /** @param {number} code */
   dropped(code) {
     this.detach(1000);
     if (this.stopped) return;
@@ -137,6 +160,7 @@ export class WorkbenchStream {
     this.send({ type: "ping" });
   }
 
+  /** @param {Record<string, unknown>} frame */
   send(frame) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
   }
@@ -145,6 +169,7 @@ export class WorkbenchStream {
    * "This page shows tab `tabId`" (null: none, or the page is hidden): the server keeps that
    * tab read for this user while it is shown. Sent on changes and on each new connection;
    * `again` re-sends it (the tab turned unread anyway: viewing clears it).
+   * @param {string | null | undefined} tabId
    */
   view(tabId, { again = false } = {}) {
     this.viewing = tabId ?? null;
@@ -160,6 +185,7 @@ export class WorkbenchStream {
     this.send({ type: "resume", seq: this.model.seq });
   }
 
+  /** @param {import("./types/workbench").Frame} frame */
   handle(frame) {
     const model = this.model;
     if (frame.type !== "snapshot" && this.snapshots > 0 && this.status !== "connected") {
