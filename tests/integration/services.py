@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -227,6 +227,16 @@ class ManagedProcess:
             raise ServiceError(
                 f"{self.label} (pid {self.pid}) still running {timeout:g}s after signal {sig}"
             ) from None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Freeze the whole process group (SIGSTOP) for the block, then let it go on: a
+        worker held mid-step, so a test can look at that moment without racing it."""
+        os.killpg(self._pgids[-1], signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self._pgids[-1], signal.SIGCONT)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the leader, SIGKILL it after `timeout`, then SIGKILL every group it had."""
