@@ -95,7 +95,13 @@ CODES: dict[str, ErrorCode] = {
 }
 
 # What every operation may answer, whatever it does.
-ANY_REQUEST = ("not_authenticated", "authentication_failed", "throttled", "unavailable")
+ANY_REQUEST = (
+    "bad_request",
+    "not_authenticated",
+    "authentication_failed",
+    "throttled",
+    "unavailable",
+)
 # What every operation that reads a body may answer besides.
 WITH_BODY = ("invalid", "parse_error", "unsupported_media_type", "too_large", "permission_denied")
 
@@ -137,13 +143,14 @@ lists the same codes for each operation, as its error responses and as `x-error-
 Every error answer has one shape, whatever its status:
 
 ```json
-{"error": {"code": "tab_closed", "message": "The tab is closed.", "fields": {}}}
+{"error": {"code": "not_in_error", "fields": {},
+           "message": "only a tab in error can be retried; this one is ready"}}
 ```
 
 - `code` is for programs: stable, listed below. Branch on it, not on the status or message.
 - `message` is for people: what went wrong and, where there is one, what to do.
-- `fields` names the input at fault (`{"text": ["a message needs some text"]}`) or
-  carries what the code needs (`{"state": "closed"}`, `{"model": ["choose one of: ..."]}`).
+- `fields` names the input at fault (`{"text": ["a message needs some text"]}`, or for
+  `unknown_model` `{"model": ["choose one of: ..."]}`).
 
 A refused request changes nothing. 429 and 503 answers carry `Retry-After` (seconds).
 Somebody else's workspace, task or tab is a 404, never a 403: the API does not say whether it

@@ -28,7 +28,7 @@ FIELDS = ("request", "celery_task", "workspace", "task", "sandbox", "tab")
 _ids: ContextVar[dict[str, str]] = ContextVar("workbench_log_ids", default={})  # noqa: B039
 
 # A client's X-Request-ID is kept only when it is a plain token (it lands in every line).
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 
 
 def ids() -> dict[str, str]:
@@ -43,8 +43,12 @@ def start(**values: object) -> None:
 
 
 def bind(**values: object) -> None:
-    """Add ids to the current context (None values are skipped), for the rest of it."""
-    _ids.set({**_ids.get(), **{k: str(v) for k, v in values.items() if v is not None}})
+    """Add ids to the current context, for the rest of it; None unbinds one (a tab without a
+    sandbox must not keep the sandbox an earlier row bound)."""
+    bound = {**_ids.get(), **{k: str(v) for k, v in values.items() if v is not None}}
+    for name in [k for k, v in values.items() if v is None]:
+        bound.pop(name, None)
+    _ids.set(bound)
 
 
 @contextmanager
@@ -59,7 +63,7 @@ def scope(**values: object) -> Iterator[None]:
 
 def request_id(offered: str | None) -> str:
     """The request's id: the client's X-Request-ID when it is a plain token, else a new one."""
-    if offered and _REQUEST_ID.match(offered):
+    if offered and _REQUEST_ID.fullmatch(offered):
         return offered
     return uuid.uuid4().hex
 

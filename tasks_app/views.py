@@ -1,4 +1,5 @@
-"""Task routes: a workspace's tasks (list, create) and one task (read, rename)."""
+"""Task routes: a workspace's tasks (listed; created by workbench.views, which may also open
+the first tab) and one task (read, edit)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,7 +19,6 @@ from sandboxes.serializers import ModelChoiceSerializer
 from tasks_app import selectors
 from tasks_app import services as task_services
 from tasks_app.serializers import (
-    TaskCreateInputSerializer,
     TaskOutputSerializer,
     TaskUpdateInputSerializer,
 )
@@ -53,17 +53,6 @@ class WorkspaceTaskListView(APIView):
             ordering=("-created_at", "-pk"),
             serialize=lambda page: TaskOutputSerializer(page, many=True).data,
         )
-
-    @extend_schema(
-        summary="Create a task",
-        request=TaskCreateInputSerializer,
-        **documented({201: TaskOutputSerializer}, "workspace_not_found", body=True),
-    )
-    def post(self, request: Request, workspace_id: int) -> Response:
-        workspace = workspace_get_for_user(workspace_id=workspace_id, user=member(request))
-        data = validated(TaskCreateInputSerializer, request.data)
-        task = task_services.task_create(workspace_id=workspace.pk, user=member(request), **data)
-        return Response(TaskOutputSerializer(task).data, status=status.HTTP_201_CREATED)
 
 
 class TaskDetailView(APIView):

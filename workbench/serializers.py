@@ -185,7 +185,7 @@ class TabUpdateInputSerializer(StrictInputSerializer):
     def validate_draft(self, value: str) -> str:
         # Bytes, not characters: a draft of astral characters, ASCII-escaped in its event,
         # would otherwise be ~12 bytes a character, past a websocket frame's 1 MiB.
-        size = len(value.encode("utf-8", "surrogatepass"))
+        size = len(value.encode("utf-8"))
         if size > DRAFT_LIMIT_BYTES:
             raise serializers.ValidationError(
                 f"a draft is limited to {DRAFT_LIMIT_BYTES} bytes of UTF-8 (this one has {size})"

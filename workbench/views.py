@@ -146,7 +146,8 @@ class WorkspaceTaskListView(task_views.WorkspaceTaskListView):
         description="Creates the task at once; provisioning starts with its first tab. With "
         "a `prompt`, that first tab is opened too (`first_tab`, a placeholder) and the prompt "
         "queued in it (`first_message`), delivered once the tab is ready. 409 (and no task) "
-        "when the member may not open another tab.",
+        "when the member may not open another tab. The request counts against the task "
+        "creation limit (429), the tab against the open-tab quotas.",
     )
     def post(self, request: Request, workspace_id: int) -> Response:
         user = member(request)

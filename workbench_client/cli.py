@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -120,18 +121,37 @@ def resolve(args: argparse.Namespace) -> tuple[str, str | None]:
 # -- output --------------------------------------------------------------------------------
 
 
+# C0 controls but newline and tab, DEL, and C1 controls: an agent's reply or a task's title
+# is somebody's text, and a terminal would act on them (clear the screen, set the title,
+# OSC 52 writes the clipboard).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class Terminal:
+    """A text stream that drops control characters from whatever is written to it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(_CONTROLS.sub("", text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 class Output:
-    """Results to stdout (JSON with --json), progress and diagnostics to stderr."""
+    """Results to stdout (JSON with --json), progress and diagnostics to stderr; neither
+    ever passes a control character from the service to the terminal (JSON escapes them)."""
 
     def __init__(self, as_json: bool, out: TextIO, err: TextIO) -> None:
         self.as_json = as_json
-        self.out = out
-        self.err = err
+        self.out = Terminal(out)
+        self.err = Terminal(err)
 
     def result(self, value: Any, text: str | Callable[[], str]) -> None:
         if self.as_json:
-            json.dump(value, self.out, indent=2)
-            self.out.write("\n")
+            self.out.write(json.dumps(value, indent=2) + "\n")
         else:
             self.out.write((text() if callable(text) else text) + "\n")
         self.out.flush()

@@ -76,6 +76,16 @@ PROGRESS = re.compile(
 )
 
 
+def cloning_line(repository: str, branch: str) -> str:
+    """The clone's first log line, without the URL's credentials (`user:token@`)."""
+    shown = re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", repository, flags=re.IGNORECASE)
+    return f"Cloning {shown}" + (f" at {branch}" if branch else "")
+
+
+def empty_line(branch: str) -> str:
+    return f"No repository: an empty git repository on {branch or 'main'}"
+
+
 def clone_args(
     repository: Repository, branch: str, target: str, *, progress: bool = False
 ) -> list[str]:

@@ -101,6 +101,7 @@ def _git(
     come; returns its exit status and the tail of what it printed (for operators only)."""
     deadline = time.monotonic() + timeout
     output, pending = bytearray(), b""
+    timed_out = ProviderError(f"git timed out after {timeout:.0f}s", code="clone_timeout")
     with subprocess.Popen(
         _git_argv(args, base=base, env=env, confined=confined, read_only=read_only),
         cwd=base,
@@ -110,26 +111,34 @@ def _git(
         stderr=subprocess.PIPE,
     ) as process:
         assert process.stderr is not None
-        with selectors.DefaultSelector() as ready:
-            ready.register(process.stderr, selectors.EVENT_READ)
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    process.kill()
-                    raise ProviderError(f"git timed out after {timeout:.0f}s", code="clone_timeout")
-                if not ready.select(timeout=min(left, 1.0)):
-                    continue
-                chunk = os.read(process.stderr.fileno(), 65536)
-                if not chunk:
-                    break
-                output = (output + chunk)[-65536:]
-                # Progress meters rewrite their line with a carriage return.
-                *lines, pending = re.split(rb"[\r\n]", pending + chunk)
-                for raw in lines:
-                    line = raw.decode("utf-8", "replace").strip()
-                    if git.PROGRESS.match(line):
-                        log(line)
-        returncode = process.wait(timeout=max(deadline - time.monotonic(), 1.0))
+        try:
+            with selectors.DefaultSelector() as ready:
+                ready.register(process.stderr, selectors.EVENT_READ)
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise timed_out
+                    if not ready.select(timeout=min(left, 1.0)):
+                        continue
+                    chunk = os.read(process.stderr.fileno(), 65536)
+                    if not chunk:
+                        break
+                    output = (output + chunk)[-65536:]
+                    # Progress meters rewrite their line with a carriage return.
+                    *lines, pending = re.split(rb"[\r\n]", pending + chunk)
+                    for raw in lines:
+                        line = raw.decode("utf-8", "replace").strip()
+                        if git.PROGRESS.match(line):
+                            log(line)
+            try:
+                returncode = process.wait(timeout=max(deadline - time.monotonic(), 1.0))
+            except subprocess.TimeoutExpired:
+                raise timed_out from None
+        finally:
+            # Whatever ended the read (a timeout, a failed log write), git does not outlive
+            # it: Popen's exit would otherwise wait for it without a bound.
+            if process.poll() is None:
+                process.kill()
     return returncode, output.decode("utf-8", "replace")
 
 
@@ -206,7 +215,7 @@ class LocalProvider(AgentServerProvider):
         env = git.git_env(repository, home=str(home))
         timeout = settings.WORKBENCH_CLONE_TIMEOUT
         if repository is not None:
-            log(f"Cloning {spec.repository}" + (f" at {spec.branch}" if spec.branch else ""))
+            log(git.cloning_line(spec.repository, spec.branch))
             returncode, output = _git(
                 git.clone_args(repository, spec.branch, str(workdir), progress=True),
                 base=base,
@@ -220,7 +229,7 @@ class LocalProvider(AgentServerProvider):
                 raise git.clone_failed(output, branch=spec.branch, key=spec.key)
             log("Cloned")
         else:
-            log(f"No repository: an empty git repository on {spec.branch or 'main'}")
+            log(git.empty_line(spec.branch))
             workdir.mkdir()
             returncode, output = _git(
                 ["-C", str(workdir), "init", "--quiet", "-b", spec.branch or "main"],
@@ -232,9 +241,8 @@ class LocalProvider(AgentServerProvider):
                 log=log,
             )
             if returncode != 0:
-                raise ProviderError(
-                    f"git init failed: {output.strip()[-300:]}", code="clone_failed"
-                )
+                logger.info("git init for sandbox %s failed: %s", spec.key, output[-2000:])
+                raise ProviderError("git init of the working copy failed", code="clone_failed")
 
     def _start_server(self, base: Path, workdir: Path, home: Path, confined: bool) -> SandboxHandle:
         binary = sandbox_agent_binary()

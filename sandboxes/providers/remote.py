@@ -110,9 +110,9 @@ class RemoteProvider(AgentServerProvider):
             log("Connected")
         with step("prepare_workspace") as log:
             if spec.repository:
-                log(f"Cloning {spec.repository}" + (f" at {spec.branch}" if spec.branch else ""))
+                log(git.cloning_line(spec.repository, spec.branch))
             else:
-                log(f"No repository: an empty git repository on {spec.branch or 'main'}")
+                log(git.empty_line(spec.branch))
             self._prepare_workspace(spec, handle)
             log("Done")
         with step("install_agent") as log:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import F
 from django.utils.timezone import now
 
@@ -99,9 +99,14 @@ class _LiveLog:
         self.step.log = text
         if time.monotonic() - self.written_at >= LOG_WRITE_SECONDS:
             self.written_at = time.monotonic()
-            with workspace_transaction(self.owner.workspace_id):
-                ProvisioningStep.objects.filter(pk=self.step.pk).update(log=text)
-                _record_step(self.step, self.owner)
+            try:
+                with workspace_transaction(self.owner.workspace_id):
+                    ProvisioningStep.objects.filter(pk=self.step.pk).update(log=text)
+                    _record_step(self.step, self.owner)
+            except DatabaseError:
+                # The log is for watching; a write that fails (a busy SQLite, a dropped
+                # connection) must not fail the step. It is written with the outcome.
+                logger.warning("writing step %s's live log failed", self.step.pk, exc_info=True)
 
 
 class _StepRecorder:
@@ -258,6 +263,16 @@ def _plan(provider: Provider, spec: SandboxSpec, owner: _Owner) -> list[PlannedS
     return [{"name": name, "estimate_ms": estimates.get(name)} for name in names]
 
 
+def _destroy_if_ended(provider: Provider, sandbox_id: int, key: str) -> None:
+    """A run that lost its lease because the sandbox is being destroyed (archived, or
+    discarded by an operator) may have started its server after the destroy ran: stop what
+    it made. A lease lost to another run of the same sandbox is left alone (that run uses
+    the same key and reuses the server)."""
+    state = Sandbox.objects.filter(pk=sandbox_id).values_list("state", flat=True).first()
+    if state in (None, SandboxState.DESTROYING, SandboxState.DESTROYED):
+        provider.destroy(key, None)
+
+
 def sandbox_provision(
     *,
     sandbox_id: int,
@@ -278,7 +293,11 @@ def sandbox_provision(
     owner = _owner_of(sandbox_id)
     steps = _StepRecorder(sandbox_id, fence, owner, _plan(provider, spec, owner))
     try:
-        handle = provider.create(spec, step=steps.step)
+        try:
+            handle = provider.create(spec, step=steps.step)
+        except LeaseLost:
+            _destroy_if_ended(provider, sandbox_id, spec.key)
+            raise
         models = _agent_models(provider, handle, spec.agent)
         with steps.boundary():
             made_ready = sandbox_mark_ready(

@@ -65,6 +65,7 @@ def test_an_answered_code_is_recorded_and_judged_against_its_operation(
     wrong = [("GET", "api/tabs/<uuid:tab_id>/", 409, "tab_closed")]
     assert undocumented(wrong) == [
         "GET /api/tabs/<uuid:tab_id>/ answered 409 'tab_closed', not in "
-        "['authentication_failed', 'not_authenticated', 'tab_not_found', 'throttled', "
+        "['authentication_failed', 'bad_request', 'not_authenticated', 'tab_not_found', "
+        "'throttled', "
         "'unavailable']"
     ]

@@ -119,7 +119,8 @@ def tab_open_session(*, tab_id: UUID, attempt: int) -> None:
     ):
         # A model chosen while the session was being made applies now it is ready.
         tab_apply_chosen_model(tab_id=tab_id)
-        # Prompts queued before an error and retry go out now that a session exists. Only
+        # Prompts sent while the tab was pending, or before an error and its retry, go out
+        # now that a session exists. Only
         # then: a delivery takes the workspace lock, and a prompt sent from now on (the tab
         # is ready) dispatches its own.
         if tab_has_prompts_waiting(tab_id=tab_id):

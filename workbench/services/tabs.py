@@ -332,6 +332,7 @@ def _fail_waiting_prompts(tab: WorkbenchTab) -> None:
         Message.objects.filter(pk__in=ids),
         table=MESSAGE_TRANSITIONS,
         to=MessageState.FAILED,
+        sources=[MessageState.QUEUED],
         error_message="The tab was closed before this prompt was sent.",
     )
     failed = Message.objects.filter(pk__in=ids, state=MessageState.FAILED)

@@ -180,3 +180,19 @@ def test_the_provisioning_display_shows_the_plan_steps_logs_and_states():
         "      | Receiving objects: 100%",
         "   ok clone 1.2s",
     ]
+
+
+def test_the_terminal_never_gets_the_services_control_characters():
+    """A reply or title is somebody's text: an escape sequence in it (clear the screen, set
+    the title, OSC 52 writing the clipboard) reaches neither stdout nor stderr raw."""
+    out, err = io.StringIO(), io.StringIO()
+    output = cli.Output(False, out, err)
+    hostile = "ok\x1b]52;c;ZXZpbA==\x07 \x1b[2J\x9b31m done\tand\nnext"
+    output.result({}, hostile)
+    output.progress(hostile)
+    for text in (out.getvalue(), err.getvalue()):
+        assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+        assert "ok]52;c;ZXZpbA== [2J31m done\tand\nnext" in text
+    as_json = io.StringIO()
+    cli.Output(True, as_json, io.StringIO()).result({"text": hostile}, "")
+    assert json.loads(as_json.getvalue())["text"] == hostile  # escaped, and intact

@@ -107,3 +107,14 @@ def test_a_message_carries_its_senders_request_id_to_the_worker():
     assert logs.ids() == {"celery_task": "celery-1", "request": "req-12345678"}
     celery_config._unbind_log_ids()
     assert logs.ids() == {}
+
+
+def test_a_request_id_with_a_trailing_newline_is_replaced():
+    assert logs.request_id("abcdefgh\n") != "abcdefgh\n"
+    assert logs.request_id("abcdefgh") == "abcdefgh"
+
+
+def test_binding_none_unbinds_an_id_an_earlier_row_bound():
+    with logs.scope(sandbox=3, tab="a"):
+        logs.bind(tab="b", sandbox=None)
+        assert logs.ids() == {"tab": "b"}

@@ -57,3 +57,8 @@ def test_a_failed_clones_words_stay_out_of_the_log(tmp_path: Path):
     assert returncode != 0
     assert "missing" in output  # for the operators' log (git.clone_failed)
     assert lines == []
+
+
+def test_the_clones_first_line_never_shows_the_urls_credentials():
+    line = git.cloning_line("https://bob:ghp_secret@example.org/team/repo.git", "main")
+    assert line == "Cloning https://example.org/team/repo.git at main"

@@ -7,9 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError
 from django.utils.timezone import now
 
 from core.models import Event
+from sandboxes import services
 from sandboxes.models import ProvisioningStep, Sandbox, SandboxState, StepOutcome
 from sandboxes.providers.base import ProviderError, SandboxHandle, SandboxSpec
 from sandboxes.selectors import step_estimates
@@ -136,3 +138,49 @@ def test_an_estimate_is_the_median_of_the_last_runs_only():
         task_id=task.pk, workspace_id=task.workspace_id, repository="", names=["clone"]
     )
     assert estimates == {"clone": 30}
+
+
+def test_a_live_log_write_that_fails_does_not_fail_the_step(monkeypatch):
+    monkeypatch.setattr(provisioning, "LOG_WRITE_SECONDS", 0)
+    record = provisioning._record_step
+
+    def flaky(step, owner):
+        if step.finished_at is None and step.log:  # the running step's live writes only
+            raise DatabaseError("database is locked")
+        record(step, owner)
+
+    monkeypatch.setattr(provisioning, "_record_step", flaky)
+    sandbox, outcome = provision(LoggingProvider(["first", "second"]))
+    assert outcome is True
+    step = ProvisioningStep.objects.get(sandbox=sandbox)
+    assert (step.outcome, step.log) == (StepOutcome.SUCCEEDED, "first\nsecond")
+
+
+class DestroyedMidRun(StepsProvider):
+    """Its sandbox is destroyed (archived, or discarded by an operator) while `start` runs;
+    records what `destroy` is asked to stop."""
+
+    def __init__(self) -> None:
+        super().__init__(["start", "wait"])
+        self.destroyed: list[str] = []
+
+    def create(self, spec: SandboxSpec, *, step) -> SandboxHandle:
+        with step("start"):
+            sandbox = Sandbox.objects.get(key=spec.key)
+            assert services.sandbox_begin_destroy(sandbox_id=sandbox.pk)
+        with step("wait"):  # the lease is gone: LeaseLost before this step
+            raise AssertionError("a run whose sandbox is being destroyed went on")
+        return SandboxHandle(base_url="http://127.0.0.1:1", token="t")
+
+    def destroy(self, key: str, handle: SandboxHandle | None) -> None:
+        self.destroyed.append(key)
+
+
+def test_a_run_whose_sandbox_was_destroyed_meanwhile_stops_what_it_started():
+    """The destroy may have run before this run started its server: the run stops it."""
+    provider = DestroyedMidRun()
+    with pytest.raises(services.LeaseLost):
+        provision(provider)
+    sandbox = Sandbox.objects.get()
+    assert sandbox.state == SandboxState.DESTROYING
+    assert provider.destroyed == [sandbox.key]

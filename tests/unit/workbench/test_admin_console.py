@@ -21,7 +21,7 @@ ADMIN = "/admin"
 
 @pytest.fixture
 def operator(client, alice):
-    user = type(alice).objects.create_superuser("operator", "op@example.org", "pw")
+    user = type(alice).objects.create_superuser("ops-kim", "op@example.org", "pw")
     client.force_login(user)
     return client
 
@@ -115,7 +115,8 @@ def test_destroying_a_sandbox_fails_its_tabs_with_a_retry_and_tells_clients(
     for tab in (ready, waiting):
         failed = WorkbenchTab.objects.get(pk=tab.pk)
         assert (failed.state, failed.error_code) == (TabState.ERROR, TabErrorCode.SANDBOX_LOST)
-        assert "destroyed by operator" in failed.error_message
+        assert "destroyed by an operator" in failed.error_message
+        assert "ops-kim" not in failed.error_message  # tenants never see who did it
     assert destroys == [sandbox.pk]
     names = set(Event.objects.filter(workspace=workspace).values_list("name", flat=True))
     assert {"sandbox.updated", "tab.updated"} <= names
