@@ -284,10 +284,20 @@ def test_a_flood_of_sockets_past_the_cap_does_not_stop_another_users_connect(iso
             )
             assert snapshot["workspace"]["id"] == victim_ws
             async with asyncio.timeout(120):
-                outcomes = await asyncio.gather(*flood)
-            kinds = [(kind, frame if kind == "closed" else None) for kind, frame, _ in outcomes]
-            assert kinds.count(("snapshot", None)) == 20
-            assert kinds.count(("closed", CLOSE_TOO_MANY)) == FLOOD_SOCKETS - 20
+                outcomes = await asyncio.gather(*flood, return_exceptions=True)
+            # On a loaded host Daphne may drop one of the attacker's own handshakes (not
+            # accepted within its 5 s; once in CI): the attacker's loss, counted, and never
+            # a socket past the cap.
+            dropped = sum(isinstance(o, (InvalidHandshake, EOFError)) for o in outcomes)
+            kinds = [
+                (kind, frame if kind == "closed" else None)
+                for kind, frame, _ in (o for o in outcomes if isinstance(o, tuple))
+            ]
+            snapshots = kinds.count(("snapshot", None))
+            refused = kinds.count(("closed", CLOSE_TOO_MANY))
+            assert snapshots + refused + dropped == FLOOD_SOCKETS, outcomes
+            assert 20 - dropped <= snapshots <= 20  # the cap, never past it
+            assert dropped <= FLOOD_SOCKETS // 20, f"{dropped} handshakes dropped"
         finally:
             await close_all(flood)
 
