@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from unittest import mock
 
@@ -145,3 +147,40 @@ def _in_memory_channel_layer(request: pytest.FixtureRequest, settings) -> Iterat
     yield
     channel_layers.backends.clear()
     publish.reset_publisher()
+
+
+def _background_reads_finished(timeout: float = 10.0) -> None:
+    """Wait until the snapshot and hub pools ran everything submitted so far: a socket's
+    read outlives a test whose communicator gave up on it, and one still running when the
+    next flush TRUNCATEs every table deadlocks with it on PostgreSQL (each locks the
+    tables in its own order). All the pool's threads meeting at a barrier means every
+    earlier job is done (they are taken in order)."""
+    from workbench import fanout, snapshots
+
+    for pool in (snapshots._pool, fanout._pool):
+        if pool is None:
+            continue
+        barrier = threading.Barrier(pool._max_workers + 1, timeout=timeout)
+        for _ in range(pool._max_workers):
+            pool.submit(_meet, barrier)
+        _meet(barrier)
+
+
+def _meet(barrier: threading.Barrier) -> None:
+    with contextlib.suppress(threading.BrokenBarrierError):  # a read stuck past the timeout
+        barrier.wait()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_reads_across_the_flush() -> Iterator[None]:
+    """A transactional test's flush waits for the background reads (see above)."""
+    from django.test import TransactionTestCase
+
+    flush = TransactionTestCase._fixture_teardown
+
+    def after_background_reads(self: TransactionTestCase) -> None:
+        _background_reads_finished()
+        flush(self)
+
+    with mock.patch.object(TransactionTestCase, "_fixture_teardown", after_background_reads):
+        yield

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import sys
+import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import pytest
+from django.utils import timezone as django_timezone
 from django.utils.timezone import now
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
@@ -52,6 +55,7 @@ from sandboxes.providers.base import (
     SandboxHandle,
     SandboxSpec,
 )
+from sandboxes.services import provisioning as sandbox_provisioning
 from tasks_app.models import Task
 from tests.factories import MembershipFactory, TaskFactory, UserFactory, WorkspaceFactory
 from workbench import reconciler, services, workflows
@@ -326,6 +330,41 @@ def _next_tab_id() -> uuid.UUID:
     return uuid.UUID(int=next(_tab_ids))
 
 
+class Clock:
+    """The machine's time. Hypothesis replays a failing example's choices and needs the same
+    behaviour back, but every bound the workflow keeps is wall time (leases, stall and
+    prompt silences, the session timeout): on a loaded host one example ran past a 30 s
+    bound that its replay did not reach, took another path, and the test failed as flaky.
+    Here time moves by one millisecond per reading, and by what `time_passes` says: the
+    same choices give the same times, however fast the host runs them."""
+
+    TICK = timedelta(milliseconds=1)
+
+    def __init__(self) -> None:
+        self.at = _real_now()
+        self.lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self.lock:
+            self.at += self.TICK
+            return self.at
+
+    def advance(self, by: timedelta) -> None:
+        with self.lock:
+            self.at += by
+
+    def install(self, stack: contextlib.ExitStack) -> None:
+        """Read instead of django.utils.timezone.now everywhere: auto_now fields and
+        `timezone.now()` calls, and every module that imported `now` by name."""
+        stack.enter_context(mock.patch.object(django_timezone, "now", self))
+        for name, module in list(sys.modules.items()):
+            if name.split(".")[0] in PROJECT_PACKAGES and getattr(module, "now", None) is _real_now:
+                stack.enter_context(mock.patch.object(module, "now", self))
+
+
+_real_now = django_timezone.now
+PROJECT_PACKAGES = {"core", "sandboxes", "tasks_app", "workbench", "tests"}
+
 _stalled_tabs = reconciler.stalled_tabs
 
 
@@ -345,6 +384,13 @@ class Workflow(RuleBasedStateMachine):
         self.queue: list[Work] = []
         self.fake = FakeProvider(self._interleave)
         self.stack = contextlib.ExitStack()
+        self.clock = Clock()
+        self.clock.install(self.stack)
+        # A step's lease is renewed by a thread every 10 s of wall time: here steps take no
+        # time, and a renewal that a loaded host happened to make would be another reading.
+        keeper = sandbox_provisioning._LeaseKeeper
+        self.stack.enter_context(mock.patch.object(keeper, "__enter__", lambda self: self))
+        self.stack.enter_context(mock.patch.object(keeper, "__exit__", lambda self, *_: None))
         self.stack.enter_context(mock.patch.dict("sandboxes.providers._FACTORIES"))
         from sandboxes.providers import _FACTORIES
 
@@ -362,10 +408,9 @@ class Workflow(RuleBasedStateMachine):
         self.stack.enter_context(
             mock.patch.object(reconciler.queues, "oldest_waiting", self._oldest_waiting)
         )
-        # No allowance for clock skew: the reconciler then judges a row against its queue's
-        # head by the order of their stamps alone, not by how much real time passed between
-        # two steps. With it, a slow run (CI on PostgreSQL) re-drove where a fast one did not,
-        # and Hypothesis saw the same choices behave differently (FlakyStrategyDefinition).
+        # No allowance for clock skew (there is one clock): the reconciler judges a row
+        # against its queue's head by the order of their stamps alone, so a message queued
+        # a few readings after its row is already seen as passed, and duplicates happen.
         self.stack.enter_context(mock.patch.object(reconciler.queues, "SKEW", timedelta(0)))
         self.stack.enter_context(mock.patch("workbench.metrics.reconciler_counted"))
         # Hypothesis replays a failing example's choices and needs the same behaviour back,
@@ -634,21 +679,9 @@ class Workflow(RuleBasedStateMachine):
 
     @rule()
     def time_passes(self) -> None:
-        """Leases run out and abandoned prompts become old enough to take again."""
-        past = now() - timedelta(hours=1)
-        Sandbox.objects.filter(state=SandboxState.PROVISIONING).update(lease_expires_at=past)
-        # A started session step's own bound runs out too (the reconciler waits for it), and
-        # a tab ready for that long has had its own delivery of the prompts it waited with.
-        WorkbenchTab.objects.update(state_changed_at=past)
-        Message.objects.filter(state__in=[MessageState.QUEUED, MessageState.SENDING]).update(
-            updated_at=past
-        )
-        Sandbox.objects.update(updated_at=past)
-        WorkbenchTab.objects.filter(state=TabState.CLOSED).update(closed_at=past)
-        WorkbenchTab.objects.filter(redriven_at__isnull=False).update(redriven_at=past)
-        # The messages waiting were sent as long ago (they keep their order with the rows).
-        for key in self.sent_at:
-            self.sent_at[key] -= 3600
+        """An hour passes: leases run out, every silence and timeout is past, and the
+        messages waiting are as old (they keep their order with the rows)."""
+        self.clock.advance(timedelta(hours=1))
 
     @rule(blind=st.booleans())
     def reconcile(self, blind: bool) -> None:
