@@ -85,6 +85,7 @@ class WorkbenchTabAdmin(NoRawDelete, admin.ModelAdmin):
         "state_changed_at",
         "ready_at",
         "closed_at",
+        "running_since",
     ]
     fields = ["title", "model", *readonly_fields]
     inlines = [TabUserStateInline]

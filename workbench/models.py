@@ -103,6 +103,10 @@ class WorkbenchTab(models.Model):
     state_changed_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # When the agent turn now running started (a prompt of this tab moved to `sending`);
+    # NULL when none runs. Set and cleared with the prompt's own transitions, so a page
+    # that loads mid-turn shows it from the snapshot (its messages are not in it).
+    running_since = models.DateTimeField(null=True, blank=True)
     # When a closed tab's session (acp_server_id) was torn down; the reconciler sweeps closed
     # tabs without it, so a lost teardown message leaks no session.
     session_closed_at = models.DateTimeField(null=True, blank=True)

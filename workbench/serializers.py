@@ -38,6 +38,7 @@ class TabPayload(TypedDict):
     state_changed_at: str
     ready_at: str | None
     closed_at: str | None
+    running_since: str | None
 
 
 class MemberTabPayload(TabPayload):
@@ -82,7 +83,9 @@ def message_payload(message: Message) -> MessagePayload:
 
 # DRF's own formatting of datetimes (ISO 8601 in the current time zone, "Z" for UTC).
 _DATETIME = serializers.DateTimeField()
-_TAB_DATETIMES = ("created_at", "updated_at", "state_changed_at", "ready_at", "closed_at")
+_TAB_DATETIMES = (
+    "created_at", "updated_at", "state_changed_at", "ready_at", "closed_at", "running_since"
+)  # fmt: skip
 _TAB_PLAIN = ("title", "agent", "state", "error_code", "error_message", "session_id", "model",
               "session_model", "attempt", "version")  # fmt: skip
 
@@ -141,6 +144,7 @@ class TabOutputSerializer(serializers.ModelSerializer):
             "state_changed_at",
             "ready_at",
             "closed_at",
+            "running_since",
         ]
         read_only_fields = fields
 

@@ -104,6 +104,7 @@ class Tab(TypedDict):
     state_changed_at: str
     ready_at: str | None
     closed_at: str | None
+    running_since: str | None  # when the running agent turn started; None when none runs
     unread: bool  # yours
     draft: str  # yours
 

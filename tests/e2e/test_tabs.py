@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 from playwright.sync_api import Route, expect
 
-from tests.e2e.helpers import create_task, make_repository, screenshot, wait_for_tab
+from tests.e2e.helpers import create_task, get_tab, make_repository, screenshot, wait_for_tab
 from tests.helpers import open_tab, wait_until
 
 
@@ -334,3 +335,66 @@ def test_a_running_turn_shows_a_timer_on_its_tab_and_task_and_stop_asks_the_agen
     expect(wb.task("A long turn").locator(".task-item-running")).to_be_hidden()
     prompt = wb.transcript.locator(".message-user")
     expect(prompt).not_to_have_attribute("data-state", "sending")
+
+
+def test_a_page_opened_during_a_turn_shows_it_running_from_its_real_start_until_stopped(
+    team, open_page, integration_run
+):
+    """The snapshot carries tabs, not messages: the tab's `running_since` tells a page opened
+    mid-turn that the turn runs, and since when. The running tab is not the one shown, so
+    no transcript of it is loaded: only `running_since` can say so."""
+    api = team.api()
+    task = create_task(api, team.workspace_id, "A turn before the page")
+    shown_id = open_tab(api, task["id"])["id"]  # the first tab: the one the task shows
+    busy_id = open_tab(api, task["id"])["id"]
+    wait_for_tab(api, shown_id, "ready")
+    wait_for_tab(api, busy_id, "ready")
+    agents = wait_until(
+        lambda: mock_agents_of(integration_run.sandbox_root, task["id"]),
+        timeout=30,
+        message="the tab's mock agent process was not found",
+    )
+    for pid in agents:
+        os.kill(pid, signal.SIGSTOP)  # the mock agent answers at once: paused, its turn lasts
+    try:
+        sent = api.post(f"/api/tabs/{busy_id}/messages/", json={"text": "take your time"})
+        assert sent.status_code == 202, sent.text
+        since = wait_until(
+            lambda: get_tab(api, busy_id)["running_since"],
+            timeout=30,
+            message="the prompt never went out to the agent",
+        )
+        started = datetime.fromisoformat(since).timestamp()
+
+        wb = open_page(team.owner)  # a page that loads while the turn runs
+        wb.select_task("A turn before the page")
+        expect(wb.active_tab).to_have_attribute("data-tab-id", shown_id)
+        task_running = wb.task("A turn before the page").locator(".task-item-running")
+        tab_running = wb.tab(busy_id).locator(".tab-running")
+        expect(task_running).to_be_visible()
+        expect(tab_running.locator(".spinner")).to_be_visible()
+        expect(wb.tab(shown_id).locator(".tab-running")).to_be_hidden()
+        for badge in (task_running, tab_running):
+            # Counting from the turn's start on the server, not from when the page loaded.
+            elapsed = badge.locator(".elapsed")
+            expect(elapsed).to_have_attribute("data-since", since)
+            shown = int(re.fullmatch(r"(\d+) s", elapsed.inner_text().strip()).group(1))
+            assert abs(shown - (time.time() - started)) <= 2, (shown, since)
+        screenshot(wb.page, "running-after-load")
+
+        wb.select_tab(busy_id)
+        turn = wb.page.locator("#turn")
+        expect(turn).to_be_visible()
+        with wb.page.expect_response(
+            lambda r: r.url.endswith(f"/api/tabs/{busy_id}/cancel/")
+        ) as asked:
+            turn.get_by_role("button", name="Stop").click()
+        assert asked.value.status == 202, asked.value.text()
+    finally:
+        for pid in agents:
+            os.kill(pid, signal.SIGCONT)
+
+    expect(turn).to_be_hidden(timeout=60_000)
+    expect(tab_running).to_be_hidden()
+    expect(task_running).to_be_hidden()
+    assert get_tab(api, busy_id)["running_since"] is None

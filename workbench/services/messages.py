@@ -36,7 +36,7 @@ from workbench.models import (
 from workbench.serializers import message_payload
 from workbench.services.runs import sandbox_lost
 from workbench.services.tabs import tab_mark_unread
-from workbench.services.transitions import tab_fail
+from workbench.services.transitions import record_tab, tab_fail
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -149,7 +149,20 @@ def _claim_next(tab_id: UUID) -> _Turn | None:
         claimed = _update(message.pk, to=MessageState.SENDING)
         if claimed is None:
             return None
+        _tab_running(tab.pk, since=claimed.updated_at)
     return _Turn(message=claimed, tab=tab, sandbox=tab.sandbox)
+
+
+def _tab_running(tab_id: UUID, *, since: datetime | None, was: datetime | None = None) -> None:
+    """Under the workspace lock: the tab's turn started at `since`, or (None) the turn that
+    started at `was` ended. Only that turn's end clears it: a late end (the tab closed,
+    failed or retried meanwhile, which cleared it already, or the turn was taken again)
+    changes nothing and records no event."""
+    rows = WorkbenchTab.objects.filter(pk=tab_id)
+    if since is None:
+        rows = rows.filter(running_since=was)
+    if rows.update(running_since=since, updated_at=now(), version=F("version") + 1):
+        record_tab(WorkbenchTab.objects.get(pk=tab_id))
 
 
 def message_deliver_next(*, tab_id: UUID) -> bool:
@@ -206,6 +219,7 @@ def message_deliver_next(*, tab_id: UUID) -> bool:
     with workspace_transaction(tab.workspace_id):
         _update(reply.pk, to=MessageState.COMPLETE, text=result.text)
         _update(message.pk, to=MessageState.COMPLETE)
+        _tab_running(tab.pk, since=None, was=message.updated_at)
         WorkbenchTab.objects.filter(pk=tab.pk).update(acp_last_event_id=result.last_event_id)
         tab_mark_unread(tab_id=tab.pk, viewers=viewing)
     return True
@@ -215,6 +229,8 @@ def _fail_turn(message: Message, reply: Message, reason: str) -> None:
     with workspace_transaction(message.workspace_id):
         _update(reply.pk, to=MessageState.FAILED, error_message=reason[:2000])
         _update(message.pk, to=MessageState.FAILED, error_message=reason[:2000])
+        # `message` is the prompt as claimed: its updated_at is when the turn started.
+        _tab_running(message.tab_id, since=None, was=message.updated_at)
 
 
 def message_cancel_turn(*, tab_id: UUID) -> Message:

@@ -51,6 +51,7 @@ def tab_transition(
     **fields: object,
 ) -> WorkbenchTab | None:
     """Move one tab to `to` if it is in one of `sources` (and at `at_attempt`); else None."""
+    _end_turn(to, fields)
     workspace_id = tab_workspace_id(tab_id)
     if workspace_id is None:
         return None
@@ -90,6 +91,7 @@ def tabs_transition(
     workspace lock, which every other write of the workspace waits for (one at a time it
     was seven round trips a tab, docs/benchmarks.md).
     """
+    _end_turn(to, fields)
     with workspace_transaction(workspace_id):
         # Under the lock no other write of the workspace runs: the rows read are the rows
         # the update moves.
@@ -109,6 +111,14 @@ def tabs_transition(
         moved = list(WorkbenchTab.objects.filter(pk__in=ids, state=to).order_by("created_at", "pk"))
         record_events(workspace_id, "tab.updated", [tab_payload(tab) for tab in moved])
     return moved
+
+
+def _end_turn(to: str, fields: dict[str, object]) -> None:
+    """A tab leaving `ready` (error, closed) ends its running turn, if any: only a ready
+    tab's session runs one. The prompt itself ends when its worker hears back, and that
+    late end leaves the tab's `running_since` alone (messages._tab_running)."""
+    if to != TabState.READY:
+        fields.setdefault("running_since", None)
 
 
 def tab_mark_session_pending(*, tab_id: UUID, attempt: int, sandbox_id: int) -> WorkbenchTab | None:

@@ -22,7 +22,13 @@ from core.models import Event, Workspace
 from core.publish import text_for
 from sandboxes import services as sandbox_services
 from sandboxes.models import SandboxState
-from sandboxes.providers.base import AgentModels, ProviderError, SandboxHandle, SandboxSpec
+from sandboxes.providers.base import (
+    AgentModels,
+    PromptResult,
+    ProviderError,
+    SandboxHandle,
+    SandboxSpec,
+)
 from sandboxes.serializers import SandboxOutputSerializer
 from tasks_app import services as task_services
 from tests.factories import SandboxFactory, TabFactory, TaskFactory, UserFactory
@@ -328,6 +334,48 @@ def case_tab_close_with_waiting_prompts(workspace, alice) -> Action:
     for text in ("first", "second"):
         messages.message_send(tab_id=tab.pk, user=alice, text=text)
     return lambda: services.tab_close(tab_id=tab.pk)
+
+
+def _running_tab(workspace, alice, *, sending: bool):
+    """A ready tab with a prompt waiting (or, `sending`, one whose turn runs)."""
+    sandbox = SandboxFactory(task=TaskFactory(workspace=workspace), state=SandboxState.READY)
+    tab = TabFactory(task=sandbox.task, sandbox=sandbox, state=TabState.READY, acp_server_id="s1")
+    with mock.patch("workbench.workflows.start_message_delivery"):
+        messages.message_send(tab_id=tab.pk, user=alice, text="hello")
+    if sending:
+        assert messages._claim_next(tab.pk) is not None
+    return tab
+
+
+def case_an_agent_turn_starts(workspace, alice) -> Action:
+    tab = _running_tab(workspace, alice, sending=False)
+    return lambda: messages._claim_next(tab.pk)  # the prompt goes out: running_since is set
+
+
+def case_an_agent_turn_runs_and_ends(workspace, alice) -> Action:
+    tab = _running_tab(workspace, alice, sending=False)
+    result = PromptResult(text="hi", stop_reason="end_turn", last_event_id="1")
+
+    def action() -> object:
+        with (
+            mock.patch.object(sandbox_services, "sandbox_session_prompt", return_value=result),
+            mock.patch("workbench.presence.viewers", return_value=set()),
+        ):
+            return messages.message_deliver_next(tab_id=tab.pk)
+
+    return action
+
+
+def case_a_tab_closed_during_its_turn(workspace, alice) -> Action:
+    tab = _running_tab(workspace, alice, sending=True)
+    return lambda: services.tab_close(tab_id=tab.pk)
+
+
+def case_a_tab_failed_during_its_turn(workspace, alice) -> Action:
+    tab = _running_tab(workspace, alice, sending=True)
+    return lambda: services.tab_fail(
+        tab_id=tab.pk, code=TabErrorCode.SESSION_FAILED, message="the session was lost"
+    )
 
 
 CASES: dict[str, Callable[..., Action]] = {

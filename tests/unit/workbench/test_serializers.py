@@ -38,6 +38,7 @@ def test_a_ready_errored_and_closed_tab_match_too():
             model="mock-fast",
             session_model="mock-fast",
             title="Ünïcode ✓",
+            running_since=stamp,
         ),
         TabFactory(state=TabState.ERROR, error_code="provision_failed", error_message="boom"),
         TabFactory(state=TabState.CLOSED, closed_at=stamp),

@@ -340,14 +340,20 @@ export function visibleTasks(model) {
 }
 
 /**
- * The tabs whose agent turn is running: a prompt of theirs is `sending` (delivered, its
- * reply not finished). Known for the tabs whose messages this page has seen: transcripts it
- * loaded, and every message event since it connected.
+ * The tabs whose agent turn is running, each with when it started: the tab's own
+ * `running_since` (in the snapshot and every tab.updated, so a page opened mid-turn knows
+ * it), else a prompt of its that this page saw `sending` (delivered, its reply not
+ * finished: transcripts it loaded, and every message event since it connected).
+ * @param {WorkbenchModel} model
  */
 function runningTurns(model) {
+  /** @type {Map<string, string>} */
   const running = new Map();
+  for (const [tabId, tab] of model.tabs) {
+    if (tab.running_since) running.set(tabId, tab.running_since);
+  }
   for (const [tabId, messages] of model.messages) {
-    if (!model.tabs.has(tabId)) continue;
+    if (!model.tabs.has(tabId) || running.has(tabId)) continue;
     for (const message of messages.values()) {
       if (message.role === "user" && message.state === "sending") running.set(tabId, message.updated_at);
     }

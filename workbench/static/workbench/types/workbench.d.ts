@@ -89,6 +89,8 @@ export interface Tab {
   state_changed_at: string;
   ready_at: string | null;
   closed_at: string | null;
+  /** When the agent turn now running started (a prompt `sending`); null when none runs. */
+  running_since: string | null;
   /** Mine only: in REST answers and snapshots, not in tab.updated events. */
   unread: boolean;
   draft: string;
