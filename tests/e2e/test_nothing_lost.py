@@ -203,3 +203,55 @@ def test_a_task_archived_elsewhere_shows_a_notice_with_every_draft_to_copy(team,
     expect(notice).to_be_hidden()
     expect(wb.task_heading).to_have_text("Still here")
     assert wb.still_same_document()
+
+
+def test_a_task_archived_while_the_page_was_disconnected_shows_the_notice_on_return(
+    team, open_page, make_daphne_server, console
+):
+    """The events that would have said so are gone by the time the page is back (pruned), so
+    it gets a fresh snapshot without the task: the page asks the server about it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from core import services as core_services
+
+    # The page talks to a Daphne of its own, stopped below; REST changes go to the usual one.
+    server = make_daphne_server()
+    api = team.api()
+    task = create_task(api, team.workspace_id, "Archived while I was away")
+    create_task(api, team.workspace_id, "Still here")
+    wb = open_page(team.owner, base_url=server.url)
+    wb.mark_document()
+    wb.select_task("Archived while I was away")
+    wb.open_tab()
+    wb.composer.fill("words typed before the outage")
+
+    console.allow(r"WebSocket connection to '.*' failed")
+    console.allow(r"net::ERR_CONNECTION_REFUSED")
+    console.allow(r"Failed to load resource")  # the draft's save, refused while it is down
+    server.stop()
+    expect(wb.connection).to_have_attribute("data-state", "reconnecting")
+
+    response = team.api(team.member).post(f"/api/tasks/{task['id']}/archive/", json={})
+    assert response.status_code == 200, response.text
+
+    def prune() -> int:  # off Playwright's event loop, where the ORM refuses to run
+        try:
+            return core_services.events_prune(older_than_hours=0)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(prune).result() > 0
+
+    server.start()
+    expect(wb.connection).to_have_text("Connected", timeout=30_000)
+    notice = wb.page.locator("#task-archived")
+    expect(notice).to_be_visible()
+    expect(notice.get_by_role("heading")).to_have_text("“Archived while I was away” was archived")
+    expect(notice.get_by_role("textbox")).to_have_value("words typed before the outage")
+    expect(wb.page.locator("#task-view")).to_be_hidden()
+    expect(wb.task("Archived while I was away")).to_have_count(0)
+    expect(wb.task("Still here")).not_to_have_attribute("aria-current", "true")  # no jump
+    assert wb.still_same_document()

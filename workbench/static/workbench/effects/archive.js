@@ -1,12 +1,13 @@
 // @ts-check
 // Archiving without losing anything: the task hidden at once behind an Undo, the archive
-// sent once the Undo is gone; a task archived elsewhere while shown turns into a notice
-// with its drafts to copy. Calls the API (and the clipboard), changes the state, renders.
+// sent once the Undo is gone; a task archived elsewhere while shown (or while this page was
+// disconnected: asked after the snapshot that lacks it) turns into a notice with its drafts
+// to copy. Calls the API (and the clipboard), changes the state, renders.
 // Effects may also move the focus, read what a form holds and disable the button that
 // submitted it; what the page says is drawn by the views.
 // Imports effects/tabs.js, effects/drafts.js, the views, state.js, schedule.js and api.js.
 
-import { api, asApiError } from "../api.js";
+import { api, apiList, asApiError } from "../api.js";
 import { render, scheduleRender } from "../schedule.js";
 import { UNDO_MS, app } from "../state.js";
 import { hideUndoToast, selectArchivedDraft, showUndoToast } from "../views/closing.js";
@@ -17,6 +18,7 @@ import { saveDraft } from "./drafts.js";
 import { select } from "./tabs.js";
 
 /** @typedef {import("../types/workbench").Task} Task */
+/** @typedef {import("../model.js").WorkbenchModel} WorkbenchModel */
 
 /**
  * Archive the task: hidden from the list at once, the next task shown, and an Undo offered;
@@ -99,12 +101,65 @@ export async function commitArchive({ keepalive = false } = {}) {
  */
 export function archivedElsewhere(task) {
   if (task.id !== app.taskId || app.archivingHere.has(task.id)) return;
-  const tabs = [...app.knownTabs.values()]
-    .filter((tab) => tab.task === task.id)
-    .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
-  const typed = tabs
+  showArchivedNotice(task, typedDrafts(task.id));
+}
+
+/**
+ * A fresh snapshot (a reconnect whose missed events were no longer kept) came without the
+ * task this page showed, which had open tabs here: it may have been archived meanwhile, and
+ * no event will now say so. Its drafts are read at once (reconcileDrafts, which runs next,
+ * drops the local ones of tabs the snapshot lacks) and the selection stays on it while the
+ * server is asked: archived → the notice with its drafts, as archivedElsewhere; still there
+ * (only not on the snapshot's first page) → shown again, as a linked task is; gone or no
+ * longer mine → the page moves on, as before.
+ * @param {WorkbenchModel} model the workspace's model, the snapshot just loaded
+ */
+export function checkVanishedTask(model) {
+  const taskId = app.taskId;
+  const stream = app.stream;
+  if (taskId === null || !stream || model.tasks.has(taskId) || app.archivedNotice) return;
+  if (app.archivingHere.has(taskId) || app.loadingLinked !== null) return;
+  if (![...app.knownTabs.values()].some((tab) => tab.task === taskId)) return;
+  const typed = typedDrafts(taskId);
+  app.loadingLinked = taskId; // keeps the selection on it until the answer (normalizeSelection)
+  (async () => {
+    try {
+      const task = /** @type {Task} */ (await api("GET", `/api/tasks/${taskId}/`));
+      if (app.stream !== stream || task.workspace !== app.workspaceId) return;
+      if (task.archived) {
+        if (app.taskId === taskId && !app.archivingHere.has(taskId)) showArchivedNotice(task, typed);
+        return;
+      }
+      const tabs = await apiList(`/api/tasks/${taskId}/tabs/`);
+      if (app.stream !== stream) return;
+      stream.model.upsertTask(task);
+      for (const tab of tabs) stream.model.upsertTab(tab);
+    } catch {
+      // Gone, or no longer mine (404), or unreachable: another task is shown, as before.
+    } finally {
+      if (app.loadingLinked === taskId) app.loadingLinked = null;
+      scheduleRender();
+    }
+  })();
+}
+
+/**
+ * What this page holds typed in the task's tabs as last drawn, oldest tab first.
+ * @param {number} taskId
+ */
+function typedDrafts(taskId) {
+  return [...app.knownTabs.values()]
+    .filter((tab) => tab.task === taskId)
+    .sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at))
     .map((tab) => ({ tabId: tab.id, title: app.renames.get(tab.id) ?? tab.title, text: draftText(tab) }))
     .filter((draft) => draft.text.trim());
+}
+
+/**
+ * @param {Task} task
+ * @param {{tabId: string, title: string, text: string}[]} typed
+ */
+function showArchivedNotice(task, typed) {
   const hadFocus = els.taskView.contains(document.activeElement) || document.activeElement === document.body;
   if (els.closeDialog.open) els.closeDialog.close();
   app.archivedNotice = { taskId: task.id, title: task.title, drafts: typed, copied: null };

@@ -30,7 +30,7 @@ import {
   setDrawer,
   showTaskFormHint,
 } from "../views/page.js";
-import { archivedElsewhere, commitArchive } from "./archive.js";
+import { archivedElsewhere, checkVanishedTask, commitArchive } from "./archive.js";
 import { flushDrafts, reconcileDrafts } from "./drafts.js";
 import { select } from "./tabs.js";
 
@@ -91,8 +91,13 @@ export function openWorkspace(workspaceId) {
     onStatus: connectionChanged,
     onChange: (change) => {
       if (change.kind === "snapshot") {
-        // Message events missed while disconnected are not in a snapshot: reload transcripts.
-        if (!change.first) app.transcripts.clear();
+        if (!change.first) {
+          // Message events missed while disconnected are not in a snapshot: reload transcripts.
+          app.transcripts.clear();
+          // Nor is an archive: the shown task missing from it is asked after (before its
+          // drafts are reconciled away).
+          checkVanishedTask(stream.model);
+        }
         reconcileDrafts(stream.model, workspaceId);
         const model = stream.model;
         if (change.first && app.taskId && !model.tasks.has(app.taskId) && model.next) {
