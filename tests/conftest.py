@@ -18,6 +18,16 @@ from tests.factories import MembershipFactory, UserFactory, WorkspaceFactory
 pytest_plugins = ["tests.integration.fixtures"]
 
 
+# The longest file (about 3.5 minutes) first: with the tests dealt out a file at a time
+# (make test: pytest-xdist, --dist loadfile), one started last would leave the other process
+# idle at the end.
+LONGEST_FIRST = "test_bench_service_smoke.py"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name != LONGEST_FIRST)  # stable: the rest in order
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """The per-run SQLite test database lives under WORKBENCH_VAR_DIR: make sure it exists."""
     from django.conf import settings
@@ -112,6 +122,16 @@ def _answered_error_codes_are_documented(monkeypatch) -> Iterator[None]:
     assert not missing, "codes the schema does not list (core/error_codes.py):\n" + "\n".join(
         missing
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_ids() -> None:
+    """Each test starts with no ids bound, as each request and Celery task does: services
+    called outside either (unit tests) bind ids that would otherwise reach the next test's
+    lines in this process, whichever test that is (pytest-xdist deals them out)."""
+    from core import logs
+
+    logs.start()
 
 
 @pytest.fixture(autouse=True)
