@@ -21,7 +21,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from config.routing import websocket_application  # noqa: E402
 
-# Daphne serves /static/ itself (the workbench page's few small JS and CSS files, the admin's
+# Daphne serves /static/ itself (the workbench page's small JS modules and CSS, the admin's
 # and Swagger UI's): Django's static view answers with Last-Modified and 304s, found through
 # the app finders, so there is no collectstatic step and no build step to forget. We chose
 # this over WhiteNoise because nothing here is large or hot enough to need its compression

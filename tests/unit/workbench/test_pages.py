@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -92,3 +93,22 @@ def test_a_browser_session_without_the_csrf_token_is_refused(alice, workspace, d
 
     assert response.status_code == 403
     dispatched.assert_not_called()
+
+
+def test_the_page_preloads_every_module_app_js_reaches(alice):
+    """The browser fetches them all at once instead of one import level at a time: the
+    list is the graph the modules' import lines make, nothing missing and nothing extra."""
+    from tests.unit.test_browser_module_layers import GRAPH
+
+    reached, todo = set(), ["app.js"]
+    while todo:
+        for target in GRAPH[todo.pop()] - reached:
+            reached.add(target)
+            todo.append(target)
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    preloaded = set(
+        re.findall(r'<link rel="modulepreload" href="/static/workbench/([^"]+)">', page)
+    )
+    assert preloaded == reached

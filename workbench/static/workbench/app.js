@@ -7,7 +7,7 @@
 // the render loop (schedule.js), binds the page's events (delegated where lists are
 // redrawn) to the effects and views, and boots. The layers below import only downward:
 // app.js → effects/ → views/ → state.js → dom.js, api.js, model.js, stream.js, markdown.js
-// (schedule.js, which imports nothing, sits beside state.js).
+// (schedule.js, which imports nothing, is on the bottom floor, for effects and app.js only).
 
 import { loginAgain } from "./api.js";
 import { closestTarget, find, part, show, targetMatches } from "./dom.js";
