@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Request, expect
+from playwright.sync_api import Request, Route, expect
 
 from tests.e2e.helpers import create_task, get_tab, screenshot
+from tests.helpers import open_tab, wait_until
 
 
 def get_task(api: httpx.Client, task_id: int) -> dict:
@@ -255,3 +256,81 @@ def test_a_task_archived_while_the_page_was_disconnected_shows_the_notice_on_ret
     expect(wb.task("Archived while I was away")).to_have_count(0)
     expect(wb.task("Still here")).not_to_have_attribute("aria-current", "true")  # no jump
     assert wb.still_same_document()
+
+
+def test_a_draft_only_this_browser_holds_outlives_a_snapshot_whose_first_page_lacks_its_task(
+    team, open_page, console
+):
+    """The snapshot is the workbench's first page (the 50 newest tasks): a draft of a tab
+    further down is kept until the server has it or says the tab is closed, never dropped
+    for being absent from that page."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from tasks_app.models import Task
+    from tests.factories import TaskFactory
+
+    api = team.api()
+    task = create_task(api, team.workspace_id, "An older task")
+    kept = open_tab(api, task["id"])
+    closed = open_tab(api, task["id"])
+    wb = open_page(team.owner)
+    wb.select_task("An older task")
+
+    # No save reaches the server: what is typed lives in this browser only.
+    console.allow(r"Failed to load resource")
+    refused: list[str] = []
+
+    def refuse_drafts(route: Route) -> None:
+        if route.request.method == "PATCH":
+            refused.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    wb.page.route("**/api/tabs/*/", refuse_drafts)
+    typed = {kept["id"]: "typed here, never saved", closed["id"]: "typed in a tab closed later"}
+    for tab_id, text in typed.items():
+        wb.select_tab(tab_id)
+        with wb.page.expect_request(lambda r, tab=tab_id: r.method == "PATCH" and tab in r.url):
+            wb.composer.fill(text)  # its save, once the typing pauses, is refused
+    assert get_tab(api, kept["id"])["draft"] == ""
+
+    def bulk() -> None:  # off Playwright's event loop, where the ORM refuses to run
+        Task.objects.bulk_create(
+            [
+                TaskFactory.build(workspace_id=team.workspace_id, title=f"newer {n}")
+                for n in range(55)
+            ]
+        )
+        connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(bulk).result()
+
+    # A fresh page load (no task in the URL): its snapshot holds the newest tasks only.
+    wb.page.goto("/")
+    expect(wb.connection).to_have_text("Connected")
+    expect(wb.page.locator("#task-list .task-item")).to_have_count(50)
+    expect(wb.task("An older task")).to_have_count(0)
+    wb.page.get_by_role("button", name="Show more tasks").scroll_into_view_if_needed()
+    wb.select_task("An older task")
+    wb.select_tab(kept["id"])
+    expect(wb.composer).to_have_value(typed[kept["id"]])
+    wb.select_tab(closed["id"])
+    expect(wb.composer).to_have_value(typed[closed["id"]])
+
+    # The second tab is closed elsewhere; the network is back; the page is opened afresh:
+    # the draft of the open tab is saved (its task still not on the first page), the closed
+    # tab's answer says it is closed, and only then are the local copies forgotten.
+    assert api.delete(f"/api/tabs/{closed['id']}/").status_code in (200, 204)
+    wb.page.unroute("**/api/tabs/*/", refuse_drafts)
+    wb.page.goto("about:blank")
+    wb.page.goto("/")
+    expect(wb.connection).to_have_text("Connected")
+    wait_until(
+        lambda: get_tab(api, kept["id"])["draft"] == typed[kept["id"]],
+        message="the kept draft never reached the server",
+    )
+    wb.page.wait_for_function("() => localStorage.getItem('workbench.drafts') === '{}'")

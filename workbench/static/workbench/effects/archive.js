@@ -108,8 +108,8 @@ export function archivedElsewhere(task) {
  * A fresh snapshot (a reconnect whose missed events were no longer kept) came without the
  * task this page showed, which had open tabs here: it may have been archived meanwhile, and
  * no event will now say so. Its drafts are read at once (reconcileDrafts, which runs next,
- * drops the local ones of tabs the snapshot lacks) and the selection stays on it while the
- * server is asked: archived → the notice with its drafts, as archivedElsewhere; still there
+ * saves the local ones: a closed tab's answer drops them) and the selection stays on it
+ * while the server is asked: archived → the notice with its drafts, as archivedElsewhere; still there
  * (only not on the snapshot's first page) → shown again, as a linked task is; gone or no
  * longer mine → the page moves on, as before.
  * @param {WorkbenchModel} model the workspace's model, the snapshot just loaded

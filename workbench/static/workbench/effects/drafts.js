@@ -1,14 +1,13 @@
 // @ts-check
 // Drafts reach the server: a debounced save after each edit (the local copy in state.js
 // holds the text meanwhile), every pending save at once (switching workspace, leaving the
-// page, keepalive), and after a snapshot what an earlier page could not save. Calls the
+// page, keepalive), and after a snapshot what an earlier page could not save. A local draft
+// is forgotten only once the server holds its text or the tab is known to be closed. Calls the
 // API, changes the state, schedules a render. Imports state.js, schedule.js and api.js.
 
 import { api, asApiError } from "../api.js";
 import { scheduleRender } from "../schedule.js";
 import { DRAFT_SAVE_DELAY_MS, app, drafts } from "../state.js";
-
-/** @typedef {import("../model.js").WorkbenchModel} WorkbenchModel */
 
 /**
  * Typed in the tab: kept locally at once, saved once the typing pauses.
@@ -22,6 +21,9 @@ export function editDraft(tabId, text) {
 }
 
 /**
+ * Save the tab's local draft. A tab this page does not hold (not on a page loaded yet) is
+ * saved all the same: the server's answer says whether it has the text, or the tab is
+ * closed. The local copy goes only once the server has its text or the tab is closed.
  * @param {string} tabId
  * @param {{keepalive?: boolean}} [options]
  */
@@ -29,16 +31,20 @@ export async function saveDraft(tabId, { keepalive = false } = {}) {
   clearTimeout(drafts.timers.get(tabId));
   drafts.timers.delete(tabId);
   const model = app.stream && app.stream.model;
-  const tab = model && model.tabs.get(tabId);
-  if (!tab || !drafts.has(tabId)) return;
+  if (!model || !drafts.has(tabId)) return;
+  if (model.closedTabs.has(tabId)) {
+    drafts.forget(tabId); // closed (its event, or a REST answer, said so)
+    return;
+  }
+  const tab = model.tabs.get(tabId);
   const text = drafts.local[tabId].text;
-  if (text === tab.draft) {
+  if (tab && text === tab.draft) {
     drafts.forget(tabId);
     return;
   }
   try {
     const saved = await api("PATCH", `/api/tabs/${tabId}/`, { draft: text }, { keepalive });
-    model.upsertTab(saved);
+    if (model.tabs.has(tabId)) model.upsertTab(saved); // else: its page, once loaded, has it
     if (drafts.local[tabId]?.text === text) drafts.forget(tabId);
     scheduleRender();
   } catch (caught) {
@@ -49,15 +55,15 @@ export async function saveDraft(tabId, { keepalive = false } = {}) {
 }
 
 /**
- * After a snapshot: save what an earlier page could not, drop drafts of closed tabs.
- * @param {WorkbenchModel} model
+ * After a snapshot: save what an earlier page could not, the drafts of tabs the snapshot
+ * does not carry included (its first page holds only the newest tasks; the save's answer
+ * says whether the tab is still open). Nothing is dropped for being absent from a page.
  * @param {number} workspaceId
  */
-export function reconcileDrafts(model, workspaceId) {
+export function reconcileDrafts(workspaceId) {
   for (const [tabId, entry] of Object.entries(drafts.local)) {
     if (entry.workspace !== workspaceId) continue;
-    if (!model.tabs.has(tabId)) drafts.forget(tabId);
-    else if (!drafts.timers.has(tabId)) saveDraft(tabId);
+    if (!drafts.timers.has(tabId)) saveDraft(tabId);
   }
 }
 

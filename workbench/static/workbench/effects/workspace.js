@@ -94,11 +94,11 @@ export function openWorkspace(workspaceId) {
         if (!change.first) {
           // Message events missed while disconnected are not in a snapshot: reload transcripts.
           app.transcripts.clear();
-          // Nor is an archive: the shown task missing from it is asked after (before its
-          // drafts are reconciled away).
+          // Nor is an archive: the shown task missing from it is asked after (its drafts
+          // read before their saves can learn that its tabs are closed).
           checkVanishedTask(stream.model);
         }
-        reconcileDrafts(stream.model, workspaceId);
+        reconcileDrafts(workspaceId);
         const model = stream.model;
         if (change.first && app.taskId && !model.tasks.has(app.taskId) && model.next) {
           loadLinkedTask(app.taskId);
