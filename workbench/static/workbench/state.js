@@ -173,7 +173,7 @@ export const app = {
   running: new Map(), // tab id -> when its running turn started (a prompt `sending`)
   stopping: new Set(), // tabs whose Stop was asked for, until their turn ends
   renames: new Map(), // tab id -> the title on its way to the server (shown meanwhile)
-  shownTabId: null, // the tab whose draft the composer holds
+  shownTabId: null, // the tab the page shows, whose draft the composer holds (settle())
   statusKey: "",
   noAccess: null, // {id, name, left, removed, loading}: the workspace this page lost access to
   members: { error: "", status: "", busy: new Set() }, // the members panel's own state
@@ -290,9 +290,10 @@ export function clearHash() {
 // -- derivations from the model ----------------------------------------------------------
 
 /**
- * Before a render: the selection kept on things that exist, the running turns (and the
- * Stops they ended), a repository form whose tab was retried elsewhere closed, the open
- * tabs remembered (their drafts outlive an archive elsewhere).
+ * Before a render: the selection kept on things that exist, the tab the page shows (whose
+ * draft the composer holds), the running turns (and the Stops they ended), a repository
+ * form whose tab was retried elsewhere closed, the open tabs remembered (their drafts
+ * outlive an archive elsewhere).
  * @param {WorkbenchModel} model
  */
 export function settle(model) {
@@ -301,6 +302,7 @@ export function settle(model) {
   for (const tabId of app.stopping) if (!app.running.has(tabId)) app.stopping.delete(tabId);
   const task = app.taskId ? model.tasks.get(app.taskId) : null;
   const tab = task && app.tabId ? model.tabs.get(app.tabId) : null;
+  app.shownTabId = tab ? tab.id : null;
   const editing = app.editing;
   if (tab && editing && editing.tab === tab.id && tab.state !== "error" && !editing.busy) app.editing = null;
   app.knownTabs = new Map(model.tabs);

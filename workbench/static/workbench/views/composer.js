@@ -17,7 +17,8 @@ import { els } from "./elements.js";
 /**
  * The composer of the shown tab: its draft, whether sending queues, the running turn with
  * Stop, why the last prompt was refused. Returns the tab whose draft the composer just
- * left (the effects save it), if it switched tabs.
+ * left (the effects save it), if it switched tabs. Which tab's draft the input holds is
+ * kept on the input itself (data-tab).
  * @returns {string | null}
  * @param {WorkbenchModel} model
  * @param {Tab} tab
@@ -26,9 +27,9 @@ export function renderComposer(model, tab) {
   const input = els.composerInput;
   /** @type {string | null} */
   let left = null;
-  if (app.shownTabId !== tab.id) {
-    left = app.shownTabId;
-    app.shownTabId = tab.id;
+  if (input.dataset.tab !== tab.id) {
+    left = input.dataset.tab || null;
+    input.dataset.tab = tab.id;
     input.value = drafts.text(tab);
   } else if (
     document.activeElement !== input &&
@@ -130,6 +131,11 @@ function modelNote(tab, choices, { saving, feedback }) {
     );
   }
   return parts.join(" ");
+}
+
+/** The composer shows no tab: the next one shown fills it with its draft afresh. */
+export function clearComposerTab() {
+  delete els.composerInput.dataset.tab;
 }
 
 /**

@@ -3,13 +3,13 @@
 // page needs that only an effect can get (Wants); the lost-access page, the workspace
 // picker, the task list, the new-task form's agent choice and hint, and the drawer of
 // narrow windows. Views read the state and write the DOM (and the state's bookkeeping of
-// what is drawn: the composer's tab, the keys of blocks rebuilt only on change); they never
-// request. Imports the other views, state.js and dom.js.
+// what is drawn: the keys of blocks rebuilt only on change); they never request. Imports the other views, state.js and dom.js.
 
 import { find, h, part, reconcile, setAttr, setText, show } from "../dom.js";
 import { MOCK_AGENT_NOTE, app, sandboxSummary, visibleTasks } from "../state.js";
 import { renderArchivedNotice } from "./closing.js";
 import { runningBadge, showRunning } from "./common.js";
+import { clearComposerTab } from "./composer.js";
 import { els } from "./elements.js";
 import { renderMembers } from "./members.js";
 import { renderTask } from "./task.js";
@@ -32,6 +32,7 @@ export function drawPage() {
   show(els.taskForm, !app.noAccess);
   els.membersButton.disabled = !ready;
   if (!ready) {
+    clearComposerTab();
     show(els.noTask, false);
     show(els.taskView, false);
     if (app.noAccess) {
@@ -49,7 +50,7 @@ export function drawPage() {
   show(els.taskView, Boolean(task));
   renderArchivedNotice();
   if (task) wants = renderTask(model, task);
-  else app.shownTabId = null;
+  else clearComposerTab();
   if (app.closeAsk && !model.tabs.has(app.closeAsk) && els.closeDialog.open) els.closeDialog.close();
   if (els.membersDialog.open) renderMembers(model);
   const unread = [...model.tabs.values()].filter((tab) => tab.unread).length;

@@ -16,7 +16,7 @@ import {
   stepName,
 } from "../state.js";
 import { runningBadge, showRunning, tickElapsed } from "./common.js";
-import { renderComposer, renderModel } from "./composer.js";
+import { clearComposerTab, renderComposer, renderModel } from "./composer.js";
 import { els } from "./elements.js";
 import { renderProvisioning } from "./provisioning.js";
 import { renderTranscript } from "./transcript.js";
@@ -44,7 +44,7 @@ export function renderTask(model, task) {
   show(els.noTab, !tab);
   show(els.tabPane, Boolean(tab));
   if (tab) return renderTab(model, task, tab);
-  app.shownTabId = null;
+  clearComposerTab();
   return { saveDraft: null, transcript: null };
 }
 
