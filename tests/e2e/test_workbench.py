@@ -188,6 +188,34 @@ def test_drafts_survive_switching_tabs_and_reloading_the_page(team, open_page):
     assert get_tab(api, second)["draft"] == "notes for the second"
 
 
+def test_switching_tabs_saves_the_draft_it_leaves_once(team, open_page):
+    api = team.api()
+    task = create_task(api, team.workspace_id, "One save per switch")
+    first = open_tab(api, task["id"])
+    second = open_tab(api, task["id"])
+    wb = open_page(team.owner)
+    wb.select_task("One save per switch")
+    wb.select_tab(first["id"])
+    saves: list[str] = []
+    wb.page.on(
+        "request",
+        lambda request: (
+            saves.append(request.url)
+            if request.method == "PATCH" and first["id"] in request.url
+            else None
+        ),
+    )
+    wb.composer.fill("left behind by a switch")
+    wb.select_tab(second["id"])  # saves the draft it leaves (and its debounce, if it fired)
+    wait_until(
+        lambda: get_tab(api, first["id"])["draft"] == "left behind by a switch",
+        message="the draft never reached the server",
+    )
+    # Its answer is in once the local copy is gone: every save of it was sent by then.
+    wb.page.wait_for_function("() => localStorage.getItem('workbench.drafts') === '{}'")
+    assert len(saves) == 1, saves
+
+
 def test_a_reply_in_a_tab_not_viewed_shows_an_unread_dot_until_it_is_opened(team, open_page):
     api = team.api()
     task = create_task(api, team.workspace_id, "Talk to the agent")

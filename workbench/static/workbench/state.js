@@ -198,6 +198,7 @@ export const app = {
 export const drafts = {
   local: readJSON(DRAFTS_KEY, {}), // tab id -> {text, workspace}: typed, not yet saved
   timers: new Map(),
+  saving: new Map(), // tab id -> the text whose save is on its way (sent once, not twice)
 
   has(tabId) {
     return Object.hasOwn(this.local, tabId);

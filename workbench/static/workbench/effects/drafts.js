@@ -42,6 +42,10 @@ export async function saveDraft(tabId, { keepalive = false } = {}) {
     drafts.forget(tabId);
     return;
   }
+  // The same text already on its way (a switch saves the tab it leaves, then its render
+  // asks again) is not sent twice; a save that must outlive the page is.
+  if (!keepalive && drafts.saving.get(tabId) === text) return;
+  drafts.saving.set(tabId, text);
   try {
     const saved = await api("PATCH", `/api/tabs/${tabId}/`, { draft: text }, { keepalive });
     if (model.tabs.has(tabId)) model.upsertTab(saved); // else: its page, once loaded, has it
@@ -51,6 +55,8 @@ export async function saveDraft(tabId, { keepalive = false } = {}) {
     const error = asApiError(caught);
     if (error.code === "tab_closed" || error.status === 404) drafts.forget(tabId);
     // Otherwise keep the local copy: the next edit or reconnect saves it.
+  } finally {
+    if (drafts.saving.get(tabId) === text) drafts.saving.delete(tabId);
   }
 }
 
