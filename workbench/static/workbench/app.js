@@ -10,11 +10,12 @@
 // (schedule.js, which imports nothing, is on the bottom floor, for effects and app.js only).
 
 import { loginAgain } from "./api.js";
-import { closestTarget, find, part, show, targetMatches } from "./dom.js";
-import { render, scheduleRender, setRender } from "./schedule.js";
-import { app, readHash } from "./state.js";
+import { closestTarget, part, show, targetMatches } from "./dom.js";
+import { scheduleRender, setRender } from "./schedule.js";
+import { app } from "./state.js";
 import { tickElapsed } from "./views/common.js";
 import { els } from "./views/elements.js";
+import { hideCloseDialog } from "./views/closing.js";
 import { askToLeave, closeMembers } from "./views/members.js";
 import { NARROW, renderAgentChoice, setDrawer } from "./views/page.js";
 import { focusTab } from "./views/task.js";
@@ -34,7 +35,8 @@ import { renderAll } from "./effects/render.js";
 import {
   askToClose,
   cancelEditRepository,
-  closeTab,
+  confirmClose,
+  endCloseAsk,
   endRename,
   openTab,
   retryTab,
@@ -42,8 +44,17 @@ import {
   select,
   startEditRepository,
   startRename,
+  toggleErrorDetails,
+  toggleStepLog,
 } from "./effects/tabs.js";
-import { createTask, createWorkspace, loadMoreTasks, openWorkspace, start } from "./effects/workspace.js";
+import {
+  createTask,
+  createWorkspace,
+  followHash,
+  loadMoreTasks,
+  openWorkspaceAt,
+  start,
+} from "./effects/workspace.js";
 
 /** Left/Right (Home/End) move between the tabs of the strip, selecting them; only the
  * shown tab is in the Tab order (a roving tabindex), so Tab leaves the strip at once. */
@@ -66,11 +77,7 @@ function moveInStrip(event) {
 // -- events -------------------------------------------------------------------------------
 
 function bindEvents() {
-  els.workspaceSelect.addEventListener("change", () => {
-    app.taskId = null;
-    app.tabId = null;
-    openWorkspace(Number(els.workspaceSelect.value));
-  });
+  els.workspaceSelect.addEventListener("change", () => openWorkspaceAt(Number(els.workspaceSelect.value)));
   els.taskForm.addEventListener("submit", (event) => {
     event.preventDefault();
     createTask(els.taskForm);
@@ -151,21 +158,14 @@ function bindEvents() {
   els.taskSteps.addEventListener("click", (event) => {
     const li = closestTarget(event, "button[data-action=log]")?.closest("li");
     if (!li) return;
-    const open = part(li, ".step-log-toggle").getAttribute("aria-expanded") === "true";
-    app.stepLogs.set(li.dataset.key ?? "", !open);
-    render();
+    toggleStepLog(li.dataset.key ?? "", part(li, ".step-log-toggle").getAttribute("aria-expanded") === "true");
   });
   els.tabStatus.addEventListener("click", (event) => {
     const action = closestTarget(event, "button[data-action]")?.dataset.action;
     if (!action || !app.tabId) return;
     if (action === "retry") retryTab(app.tabId);
     else if (action === "edit-repository") startEditRepository(app.tabId);
-    else if (action === "details") {
-      if (app.errorDetails.has(app.tabId)) app.errorDetails.delete(app.tabId);
-      else app.errorDetails.add(app.tabId);
-      render();
-      find(els.tabStatus, "button[data-action=details]")?.focus();
-    }
+    else if (action === "details") toggleErrorDetails(app.tabId);
   });
   els.repoForm.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -224,10 +224,7 @@ function bindEvents() {
   els.memberLeaveYes.addEventListener("click", leaveWorkspace);
   els.noAccessList.addEventListener("click", (event) => {
     const button = closestTarget(event, "button[data-workspace-id]");
-    if (!button) return;
-    app.taskId = null;
-    app.tabId = null;
-    openWorkspace(Number(button.dataset.workspaceId));
+    if (button) openWorkspaceAt(Number(button.dataset.workspaceId));
   });
   part(els.notice, ".notice-dismiss").addEventListener("click", () => show(els.notice, false));
   els.taskArchive.addEventListener("click", (event) => {
@@ -244,25 +241,10 @@ function bindEvents() {
     const tabId = closestTarget(event, "button[data-action=copy]")?.closest("li")?.dataset.key;
     if (tabId) copyDraft(tabId);
   });
-  els.closeYes.addEventListener("click", () => {
-    const tabId = app.closeAsk;
-    els.closeDialog.close();
-    if (tabId) closeTab(tabId);
-  });
-  els.closeNo.addEventListener("click", () => els.closeDialog.close());
-  els.closeDialog.addEventListener("close", () => {
-    app.closeAsk = null;
-  });
-  window.addEventListener("hashchange", () => {
-    const wanted = readHash();
-    if (wanted.workspace && wanted.workspace !== app.workspaceId) {
-      app.taskId = wanted.task;
-      app.tabId = wanted.tab;
-      openWorkspace(wanted.workspace);
-    } else {
-      select(wanted.task, wanted.tab);
-    }
-  });
+  els.closeYes.addEventListener("click", confirmClose);
+  els.closeNo.addEventListener("click", hideCloseDialog);
+  els.closeDialog.addEventListener("close", endCloseAsk);
+  window.addEventListener("hashchange", followHash);
   // Leaving the page: send what is still waiting for its debounce (keepalive outlives us).
   // An archive still waiting for its Undo is sent now: it was asked for.
   window.addEventListener("pagehide", () => {

@@ -1,8 +1,9 @@
 // @ts-check
 // The tabs of the shown task: selecting one (the draft it leaves is saved), loading its
 // transcript, opening, closing (asking first when something typed would be lost),
-// retrying, renaming in place, and a failed tab's "Edit repository & retry". Calls the
-// API, changes the state, renders (schedule.js).
+// retrying, renaming in place, a failed tab's "Edit repository & retry", and what the
+// pane unfolds (a step's log, a failure's details). Calls the API, changes the state,
+// renders (schedule.js).
 // Effects may also move the focus, read what a form holds and disable the button that
 // submitted it; what the page says is drawn by the views.
 // Imports effects/drafts.js, the views, state.js, schedule.js, dom.js and api.js.
@@ -11,7 +12,7 @@ import { api, apiAll, asApiError, withRetries } from "../api.js";
 import { find } from "../dom.js";
 import { render, scheduleRender } from "../schedule.js";
 import { app, drafts, openModel, queuedCount } from "../state.js";
-import { showCloseDialog } from "../views/closing.js";
+import { hideCloseDialog, showCloseDialog } from "../views/closing.js";
 import { notify } from "../views/common.js";
 import { draftText } from "../views/composer.js";
 import { els } from "../views/elements.js";
@@ -111,6 +112,18 @@ export function askToClose(tabId) {
   showCloseDialog(app.renames.get(tabId) ?? tab.title, draft, queued);
 }
 
+/** "Close tab" in the dialog: the tab asked about is closed. */
+export function confirmClose() {
+  const tabId = app.closeAsk;
+  hideCloseDialog();
+  if (tabId) closeTab(tabId);
+}
+
+/** The dialog closed, whichever way (its buttons, Escape): nothing is being asked. */
+export function endCloseAsk() {
+  app.closeAsk = null;
+}
+
 /**
  * @param {string} tabId
  */
@@ -142,6 +155,29 @@ export async function retryTab(tabId) {
     notify(`Could not retry: ${error.message}`);
   }
   scheduleRender();
+}
+
+// -- what the pane unfolds -------------------------------------------------------------------
+
+/**
+ * A provisioning step's log, opened or closed as the user asks (and kept so).
+ * @param {string} key the step's "sandbox:step"
+ * @param {boolean} open whether it is open now
+ */
+export function toggleStepLog(key, open) {
+  app.stepLogs.set(key, !open);
+  render();
+}
+
+/**
+ * A failed tab's raw error text, unfolded or folded; the focus stays on its button.
+ * @param {string} tabId
+ */
+export function toggleErrorDetails(tabId) {
+  if (app.errorDetails.has(tabId)) app.errorDetails.delete(tabId);
+  else app.errorDetails.add(tabId);
+  render();
+  find(els.tabStatus, "button[data-action=details]")?.focus();
 }
 
 // -- renaming a tab, in place ---------------------------------------------------------------

@@ -66,6 +66,28 @@ export async function start() {
 }
 
 /**
+ * Open the workspace on the given task and tab (none: its newest task).
+ * @param {number} workspaceId
+ * @param {number | null} [taskId]
+ * @param {string | null} [tabId]
+ */
+export function openWorkspaceAt(workspaceId, taskId = null, tabId = null) {
+  app.taskId = taskId;
+  app.tabId = tabId;
+  openWorkspace(workspaceId);
+}
+
+/** The URL fragment changed (back, forward, a pasted link): show what it names. */
+export function followHash() {
+  const wanted = readHash();
+  if (wanted.workspace && wanted.workspace !== app.workspaceId) {
+    openWorkspaceAt(wanted.workspace, wanted.task, wanted.tab);
+  } else {
+    select(wanted.task, wanted.tab);
+  }
+}
+
+/**
  * @param {number} workspaceId
  */
 export function openWorkspace(workspaceId) {

@@ -25,6 +25,10 @@ export function showCloseDialog(title, draft, queued) {
   els.closeDialog.showModal(); // the focus goes to "Keep tab"; Escape keeps it too
 }
 
+export function hideCloseDialog() {
+  els.closeDialog.close();
+}
+
 /**
  * The archive's Undo toast, saying what was archived.
  * @param {string} text
