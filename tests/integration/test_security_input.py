@@ -291,3 +291,39 @@ def test_a_websocket_for_an_out_of_range_workspace_id_is_refused_with_4403(membe
             return ws.close_code
 
     assert asyncio.run(scenario()) == 4403
+
+
+# -- prompts waiting on a tab that is not ready ----------------------------------------------
+
+
+def test_a_flood_of_prompts_to_a_tab_that_is_not_ready_queues_at_most_the_limit(
+    unthrottled, member
+):
+    """Prompts sent to a tab that is not ready wait as rows until it is: without a bound, one
+    member could pile up any number of them (each a row, an event to every member's socket,
+    and a turn to run later). 80 at once, past every rate: 50 (WORKBENCH_MAX_QUEUED_PROMPTS's
+    default) wait, the rest are 409 `too_many_queued`, and nothing else is written."""
+    workspace = Workspace.objects.get(pk=member["workspace"])
+    # In error, a tab keeps its prompts until it is retried: nothing delivers them meanwhile.
+    tab = TabFactory(task=TaskFactory(workspace=workspace), state=TabState.ERROR)
+    limit, sent = 50, 80
+
+    async def flood() -> list[httpx.Response]:
+        async with httpx.AsyncClient(
+            base_url=unthrottled.url, timeout=DEADLINE, headers=auth_headers(member, "member")
+        ) as http:
+            return await asyncio.gather(
+                *(
+                    http.post(f"/api/tabs/{tab.pk}/messages/", json={"text": f"prompt {i}"})
+                    for i in range(sent)
+                )
+            )
+
+    answers = asyncio.run(flood())
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [202] * limit + [409] * (sent - limit), statuses
+    refusals = {answer.json()["error"]["code"] for answer in answers if answer.status_code == 409}
+    assert refusals == {"too_many_queued"}
+    waiting = Message.objects.filter(tab=tab, state="queued")
+    assert waiting.count() == limit
+    assert Message.objects.filter(tab=tab).count() == limit  # a refused prompt leaves no row
