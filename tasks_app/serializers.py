@@ -9,7 +9,7 @@ from rest_framework import serializers
 from core.serializers import StrictInputSerializer
 from sandboxes.providers import available_providers
 from sandboxes.repositories import RepositoryRefused, check_repository
-from sandboxes.serializers import SandboxPayload, sandbox_payload
+from sandboxes.serializers import SandboxOutputSerializer, SandboxPayload, sandbox_payload
 from tasks_app.models import Task
 
 
@@ -22,7 +22,14 @@ class _TaskListSerializer(serializers.ListSerializer):
         tasks = list(data.all() if hasattr(data, "all") else data)
         context = self.context
         assert isinstance(context, dict) and self.child is not None
-        context["sandboxes"] = sandboxes_current_for_tasks(task_ids=[task.pk for task in tasks])
+        sandboxes = sandboxes_current_for_tasks(task_ids=[task.pk for task in tasks])
+        # One sandbox serializer for all of them: DRF builds a serializer's fields (and its
+        # steps' and plan's) anew for each instance, which was most of a snapshot's build
+        # time with one per task (docs/benchmarks.md, session 7).
+        sandbox = SandboxOutputSerializer()
+        context["sandboxes"] = {
+            task_id: sandbox.to_representation(row) for task_id, row in sandboxes.items()
+        }
         return [self.child.to_representation(task) for task in tasks]
 
 
@@ -77,11 +84,10 @@ class TaskOutputSerializer(serializers.ModelSerializer):
         """The task's current sandbox (live, else the latest attempt) with its steps."""
         from sandboxes.selectors import sandbox_current_for_task
 
-        known: dict[int, Any] | None = self.context.get("sandboxes")
-        if known is not None:
-            sandbox = known.get(task.pk)
-        else:
-            sandbox = sandbox_current_for_task(task_id=task.pk)
+        known: dict[int, SandboxPayload] | None = self.context.get("sandboxes")
+        if known is not None:  # a list's (_TaskListSerializer)
+            return known.get(task.pk)
+        sandbox = sandbox_current_for_task(task_id=task.pk)
         return sandbox_payload(sandbox) if sandbox else None
 
 
