@@ -15,7 +15,7 @@ import { notify } from "../views/common.js";
 import { draftText } from "../views/composer.js";
 import { els } from "../views/elements.js";
 import { saveDraft } from "./drafts.js";
-import { select } from "./tabs.js";
+import { addFetchedTask, select } from "./tabs.js";
 
 /** @typedef {import("../types/workbench").Task} Task */
 /** @typedef {import("../model.js").WorkbenchModel} WorkbenchModel */
@@ -130,10 +130,7 @@ export function checkVanishedTask(model) {
         if (app.taskId === taskId && !app.archivingHere.has(taskId)) showArchivedNotice(task, typed);
         return;
       }
-      const tabs = await apiList(`/api/tasks/${taskId}/tabs/`);
-      if (app.stream !== stream) return;
-      stream.model.upsertTask(task);
-      for (const tab of tabs) stream.model.upsertTab(tab);
+      addFetchedTask(stream, task, await apiList(`/api/tasks/${taskId}/tabs/`));
     } catch {
       // Gone, or no longer mine (404), or unreachable: another task is shown, as before.
     } finally {

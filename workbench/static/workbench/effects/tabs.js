@@ -19,6 +19,24 @@ import { els } from "../views/elements.js";
 import { focusRenameField, focusTab, openRepoForm, renameFieldValue, repoFormValues } from "../views/task.js";
 import { saveDraft } from "./drafts.js";
 
+/** @typedef {import("../stream.js").WorkbenchStream} WorkbenchStream */
+/** @typedef {import("../types/workbench").Task} Task */
+/** @typedef {import("../types/workbench").Tab} Tab */
+
+/**
+ * A task fetched on its own, not from the workbench's pages (a link to an older task, or
+ * one a reconnect's snapshot lacked), into the model with its tabs, unless the page has
+ * moved to another stream or workspace while it was fetched.
+ * @param {WorkbenchStream} stream the stream the page had when the fetch began
+ * @param {Task} task
+ * @param {Tab[]} tabs
+ */
+export function addFetchedTask(stream, task, tabs) {
+  if (app.stream !== stream || task.workspace !== app.workspaceId) return;
+  stream.model.upsertTask(task);
+  for (const tab of tabs) stream.model.upsertTab(tab);
+}
+
 /**
  * @param {number | null} taskId
  * @param {string | null} tabId

@@ -32,7 +32,7 @@ import {
 } from "../views/page.js";
 import { archivedElsewhere, checkVanishedTask, commitArchive } from "./archive.js";
 import { flushDrafts, reconcileDrafts } from "./drafts.js";
-import { select } from "./tabs.js";
+import { addFetchedTask, select } from "./tabs.js";
 
 /** The page's start: the agents, the workspaces, and the one to open (the URL's, the last
  * one opened here, or the first). */
@@ -206,10 +206,7 @@ async function loadLinkedTask(taskId) {
       api("GET", `/api/tasks/${taskId}/`),
       apiList(`/api/tasks/${taskId}/tabs/`),
     ]);
-    if (app.stream === stream && task.workspace === app.workspaceId) {
-      stream.model.upsertTask(task);
-      for (const tab of tabs) stream.model.upsertTab(tab);
-    }
+    addFetchedTask(stream, task, tabs);
   } catch {
     // Gone, or never in this workspace: the newest task is shown instead.
   } finally {
