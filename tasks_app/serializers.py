@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, TypedDict, cast
 
+from django.utils import timezone
 from rest_framework import serializers
 
+from core.representation import DirectRepresentation, iso_datetime
 from core.serializers import StrictInputSerializer
 from sandboxes.providers import available_providers
 from sandboxes.repositories import RepositoryRefused, check_repository
@@ -23,9 +25,6 @@ class _TaskListSerializer(serializers.ListSerializer):
         context = self.context
         assert isinstance(context, dict) and self.child is not None
         sandboxes = sandboxes_current_for_tasks(task_ids=[task.pk for task in tasks])
-        # One sandbox serializer for all of them: DRF builds a serializer's fields (and its
-        # steps' and plan's) anew for each instance, which was most of a snapshot's build
-        # time with one per task (docs/benchmarks.md, session 7).
         sandbox = SandboxOutputSerializer()
         context["sandboxes"] = {
             task_id: sandbox.to_representation(row) for task_id, row in sandboxes.items()
@@ -55,10 +54,31 @@ def task_payload(task: Task) -> TaskPayload:
     return cast("TaskPayload", TaskOutputSerializer(task).data)
 
 
-class TaskOutputSerializer(serializers.ModelSerializer):
+class TaskOutputSerializer(DirectRepresentation):
+    """A task with its current sandbox; built by hand (core/representation.py): a snapshot
+    page and a task list carry 50 of them."""
+
     workspace = serializers.IntegerField(source="workspace_id", read_only=True)
     archived = serializers.BooleanField(source="is_archived", read_only=True)
     sandbox = serializers.SerializerMethodField()
+
+    def to_representation(self, task: Task) -> dict[str, Any]:
+        zone = timezone.get_current_timezone()
+        return {
+            "id": task.pk,
+            "workspace": task.workspace_id,
+            "title": task.title,
+            "repository": task.repository,
+            "branch": task.branch,
+            "provider": task.provider,
+            "agent": task.agent,
+            "archived": bool(task.is_archived),
+            "version": task.version,
+            "created_at": iso_datetime(task.created_at, zone),
+            "updated_at": iso_datetime(task.updated_at, zone),
+            "archived_at": iso_datetime(task.archived_at, zone),
+            "sandbox": self.get_sandbox(task),
+        }
 
     class Meta:
         model = Task

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict, cast
 
+from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 
+from core.representation import DirectRepresentation, iso_datetime
 from core.serializers import StrictInputSerializer
 from tasks_app.serializers import TaskCreateInputSerializer, TaskOutputSerializer
 from workbench.models import Message, TabUserState, WorkbenchTab
@@ -81,8 +83,6 @@ def message_payload(message: Message) -> MessagePayload:
     return cast("MessagePayload", MessageOutputSerializer(message).data)
 
 
-# DRF's own formatting of datetimes (ISO 8601 in the current time zone, "Z" for UTC).
-_DATETIME = serializers.DateTimeField()
 _TAB_DATETIMES = (
     "created_at", "updated_at", "state_changed_at", "ready_at", "closed_at", "running_since"
 )  # fmt: skip
@@ -90,7 +90,7 @@ _TAB_PLAIN = ("title", "agent", "state", "error_code", "error_message", "session
               "session_model", "attempt", "version")  # fmt: skip
 
 
-class TabOutputSerializer(serializers.ModelSerializer):
+class TabOutputSerializer(DirectRepresentation):
     """A tab as REST answers it and events carry it.
 
     The fields below are the schema; `to_representation` builds the same dict directly.
@@ -113,14 +113,10 @@ class TabOutputSerializer(serializers.ModelSerializer):
         }
         for name in _TAB_PLAIN:
             data[name] = getattr(tab, name)
+        zone = timezone.get_current_timezone()
         for name in _TAB_DATETIMES:
-            value = getattr(tab, name)
-            data[name] = None if value is None else _DATETIME.to_representation(value)
+            data[name] = iso_datetime(getattr(tab, name), zone)
         return data
-
-    def generic_representation(self, tab: WorkbenchTab) -> dict[str, Any]:
-        """DRF's field-by-field representation (what to_representation must equal)."""
-        return dict(super().to_representation(tab))
 
     class Meta:
         model = WorkbenchTab

@@ -1,0 +1,108 @@
+"""Tasks', sandboxes' and steps' hand-built representations equal DRF's field-by-field ones
+(core/representation.py), key for key and in order. Each level is compared on its own: a
+generic task still calls the sandbox serializer, and a generic sandbox the step's."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from core.representation import DirectRepresentation
+from sandboxes.models import ProvisioningStep, SandboxState, StepOutcome
+from sandboxes.serializers import ProvisioningStepSerializer, SandboxOutputSerializer
+from tasks_app.serializers import TaskOutputSerializer
+from tests.factories import SandboxFactory, TaskFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_same(serializer: DirectRepresentation, instance: Any) -> dict:
+    fast, generic = (
+        serializer.to_representation(instance),
+        serializer.generic_representation(instance),
+    )
+    assert list(fast) == list(generic)  # same fields, same order
+    assert fast == generic
+    return fast
+
+
+def _steps(sandbox) -> list[ProvisioningStep]:
+    start = timezone.now() - timedelta(seconds=40, microseconds=123)
+    rows = [
+        ("prepare_workspace", StepOutcome.SUCCEEDED, start + timedelta(milliseconds=1500)),
+        ("start_server", StepOutcome.FAILED, start + timedelta(seconds=3)),
+        ("install_agent", StepOutcome.RUNNING, None),
+    ]
+    return [
+        ProvisioningStep.objects.create(
+            sandbox=sandbox,
+            name=name,
+            outcome=outcome,
+            detail="exit status 1" if outcome == StepOutcome.FAILED else "",
+            log="cloning…\n✓ done",
+            started_at=start + timedelta(seconds=n),
+            finished_at=finished,
+        )
+        for n, (name, outcome, finished) in enumerate(rows)
+    ]
+
+
+def _sandboxes():
+    ready = SandboxFactory(
+        agent_models=[["mock-small", "Mock small"], ["mock-large", "Mock large"]],
+        default_model="mock-small",
+        ready_at=timezone.now(),
+        plan=[
+            {"name": "prepare_workspace", "estimate_ms": 1200},
+            {"name": "start_server", "estimate_ms": None},
+            {"name": "install_agent"},
+        ],
+    )
+    failed = SandboxFactory(
+        state=SandboxState.FAILED, error_code="provision_failed", error_message="boom ✗"
+    )
+    destroyed = SandboxFactory(state=SandboxState.DESTROYED, destroyed_at=timezone.now())
+    _steps(ready)
+    _steps(failed)
+    return [ready, failed, destroyed]
+
+
+def test_steps_sandboxes_and_tasks_match_drf_in_every_state():
+    for sandbox in _sandboxes():
+        for step in sandbox.steps.all():
+            assert_same(ProvisioningStepSerializer(), step)
+        fast = assert_same(SandboxOutputSerializer(), sandbox)
+        assert len(fast["steps"]) == sandbox.steps.count()
+        assert_same(TaskOutputSerializer(), sandbox.task)
+    bare = TaskFactory(title="Ünïcode ✓", repository="https://example.com/r.git", branch="dev")
+    assert assert_same(TaskOutputSerializer(), bare)["sandbox"] is None
+    archived = TaskFactory(archived_at=timezone.now())
+    assert assert_same(TaskOutputSerializer(), archived)["archived"] is True
+
+
+def test_a_running_step_has_no_duration_and_a_plan_step_without_estimate_has_null():
+    ready = _sandboxes()[0]
+    fast = SandboxOutputSerializer().to_representation(ready)
+    assert [step["duration_ms"] for step in fast["steps"]] == [1500, 2000, None]
+    assert [step["estimate_ms"] for step in fast["plan"]] == [1200, None, None]
+    assert fast["models"][1] == {"value": "mock-large", "name": "Mock large"}
+
+
+def test_datetimes_follow_the_active_time_zone_as_drf_does():
+    sandbox = _sandboxes()[0]
+    step = sandbox.steps.first()
+    with timezone.override(zoneinfo.ZoneInfo("Asia/Kolkata")):
+        assert_same(ProvisioningStepSerializer(), step)
+        assert assert_same(SandboxOutputSerializer(), sandbox)["ready_at"].endswith("+05:30")
+        assert assert_same(TaskOutputSerializer(), sandbox.task)["created_at"].endswith("+05:30")
+
+
+def test_a_task_list_carries_the_same_rows():
+    tasks = [sandbox.task for sandbox in _sandboxes()] + [TaskFactory()]
+    listed = TaskOutputSerializer(tasks, many=True).data
+    serializer = TaskOutputSerializer()
+    assert [dict(row) for row in listed] == [serializer.generic_representation(t) for t in tasks]
