@@ -401,9 +401,12 @@ WORKBENCH_MAX_SOCKETS_PER_USER = env_int("WORKBENCH_MAX_SOCKETS_PER_USER", 20)
 WORKBENCH_SOCKET_FRAME_RATE = env_float("WORKBENCH_SOCKET_FRAME_RATE", 10.0)
 WORKBENCH_SOCKET_FRAME_BURST = env_int("WORKBENCH_SOCKET_FRAME_BURST", 40)
 WORKBENCH_SOCKET_STALE_SECONDS = env_float("WORKBENCH_SOCKET_STALE_SECONDS", 90.0)
-# Snapshots (and resumes) are built on their own threads, at most this many at once per user
-# and process, so one user's flood of connects queues behind itself, not in front of
-# everyone (workbench/snapshots.py, docs/benchmarks.md "Socket flood").
+# Snapshots (and resumes) are built in this many builder processes of each Daphne (0: on
+# WORKBENCH_SNAPSHOT_THREADS threads of its own process), at most WORKBENCH_SNAPSHOTS_PER_USER
+# at once per user and Daphne, so one user's flood of connects queues behind itself, not in
+# front of everyone, and no build holds the GIL other sockets' frames need
+# (workbench/snapshots.py, docs/benchmarks.md "Socket flood").
+WORKBENCH_SNAPSHOT_PROCESSES = env_int("WORKBENCH_SNAPSHOT_PROCESSES", 2)
 WORKBENCH_SNAPSHOT_THREADS = env_int("WORKBENCH_SNAPSHOT_THREADS", 2)
 WORKBENCH_SNAPSHOTS_PER_USER = env_int("WORKBENCH_SNAPSHOTS_PER_USER", 1)
 # One page of the workbench (the snapshot is the first; workbench/workbench_pages.py): at

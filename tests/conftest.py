@@ -169,6 +169,16 @@ def _in_memory_channel_layer(request: pytest.FixtureRequest, settings) -> Iterat
     publish.reset_publisher()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _snapshots_on_threads() -> None:
+    """Consumers run in the test process build snapshots on threads: a builder process could
+    not see their test database (in memory, or inside a test's transaction). The Daphnes the
+    integration tests start build in processes, as deployed (workbench/snapshots.py)."""
+    from django.conf import settings
+
+    settings.WORKBENCH_SNAPSHOT_PROCESSES = 0
+
+
 def _background_reads_finished(timeout: float = 10.0) -> None:
     """Wait until the snapshot and hub pools ran everything submitted so far: a socket's
     read outlives a test whose communicator gave up on it, and one still running when the

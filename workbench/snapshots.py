@@ -8,33 +8,43 @@ handshake not accepted within 5 s, so 15 of 17 other connects failed during the 
 (docs/benchmarks.md, "Socket flood": now 0 of 63, p50 44 ms, even without the socket cap).
 Here:
 
-1. snapshots and resumes run on their own pool of WORKBENCH_SNAPSHOT_THREADS threads, so the
-   shared thread only sees short queries (authentication, membership, pings);
+1. snapshots and resumes are built off the shared thread, so it only sees short queries
+   (authentication, membership, pings): in WORKBENCH_SNAPSHOT_PROCESSES builder processes
+   of their own (spawned by each Daphne), or with 0 on WORKBENCH_SNAPSHOT_THREADS threads
+   of Daphne's process (the tests' in-process consumers, whose database only they see);
 2. at most WORKBENCH_SNAPSHOTS_PER_USER builds of one user are on that pool (running or
    queued) at once per process; the user's others wait in their own first-come line, so a
    flood queues behind itself, not in front of everyone;
-3. frames are JSON-encoded on the pool too, not on the event loop every socket shares.
+3. frames are JSON-encoded by the builder too, not on the event loop every socket shares.
+
+Why processes: a build is ~60 ms of Python on PostgreSQL for a page of 50 tasks, and on a
+thread of Daphne it holds the GIL that long, so every other socket's pong waited behind it
+(another member's ping p99 2.8x idle while one member reconnected once a second to a
+10,000-task workspace; docs/benchmarks.md, "Snapshots in builder processes").
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 
 from core import selectors as core_selectors
 from core.events import event_message
 from core.models import Membership, Workspace
 from core.publish import text_for
-from workbench import selectors
+from workbench import builder_process, selectors
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -75,6 +85,7 @@ _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, KeyedGate] = (
     weakref.WeakKeyDictionary()
 )
 _pool: ThreadPoolExecutor | None = None
+_builders: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
@@ -95,11 +106,55 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-async def _in_turn(user_id: int, build: Callable[[], T]) -> T:
-    """Run `build` on the snapshot pool once it is `user_id`'s turn."""
+def _builder_pool() -> ProcessPoolExecutor:
+    global _builders
+    with _pool_lock:
+        if _builders is None:
+            _builders = ProcessPoolExecutor(
+                max_workers=settings.WORKBENCH_SNAPSHOT_PROCESSES,
+                # Not fork: Daphne's process has threads (a lock held by one at the fork
+                # stays held in the child forever).
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=builder_process.start,
+            )
+        return _builders
+
+
+def _forget_builders(broken: ProcessPoolExecutor) -> None:
+    global _builders
+    with _pool_lock:
+        if _builders is broken:
+            _builders = None
+    broken.shutdown(wait=False, cancel_futures=True)
+
+
+def _build_here(build: Callable[..., T], *args: object) -> T:
+    """In a builder process: `build(*args)` on a connection checked as a request's is."""
+    close_old_connections()
+    try:
+        return build(*args)
+    finally:
+        close_old_connections()
+
+
+async def _in_builder(build: Callable[..., T], *args: object) -> T:
+    loop = asyncio.get_running_loop()
+    pool = _builder_pool()
+    try:
+        return await loop.run_in_executor(pool, _build_here, build, *args)
+    except BrokenProcessPool:  # a builder died (killed, out of memory): once more, afresh
+        _forget_builders(pool)
+        return await loop.run_in_executor(_builder_pool(), _build_here, build, *args)
+
+
+async def _in_turn(user_id: int, build: Callable[..., T], *args: object) -> T:
+    """`build(*args)` in a builder process (or on the snapshot threads) once it is
+    `user_id`'s turn."""
     async with _gate().hold(user_id):
+        if settings.WORKBENCH_SNAPSHOT_PROCESSES > 0:
+            return await _in_builder(build, *args)
         run = database_sync_to_async(build, thread_sensitive=False, executor=_executor())
-        return await run()
+        return await run(*args)
 
 
 class NotMember(Exception):
@@ -136,11 +191,11 @@ def _events_after_texts(workspace_id: int, seq: int, user_id: int) -> list[str] 
 
 async def snapshot_text(*, workspace_id: int, user_id: int) -> str:
     """The workspace's snapshot frame as the user sees it, as JSON text. Raises NotMember."""
-    return await _in_turn(user_id, lambda: _snapshot_text(workspace_id, user_id))
+    return await _in_turn(user_id, _snapshot_text, workspace_id, user_id)
 
 
 async def events_after_texts(*, workspace_id: int, seq: int, user_id: int) -> list[str] | None:
     """The event frames after `seq` as the user sees them (another member's private events
     as `private` frames), as JSON texts; None when a snapshot is needed instead. Raises
     NotMember."""
-    return await _in_turn(user_id, lambda: _events_after_texts(workspace_id, seq, user_id))
+    return await _in_turn(user_id, _events_after_texts, workspace_id, seq, user_id)
