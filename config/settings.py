@@ -147,9 +147,10 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # A psycopg pool per process (Django's own), shared by its threads. Sized for
         # Daphne: every request thread (config.handlers) plus the websocket side's: the
-        # consumers' shared thread, the snapshot pool (2, workbench/snapshots.py), the
-        # fan-out hub's reads (2: event log fills and pongs' seqs, workbench/fanout.py) and
-        # one spare, so requests never queue for a connection.
+        # consumers' shared thread, the snapshot threads (2, when snapshots are not built
+        # in builder processes: workbench/snapshots.py), the fan-out hub's reads (2: event
+        # log fills and pongs' seqs, workbench/fanout.py) and one spare, so requests never
+        # queue for a connection. A builder process has a pool of its own.
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("WORKBENCH_DB_POOL_MIN", 1),
             "max_size": env_int("WORKBENCH_DB_POOL_MAX", WORKBENCH_REQUEST_THREADS + 6),
