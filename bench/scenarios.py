@@ -291,6 +291,11 @@ def run_all(
 
         log(f"11. {config.cpu_burst_tabs} concurrent opens at 1 vs 2 web processes, alternating")
         out["web_tier"] = web_tier(stack, fx, config, log)
+    if "burst_floor" in only:  # not in SCENARIOS: only when asked for (it needs `ab`)
+        from bench.burst_floor import burst_floor
+
+        log("12. 100 trivial GETs and 100 tab opens at once, sent by httpx and by ApacheBench")
+        out["burst_floor"] = burst_floor(stack, fx, config, log)
     return out
 
 

@@ -27,7 +27,9 @@ connect-to-snapshot, snapshot size and queries for workspaces of 10 tasks, 10,00
 one member reconnects to the large workspace; then `post_cpu` (bench/post_cpu.py): Daphne's
 CPU per tab POST against the trivial endpoint's, and 100 concurrent opens of one task. Only
 with `--only web_tier` (bench/web_tier.py): those 100 concurrent opens at 1 and at 2 web
-processes (config.web), alternating in one run.
+processes (config.web), alternating in one run; with `--only burst_floor`
+(bench/burst_floor.py, needs ApacheBench): 100 trivial GETs and 100 tab opens at once, sent
+by the bench's httpx load generator and by `ab`, alternating.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ Here:
 
 Why processes: a build is ~60 ms of Python on PostgreSQL for a page of 50 tasks, and on a
 thread of Daphne it holds the GIL that long, so every other socket's pong waited behind it
-(another member's ping p99 2.8x idle while one member reconnected once a second to a
-10,000-task workspace; docs/benchmarks.md, "Snapshots in builder processes").
+(another member's ping p99 2.05-2.35x idle on threads, 1.31-1.52x in processes, while one
+member reconnected once a second to a 10,000-task workspace; docs/benchmarks.md,
+"Snapshots in builder processes").
 """
 
 from __future__ import annotations
