@@ -84,11 +84,25 @@ def _ab_burst(fx: Fixture, *, post: bool) -> dict[str, Any]:
 
 
 def burst_floor(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str, Any]:
-    from bench.scenarios import wait_for_tabs, warm_workers
-
     if shutil.which("ab") is None:
         raise RuntimeError("burst_floor needs ApacheBench: apt-get install apache2-utils")
     stack.start_workers(delay=0.0)
+    try:
+        rounds = _rounds(fx, cfg, log)
+    finally:
+        stack.stop_workers()
+        stack.purge_queues()
+    keys = ("httpx_get", "ab_get", "httpx_post", "ab_post")
+    return {
+        "rounds": rounds,
+        "p99": {key: stats([r[key]["p99"] for r in rounds]) for key in keys},
+        "errors": {key: sum(r[key]["errors"] for r in rounds) for key in keys},
+    }
+
+
+def _rounds(fx: Fixture, cfg: Config, log: Log) -> list[dict[str, Any]]:
+    from bench.scenarios import wait_for_tabs, warm_workers
+
     warm_workers(fx, cfg)
     senders = {"httpx": _httpx_burst, "ab": _ab_burst}
     rounds: list[dict[str, Any]] = []
@@ -111,11 +125,4 @@ def burst_floor(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str, A
                 row["ab_post"]["p99"],
             )
         )
-    stack.stop_workers()
-    stack.purge_queues()
-    keys = ("httpx_get", "ab_get", "httpx_post", "ab_post")
-    return {
-        "rounds": rounds,
-        "p99": {key: stats([r[key]["p99"] for r in rounds]) for key in keys},
-        "errors": {key: sum(r[key]["errors"] for r in rounds) for key in keys},
-    }
+    return rounds

@@ -102,7 +102,7 @@ def step_fields(step: ProvisioningStep, zone: tzinfo) -> dict[str, Any]:
         "id": step.pk,
         "sandbox": step.sandbox_id,
         "name": step.name,
-        "outcome": step.outcome,
+        "outcome": str(step.outcome),  # a TextChoices member set in memory: its value
         "detail": step.detail,
         "log": step.log,
         "started_at": iso_datetime(step.started_at, zone),
@@ -150,8 +150,8 @@ class SandboxOutputSerializer(DirectRepresentation):
             "task": sandbox.task_id,
             "provider": sandbox.provider,
             "agent": sandbox.agent,
-            "state": sandbox.state,
-            "error_code": sandbox.error_code,
+            "state": str(sandbox.state),
+            "error_code": str(sandbox.error_code),
             "error_message": sandbox.error_message,
             "version": sandbox.version,
             "created_at": iso_datetime(sandbox.created_at, zone),
@@ -160,7 +160,10 @@ class SandboxOutputSerializer(DirectRepresentation):
             "models": self.get_models(sandbox),
             "default_model": sandbox.default_model,
             "plan": [
-                {"name": str(step["name"]), "estimate_ms": _int_or_none(step.get("estimate_ms"))}
+                {
+                    "name": _str_or_none(step["name"]),
+                    "estimate_ms": _int_or_none(step.get("estimate_ms")),
+                }
                 for step in sandbox.plan
             ],
             "steps": [step_fields(step, zone) for step in sandbox.steps.all()],
@@ -187,6 +190,10 @@ class SandboxOutputSerializer(DirectRepresentation):
             "steps",
         ]
         read_only_fields = fields
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _int_or_none(value: object) -> int | None:

@@ -1,13 +1,16 @@
 """The start of a snapshot builder process (workbench/snapshots.py).
 
-Nothing here may import a model: a spawned builder unpickles this function, importing its
-module, before anything else, so before Django is set up.
+A spawned builder unpickles this function, importing this module, before Django is set up
+(after only its Daphne's entry module, which spawn re-imports as `__mp_main__`): nothing
+here, nor in the modules `config.server` imports at its top, may import a model.
 """
 
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
+import signal
 import threading
 
 import django
@@ -15,17 +18,20 @@ import django
 
 def start() -> None:
     """Django (its settings come with the environment), and a watch that ends the builder
-    once its Daphne is gone (a Daphne killed outright cannot stop it)."""
-    parent = os.getppid()
+    once its Daphne is gone: a Daphne killed outright cannot stop it, and a builder holds
+    both ends of its job queue's pipe, so it would never see that queue end."""
+    # Ctrl-C reaches the whole process group: Daphne stops its builders itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
     django.setup(set_prefix=False)
     # As in Daphne (config/asgi.py): what setup made is never garbage, so full collections
     # need not scan it, and a build's short-lived rows rarely reach the older generations.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    if parent is not None:  # its sentinel is readable from the moment the parent is gone
 
-    def watch() -> None:
-        while os.getppid() == parent:
-            threading.Event().wait(1.0)
-        os._exit(0)
+        def watch() -> None:
+            parent.join()
+            os._exit(0)
 
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()

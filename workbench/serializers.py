@@ -88,6 +88,7 @@ _TAB_DATETIMES = (
 )  # fmt: skip
 _TAB_PLAIN = ("title", "agent", "state", "error_code", "error_message", "session_id", "model",
               "session_model", "attempt", "version")  # fmt: skip
+_TAB_CHOICES = ("state", "error_code")
 
 
 class TabOutputSerializer(DirectRepresentation):
@@ -113,6 +114,8 @@ class TabOutputSerializer(DirectRepresentation):
         }
         for name in _TAB_PLAIN:
             data[name] = getattr(tab, name)
+        for name in _TAB_CHOICES:  # a TextChoices member set in memory: its plain value
+            data[name] = str(data[name])
         zone = timezone.get_current_timezone()
         for name in _TAB_DATETIMES:
             data[name] = iso_datetime(getattr(tab, name), zone)
@@ -267,6 +270,10 @@ class TaskStartedOutputSerializer(TaskOutputSerializer):
         allow_null=True,
         help_text="With a `prompt`: the prompt, queued in the first tab (else null).",
     )
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        # The task's hand-built dict lacks the two fields: DRF's own path has them.
+        return self.generic_representation(instance)
 
     class Meta(TaskOutputSerializer.Meta):
         fields = [*TaskOutputSerializer.Meta.fields, "first_tab", "first_message"]

@@ -1,5 +1,6 @@
-"""Snapshots are built in processes of their own (workbench/snapshots.py): a Daphne spawns
-its builders, replaces one that dies, and its builders end when it is killed outright."""
+"""Snapshots and resumes are built in processes of their own (workbench/snapshots.py): a
+Daphne spawns its builders, replaces one that dies, and its builders end when it is killed
+outright."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
 from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 
@@ -57,6 +59,20 @@ def test_a_daphne_builds_snapshots_in_builders_it_replaces_and_takes_down_with_i
     frame = asyncio.run(first_frame(url, token))
     assert frame["type"] == "snapshot" and frame["workspace"]["id"] == workspace.pk
     first = wait_until(lambda: builders_of(daphne.pid), message="Daphne spawned no builder")
+    # A resume is read by a builder too: what the client missed, not a snapshot.
+    created = httpx.post(
+        f"{daphne.url}/api/workspaces/{workspace.pk}/tasks/",
+        json={"title": "missed"},
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )
+    assert created.status_code == 201
+    missed = asyncio.run(first_frame(f"{url}?seq={frame['seq']}", token))
+    assert (missed["type"], missed["seq"], missed["data"]["title"]) == (
+        "event",
+        frame["seq"] + 1,
+        "missed",
+    )
 
     for pid in first:  # as the kernel's OOM killer would
         os.kill(pid, signal.SIGKILL)

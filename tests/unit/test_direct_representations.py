@@ -15,7 +15,9 @@ from core.representation import DirectRepresentation
 from sandboxes.models import ProvisioningStep, SandboxState, StepOutcome
 from sandboxes.serializers import ProvisioningStepSerializer, SandboxOutputSerializer
 from tasks_app.serializers import TaskOutputSerializer
-from tests.factories import SandboxFactory, TaskFactory
+from tests.factories import SandboxFactory, TabFactory, TaskFactory
+from workbench.models import TabErrorCode, TabState
+from workbench.serializers import MemberTabOutputSerializer, TabOutputSerializer
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +29,8 @@ def assert_same(serializer: DirectRepresentation, instance: Any) -> dict:
     )
     assert list(fast) == list(generic)  # same fields, same order
     assert fast == generic
+    # Same types too: a TextChoices member equals its value, but is not a plain str.
+    assert [type(v) for v in fast.values()] == [type(v) for v in generic.values()]
     return fast
 
 
@@ -106,3 +110,24 @@ def test_a_task_list_carries_the_same_rows():
     listed = TaskOutputSerializer(tasks, many=True).data
     serializer = TaskOutputSerializer()
     assert [dict(row) for row in listed] == [serializer.generic_representation(t) for t in tasks]
+
+
+def test_choices_set_in_memory_come_out_as_plain_strings():
+    tab = TabFactory(state=TabState.ERROR, error_code=TabErrorCode.SESSION_FAILED)
+    assert type(assert_same(TabOutputSerializer(), tab)["state"]) is str
+    step = _steps(SandboxFactory(state=SandboxState.PROVISIONING))[0]
+    assert type(assert_same(ProvisioningStepSerializer(), step)["outcome"]) is str
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for child in cls.__subclasses__() for sub in (child, *_subclasses(child))]
+
+
+def test_every_direct_serializer_builds_its_own_fields():
+    """A subclass that adds fields but inherits its parent's hand-built dict would drop them
+    silently (DRF's own path is `generic_representation`)."""
+    found = _subclasses(DirectRepresentation)
+    assert {TabOutputSerializer, MemberTabOutputSerializer, TaskOutputSerializer} <= set(found)
+    assert SandboxOutputSerializer in found and ProvisioningStepSerializer in found
+    for serializer in found:
+        assert "to_representation" in vars(serializer), serializer.__name__
