@@ -104,6 +104,9 @@ class BoundedServer(Server):
 
         self.max_body_bytes: int = settings.WORKBENCH_MAX_BODY_BYTES
         self.too_large_response = http_response("413 Content Too Large", too_large_error())
+        from workbench.snapshots import start_builders
+
+        start_builders()
 
     # Server.run() builds Daphne's own HTTPFactory and listens on it at once, with no hook
     # in between: assigning it here installs ours instead.

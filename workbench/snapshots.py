@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import threading
 import weakref
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -119,6 +120,16 @@ def _builder_pool() -> ProcessPoolExecutor:
                 initializer=builder_process.start,
             )
         return _builders
+
+
+def start_builders() -> None:
+    """Spawn the builders now, at a Daphne's start, so the first snapshots (a reconnect storm
+    after a restart) do not each wait for a builder's interpreter and Django setup."""
+    processes = settings.WORKBENCH_SNAPSHOT_PROCESSES
+    if processes > 0:
+        pool = _builder_pool()
+        for _ in range(processes):  # a job per builder: one spawns while none is idle
+            pool.submit(os.getpid)
 
 
 def _forget_builders(broken: ProcessPoolExecutor) -> None:

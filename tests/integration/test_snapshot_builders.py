@@ -55,10 +55,14 @@ def test_a_daphne_builds_snapshots_in_builders_it_replaces_and_takes_down_with_i
     MembershipFactory(workspace=workspace, user=user, role=Membership.Role.OWNER)
     token = Token.objects.create(user=user).key
     url = f"{daphne.ws_url}/ws/workspaces/{workspace.pk}/"
+    # Spawned at Daphne's start, before any socket needs one.
+    first = wait_until(
+        lambda: len(builders_of(daphne.pid)) == 2 and builders_of(daphne.pid),
+        message=lambda: f"Daphne spawned {builders_of(daphne.pid)}, not two builders",
+    )
 
     frame = asyncio.run(first_frame(url, token))
     assert frame["type"] == "snapshot" and frame["workspace"]["id"] == workspace.pk
-    first = wait_until(lambda: builders_of(daphne.pid), message="Daphne spawned no builder")
     # A resume is read by a builder too: what the client missed, not a snapshot.
     created = httpx.post(
         f"{daphne.url}/api/workspaces/{workspace.pk}/tasks/",
