@@ -7,8 +7,9 @@ PostgreSQL). The other scenarios send bursts with the bench's Python load genera
 which runs on the same two cores as the service; `ab` is C and costs a small part of that.
 For `tier_rounds` rounds, alternating which goes first, each sends:
 
-1. 100 GET /bench/noop/ at once (the trivial authenticated endpoint, the floor);
-2. 100 POST /api/tasks/{id}/tabs/ at once on a fresh task, carried to ready by the
+1. `cpu_burst_tabs` (100) GET /bench/noop/ at once (the trivial authenticated endpoint,
+   the floor);
+2. as many POST /api/tasks/{id}/tabs/ at once on a fresh task, carried to ready by the
    Procfile's worker pools (instant provider) before the next burst.
 
 httpx sends as the fixture's members in turn; `ab` as one member (it sends one header set),
@@ -36,18 +37,15 @@ if TYPE_CHECKING:
 
     Log = Callable[[str], None]
 
-BURST = 100
-BURST_RATE = 2000.0  # requests/s: as the `burst` scenario sends its tabs
-READY_TIMEOUT = 120.0
 _PERCENT = re.compile(r"^\s+(\d+)%\s+(\d+)", re.MULTILINE)
 _FAILURES = re.compile(r"\(Connect: (\d+), Receive: (\d+), Length: \d+, Exceptions: (\d+)\)")
 _NON_2XX = re.compile(r"Non-2xx responses:\s+(\d+)")
 
 
-def ab_burst(url: str, token: str, *, post: bool) -> dict[str, Any]:
-    """BURST requests at once with ApacheBench: its p50 and p99 (ms) and any failure. A
+def ab_burst(url: str, token: str, *, count: int, post: bool) -> dict[str, Any]:
+    """`count` requests at once with ApacheBench: its p50 and p99 (ms) and any failure. A
     response of another length than the first is not one (tabs' bodies differ)."""
-    args = ["ab", "-q", "-n", str(BURST), "-c", str(BURST), "-H", f"Authorization: Token {token}"]
+    args = ["ab", "-q", "-n", str(count), "-c", str(count), "-H", f"Authorization: Token {token}"]
     with tempfile.NamedTemporaryFile("w", suffix=".json") as body:
         body.write("{}")
         body.flush()
@@ -64,23 +62,25 @@ def ab_burst(url: str, token: str, *, post: bool) -> dict[str, Any]:
     return {"p50": percent[50], "p99": percent[99], "errors": errors}
 
 
-def _httpx_burst(fx: Fixture, *, post: bool) -> dict[str, Any]:
+def _httpx_burst(fx: Fixture, cfg: Config, *, post: bool) -> dict[str, Any]:
+    from bench.post_cpu import BURST_RATE
     from bench.scenarios import new_tasks, noop_phase, tab_phase
 
+    count = cfg.cpu_burst_tabs
     if post:
         tasks = new_tasks(fx, 1, "burst floor httpx")
-        run = asyncio.run(tab_phase(fx, tasks, rate=BURST_RATE, count=BURST))
+        run = asyncio.run(tab_phase(fx, tasks, rate=BURST_RATE, count=count))
     else:
-        run = asyncio.run(noop_phase(fx, rate=BURST_RATE, seconds=BURST / BURST_RATE))
+        run = asyncio.run(noop_phase(fx, rate=BURST_RATE, seconds=count / BURST_RATE))
     summary = run.summary()
     return {"p50": summary["p50"], "p99": summary["p99"], "errors": summary["errors"] or 0}
 
 
-def _ab_burst(fx: Fixture, *, post: bool) -> dict[str, Any]:
+def _ab_burst(fx: Fixture, cfg: Config, *, post: bool) -> dict[str, Any]:
     from bench.scenarios import new_tasks
 
     path = f"/api/tasks/{new_tasks(fx, 1, 'burst floor ab')[0]}/tabs/" if post else "/bench/noop/"
-    return ab_burst(fx.base_url + path, fx.tokens[0], post=post)
+    return ab_burst(fx.base_url + path, fx.tokens[0], count=cfg.cpu_burst_tabs, post=post)
 
 
 def burst_floor(stack: Stack, fx: Fixture, cfg: Config, log: Log) -> dict[str, Any]:
@@ -111,9 +111,9 @@ def _rounds(fx: Fixture, cfg: Config, log: Log) -> list[dict[str, Any]]:
         row: dict[str, Any] = {}
         for post in (False, True):
             for sender in order:
-                row[f"{sender}_{'post' if post else 'get'}"] = senders[sender](fx, post=post)
+                row[f"{sender}_{'post' if post else 'get'}"] = senders[sender](fx, cfg, post=post)
                 if post:  # carried to ready: the next burst does not meet this one's work
-                    wait_for_tabs({"workspace_id": fx.workspace_id}, READY_TIMEOUT)
+                    wait_for_tabs({"workspace_id": fx.workspace_id}, cfg.ready_timeout)
         rounds.append(row)
         log(
             "   round {}: trivial GET p99 httpx {:.0f} / ab {:.0f} ms; tab POST p99 httpx {:.0f}"

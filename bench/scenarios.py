@@ -294,7 +294,10 @@ def run_all(
     if "burst_floor" in only:  # not in SCENARIOS: only when asked for (it needs `ab`)
         from bench.burst_floor import burst_floor
 
-        log("12. 100 trivial GETs and 100 tab opens at once, sent by httpx and by ApacheBench")
+        log(
+            f"12. {config.cpu_burst_tabs} trivial GETs and as many tab opens at once, sent by "
+            "httpx and by ApacheBench"
+        )
         out["burst_floor"] = burst_floor(stack, fx, config, log)
     return out
 
