@@ -1,6 +1,7 @@
-"""Tasks', sandboxes' and steps' hand-built representations equal DRF's field-by-field ones
-(core/representation.py), key for key and in order. Each level is compared on its own: a
-generic task still calls the sandbox serializer, and a generic sandbox the step's."""
+"""Tabs', tasks', sandboxes' and steps' hand-built representations equal DRF's field-by-field
+ones (core/representation.py), key for key, in order and of the same types. Each level is
+compared on its own: a generic task still calls the sandbox serializer, and a generic
+sandbox the step's."""
 
 from __future__ import annotations
 
@@ -110,6 +111,32 @@ def test_a_task_list_carries_the_same_rows():
     listed = TaskOutputSerializer(tasks, many=True).data
     serializer = TaskOutputSerializer()
     assert [dict(row) for row in listed] == [serializer.generic_representation(t) for t in tasks]
+
+
+def test_tabs_match_drf_pending_ready_errored_and_closed():
+    assert_same(TabOutputSerializer(), TabFactory(state=TabState.PENDING_PROVISION))
+    stamp = timezone.now() - timedelta(minutes=3, microseconds=17)
+    tabs = [
+        TabFactory(
+            state=TabState.READY,
+            sandbox=SandboxFactory(),
+            session_id="s-1",
+            ready_at=stamp,
+            model="mock-fast",
+            session_model="mock-fast",
+            title="Ünïcode ✓",
+            running_since=stamp,
+        ),
+        TabFactory(state=TabState.ERROR, error_code="provision_failed", error_message="boom"),
+        TabFactory(state=TabState.CLOSED, closed_at=stamp),
+    ]
+    for tab in tabs:
+        assert_same(TabOutputSerializer(), tab)
+    with timezone.override(zoneinfo.ZoneInfo("Asia/Kolkata")):
+        assert assert_same(TabOutputSerializer(), tabs[0])["ready_at"].endswith("+05:30")
+    listed = TabOutputSerializer(tabs, many=True).data
+    generic = [TabOutputSerializer().generic_representation(tab) for tab in tabs]
+    assert [dict(row) for row in listed] == generic
 
 
 def test_choices_set_in_memory_come_out_as_plain_strings():
