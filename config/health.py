@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from workbench.snapshots import builders_check
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness: the process answers."""
@@ -13,7 +15,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database, Redis and at least one Celery worker answer."""
+    """Readiness: the database, Redis and at least one Celery worker answer, and this
+    process's snapshot builders have started (where it has builders)."""
     import redis
 
     from config.celery import app
@@ -31,10 +34,14 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     try:
-        replies = app.control.ping(timeout=1.0) if checks["redis"] == "ok" else []
+        # The first reply is enough: without a limit, ping waits out its whole timeout.
+        replies = app.control.ping(timeout=1.0, limit=1) if checks["redis"] == "ok" else []
         checks["worker"] = "ok" if replies else "error: no worker answered"
     except Exception as exc:
         checks["worker"] = f"error: {type(exc).__name__}"
+    builders = builders_check()
+    if builders is not None:
+        checks["builders"] = builders
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503

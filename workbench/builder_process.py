@@ -12,14 +12,19 @@ import multiprocessing
 import os
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 import django
 
+if TYPE_CHECKING:
+    from multiprocessing.queues import SimpleQueue
 
-def start() -> None:
+
+def start(started: SimpleQueue[int]) -> None:
     """Django (its settings come with the environment), and a watch that ends the builder
     once its Daphne is gone: a Daphne killed outright cannot stop it, and a builder holds
-    both ends of its job queue's pipe, so it would never see that queue end."""
+    both ends of its job queue's pipe, so it would never see that queue end. Then its pid
+    on `started`: the builder is ready (Daphne's /readyz waits for every one)."""
     # Ctrl-C reaches the whole process group: Daphne stops its builders itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
@@ -35,3 +40,4 @@ def start() -> None:
             os._exit(0)
 
         threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    started.put(os.getpid())

@@ -367,7 +367,9 @@ class CeleryWorker(ManagedProcess):
 
 
 class DaphneServer(ManagedProcess):
-    """Daphne serving config.asgi:application, ready once GET /healthz returns 200."""
+    """Daphne serving config.asgi:application, ready once GET /healthz returns 200 and
+    /readyz finds its snapshot builders started (its other checks are the stack's, not
+    this process's)."""
 
     name = "daphne"
 
@@ -384,6 +386,7 @@ class DaphneServer(ManagedProcess):
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.ws_url = f"ws://{LOOPBACK}:{self.port}"
         self._last_status: int | None = None
+        self._builders: str | None = None
 
     def command(self) -> list[str]:
         # One Daphne as the Procfile's web tier runs each (config/web.py): config.server
@@ -396,15 +399,22 @@ class DaphneServer(ManagedProcess):
         ]  # fmt: skip
 
     def describe_wait(self) -> str:
-        return f"answering 200 on {self.url}/healthz (last status: {self._last_status})"
+        return (
+            f"answering 200 on {self.url}/healthz (last status: {self._last_status}) "
+            f"and builders ok on /readyz (last: {self._builders})"
+        )
 
     def is_ready(self) -> bool:
         try:
             response = httpx.get(f"{self.url}/healthz", timeout=1.0)
+            self._last_status = response.status_code
+            if response.status_code != 200:
+                return False
+            readiness = httpx.get(f"{self.url}/readyz", timeout=5.0).json()
         except httpx.TransportError:
             return False
-        self._last_status = response.status_code
-        return response.status_code == 200
+        self._builders = readiness["checks"].get("builders", "none (threads)")
+        return self._builders in ("ok", "none (threads)")
 
 
 def sandbox_root_of(run_dir: Path) -> Path:

@@ -285,9 +285,11 @@ def test_a_flood_of_sockets_past_the_cap_does_not_stop_another_users_connect(iso
             assert snapshot["workspace"]["id"] == victim_ws
             async with asyncio.timeout(120):
                 outcomes = await asyncio.gather(*flood, return_exceptions=True)
-            # On a loaded host Daphne may drop one of the attacker's own handshakes (not
-            # accepted within its 5 s; once in CI): the attacker's loss, counted, and never
-            # a socket past the cap.
+            # The attacker may see a socket dropped, its loss and never a socket past the
+            # cap: one Daphne did not answer within its 5 s (once in CI), or one it answered
+            # and refused while this loaded client read too slowly (Daphne resets a refused
+            # socket whose close is not answered in 1 s, and the reset discards the 101 and
+            # the 4429 unread: 22 in one CI run, every socket answered per Daphne's log).
             dropped = sum(isinstance(o, (InvalidHandshake, EOFError)) for o in outcomes)
             kinds = [
                 (kind, frame if kind == "closed" else None)
@@ -297,7 +299,10 @@ def test_a_flood_of_sockets_past_the_cap_does_not_stop_another_users_connect(iso
             refused = kinds.count(("closed", CLOSE_TOO_MANY))
             assert snapshots + refused + dropped == FLOOD_SOCKETS, outcomes
             assert 20 - dropped <= snapshots <= 20  # the cap, never past it
-            assert dropped <= FLOOD_SOCKETS // 20, f"{dropped} handshakes dropped"
+            # Daphne logs WSCONNECT once it has sent the 101.
+            answered = server.read_log().count(f'"WSCONNECT /ws/workspaces/{attacker_ws}/"')
+            unanswered = FLOOD_SOCKETS - answered
+            assert unanswered <= FLOOD_SOCKETS // 20, f"{unanswered} unanswered, {dropped} dropped"
         finally:
             await close_all(flood)
 

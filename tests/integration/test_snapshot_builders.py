@@ -1,6 +1,6 @@
 """Snapshots and resumes are built in processes of their own (workbench/snapshots.py): a
-Daphne spawns its builders, replaces one that dies, and its builders end when it is killed
-outright."""
+Daphne spawns its builders, is ready only once they are, replaces one that dies (at a build
+or at a readiness check), and its builders end when it is killed outright."""
 
 from __future__ import annotations
 
@@ -46,10 +46,16 @@ async def first_frame(url: str, token: str) -> dict:
         return json.loads(await asyncio.wait_for(ws.recv(), 60))
 
 
+def builders_readiness(daphne) -> tuple[int, str]:
+    """/readyz's status code and its word on the builders."""
+    response = httpx.get(f"{daphne.url}/readyz", timeout=30)
+    return response.status_code, response.json()["checks"]["builders"]
+
+
 def test_a_daphne_builds_snapshots_in_builders_it_replaces_and_takes_down_with_it(
     make_daphne_server,
 ):
-    daphne = make_daphne_server()
+    daphne = make_daphne_server()  # started: /readyz has said its builders are "ok"
     user = UserFactory(username="builder")
     workspace = WorkspaceFactory(name="Built elsewhere")
     MembershipFactory(workspace=workspace, user=user, role=Membership.Role.OWNER)
@@ -86,9 +92,24 @@ def test_a_daphne_builds_snapshots_in_builders_it_replaces_and_takes_down_with_i
     second = wait_until(lambda: builders_of(daphne.pid), message="no builder after the kill")
     assert not set(second) & set(first)
 
+    # Killed with no build to notice: readiness does, and a load balancer holds sockets off
+    # until their replacements have started.
+    second = wait_until(
+        lambda: len(builders_of(daphne.pid)) == 2 and builders_of(daphne.pid),
+        message=lambda: f"Daphne has {builders_of(daphne.pid)}, not two builders",
+    )
+    for pid in second:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid) for pid in second), message="builders still alive")
+    assert builders_readiness(daphne) == (503, "starting")
+    wait_until(lambda: builders_readiness(daphne)[1] == "ok", timeout=60, message="not ready")
+    third = builders_of(daphne.pid)
+    assert len(third) == 2 and not set(third) & set(second)
+    assert asyncio.run(first_frame(url, token))["type"] == "snapshot"
+
     daphne.kill(group=False)  # Daphne alone, outright: nothing of it can stop its builders
     wait_until(
-        lambda: not any(alive(pid) for pid in second),
+        lambda: not any(alive(pid) for pid in third),
         timeout=15,
-        message=lambda: f"builders {second} outlived their Daphne",
+        message=lambda: f"builders {third} outlived their Daphne",
     )

@@ -253,4 +253,11 @@ def test_archiving_a_task_closes_its_tabs_and_stops_its_sandbox(api):
 
 
 def test_the_service_is_ready_and_opening_a_tab_answers_fast(api):
-    assert api.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok", "worker": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "redis": "ok",
+        "worker": "ok",
+        "builders": "ok",
+    }

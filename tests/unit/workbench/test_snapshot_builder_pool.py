@@ -1,15 +1,19 @@
 """The builder processes' pool (workbench/snapshots.py), with real spawned builders: a build
-runs in another process, a refusal crosses back as NotMember, and a builder that dies
-mid-build is replaced and the build tried once more."""
+runs in another process, a refusal crosses back as NotMember, a builder that dies
+mid-build is replaced and the build tried once more, and readiness waits for every builder
+and replaces one found dead."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.support import builder_jobs
 from workbench import snapshots
 
@@ -21,7 +25,7 @@ def builders(settings) -> Iterator[None]:
     pool = snapshots._builders
     snapshots._builders = None
     if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.executor.shutdown(wait=True, cancel_futures=True)
 
 
 def test_a_build_runs_in_a_builder_and_a_refusal_comes_back_as_not_member(builders):
@@ -37,3 +41,47 @@ def test_a_builder_dying_mid_build_is_replaced_and_the_build_done(builders, tmp_
     text = asyncio.run(snapshots._in_turn(7, builder_jobs.die_once, str(tmp_path / "died")))
     assert (tmp_path / "died").exists()  # the first try killed its builder
     assert text.startswith("built by ") and text != f"built by {first}"
+
+
+def ready_builder() -> int:
+    """Once readiness says "ok": the pid of the pool's one builder."""
+    wait_until(lambda: snapshots.builders_check() == "ok", timeout=60, message="never ready")
+    pool = snapshots._builders
+    assert pool is not None and len(pool.ready) == 1
+    return next(iter(pool.ready))
+
+
+def test_without_builders_readiness_has_nothing_to_say(settings):
+    settings.WORKBENCH_SNAPSHOT_PROCESSES = 0
+    assert snapshots.builders_check() is None
+    assert snapshots._builders is None  # nor did asking spawn any
+
+
+def test_readiness_waits_for_the_builder_it_started(builders):
+    snapshots.start_builders()
+    # A builder's interpreter and Django take ~1 s to start: not there yet.
+    assert snapshots.builders_check() == "starting"
+    pid = ready_builder()
+    assert pid != os.getpid()
+    assert asyncio.run(snapshots._in_turn(7, builder_jobs.pid)) == pid  # the one that builds
+
+
+def test_a_builder_that_died_after_it_started_is_replaced_by_readiness(builders):
+    snapshots.start_builders()
+    first = ready_builder()
+    os.kill(first, signal.SIGKILL)  # as the OOM killer would, with no build to notice
+    wait_until(lambda: first not in {child.pid for child in multiprocessing.active_children()})
+    assert snapshots.builders_check() == "starting"  # not "ok" on a dead builder
+    second = ready_builder()
+    assert second != first
+    assert asyncio.run(snapshots._in_turn(7, builder_jobs.pid)) == second
+
+
+def test_a_builder_that_died_while_starting_is_replaced_by_readiness(builders):
+    snapshots.start_builders()
+    starting = {child.pid for child in multiprocessing.active_children()}
+    assert starting  # spawned at once
+    for pid in starting:
+        os.kill(pid, signal.SIGKILL)
+    assert snapshots.builders_check() == "starting"
+    assert ready_builder() not in starting
