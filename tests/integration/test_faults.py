@@ -184,3 +184,21 @@ def test_a_failed_dispatch_is_made_good_by_the_reconciler(owner, celery_worker):
     [final] = settle([str(tab.pk)], timeout=60)
     assert final.state == TabState.READY
     assert final.redrives >= 1
+
+
+def test_readiness_comes_back_after_redis_restarts(daphne_server, celery_worker, redis_server):
+    """A web process's broker connection dies with Redis: its next readiness check must not
+    keep failing on that dead connection (a load balancer would hold it out for good)."""
+
+    def readiness() -> tuple[int, dict[str, str]]:
+        response = httpx.get(f"{daphne_server.url}/readyz", timeout=30)
+        return response.status_code, response.json()["checks"]
+
+    assert readiness()[0] == 200
+    redis_server.restart()
+    wait_until(
+        lambda: readiness()[0] == 200,
+        timeout=60,
+        message=lambda: f"still not ready after Redis came back: {readiness()}",
+    )
+    assert readiness()[0] == 200  # and it stays so

@@ -254,7 +254,7 @@ def test_archiving_a_task_closes_its_tabs_and_stops_its_sandbox(api):
 
 def test_the_service_is_ready_and_opening_a_tab_answers_fast(api):
     ready = api.get("/readyz")
-    assert ready.status_code == 200
+    assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {
         "database": "ok",
         "redis": "ok",
