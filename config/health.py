@@ -13,11 +13,23 @@ from workbench.snapshots import builders_check
 logger = logging.getLogger(__name__)
 
 
-def _failed(check: str, exc: Exception) -> str:
-    """The check's answer (the exception's type only: the body is public), and its cause in
-    the log for the operator."""
-    logger.warning("readiness: %s check failed: %r", check, exc)
-    return f"error: {type(exc).__name__}"
+_failing: set[str] = set()  # checks whose failure is logged, until they pass again
+
+
+def _failed(check: str, exc: Exception | str) -> str:
+    """The check's answer (an exception's type only: the body is public), and its cause in
+    the log for the operator, once per outage rather than at every probe."""
+    if check not in _failing:
+        _failing.add(check)
+        logger.warning("readiness: the %s check fails: %r", check, exc)
+    return f"error: {exc if isinstance(exc, str) else type(exc).__name__}"
+
+
+def _passed(check: str) -> str:
+    if check in _failing:
+        _failing.discard(check)
+        logger.info("readiness: the %s check passes again", check)
+    return "ok"
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -36,17 +48,17 @@ def readyz(request: HttpRequest) -> JsonResponse:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        checks["database"] = "ok"
+        checks["database"] = _passed("database")
     except Exception as exc:
         checks["database"] = _failed("database", exc)
     try:
         redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping()
-        checks["redis"] = "ok"
+        checks["redis"] = _passed("redis")
     except Exception as exc:
         checks["redis"] = _failed("redis", exc)
     try:
         replies = app.control.ping(timeout=1.0) if checks["redis"] == "ok" else []
-        checks["worker"] = "ok" if replies else "error: no worker answered"
+        checks["worker"] = _passed("worker") if replies else _failed("worker", "no worker answered")
     except Exception as exc:
         checks["worker"] = _failed("worker", exc)
     builders = builders_check()

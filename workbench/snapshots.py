@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import multiprocessing
 import os
 import threading
+import time
 import weakref
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from multiprocessing.queues import SimpleQueue
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,7 +116,6 @@ class _Builders:
     """A Daphne's builder processes, and which of them have started."""
 
     executor: ProcessPoolExecutor
-    size: int
     # Each builder puts its pid here once Django is set up in it (builder_process.start).
     started: SimpleQueue[int]
     # A job per builder, submitted at once: the executor spawns one builder per job while
@@ -123,7 +125,23 @@ class _Builders:
     ready: set[int] = field(default_factory=set)
 
 
+@dataclass
+class _Restarts:
+    """Replacements made by readiness since the builders were last all up."""
+
+    count: int = 0
+    at: float = float("-inf")  # time.monotonic() of the last one
+
+    def due(self) -> bool:
+        # At most one per 1, 2, 4 ... 60 s: builders that die as they start (a broken
+        # deploy, no memory) must not make every probe spawn interpreters.
+        return time.monotonic() - self.at >= min(60.0, 2.0**self.count)
+
+
 _builders: _Builders | None = None
+_restarts = _Restarts()
+_started = False  # start_builders() ran: this process serves sockets (Daphne)
+GIVE_UP_AFTER = 3  # replacements in a row, then readiness says "error", not "starting"
 
 
 def _builder_pool() -> _Builders:
@@ -142,49 +160,72 @@ def _builder_pool() -> _Builders:
                 initargs=(started,),
             )
             spawns = [executor.submit(os.getpid) for _ in range(size)]
-            _builders = _Builders(executor, size, started, spawns)
+            _builders = _Builders(executor, started, spawns)
         return _builders
 
 
 def start_builders() -> None:
     """Spawn the builders now, at a Daphne's start, so the first snapshots (a reconnect storm
     after a restart) do not each wait for a builder's interpreter and Django setup."""
+    global _started
     if settings.WORKBENCH_SNAPSHOT_PROCESSES > 0:
+        _started = True
         _builder_pool()
 
 
 def builders_check() -> str | None:
-    """/readyz's word on this process's builders: None where builds run on threads, "ok"
-    once every builder has set Django up and is alive, else "starting".
+    """/readyz's word on this process's builders: None where it has none (builds on
+    threads, or a process that never started them), "ok" once every builder has set Django
+    up and is alive, "starting" before, "error: ..." once replacements keep dying.
 
-    Why readiness waits for them: until then a snapshot waits for a builder, and a builder's
-    start (~1.1 s of CPU each) halves what the host has for Daphne; a flood of 200 connects
-    arriving meanwhile was answered in 2.5 s (p50) instead of 1.1 s, near Daphne's 5 s
-    handshake limit. A builder found dead here is replaced here, all of its pool with it:
-    a Daphne reported unready gets no sockets whose builds would replace it.
+    Readiness waits for them because their start slows everything else Daphne does
+    (docs/benchmarks.md, "A Daphne's first seconds"). A dead builder is replaced here (a
+    Daphne reported unready gets no sockets whose builds would replace it), by dropping its
+    pool: the pool fails what it had in flight with BrokenProcessPool, which `_in_builder`
+    tries once more on the new one.
     """
-    if settings.WORKBENCH_SNAPSHOT_PROCESSES <= 0:
+    if settings.WORKBENCH_SNAPSHOT_PROCESSES <= 0 or not _started:
         return None
     builders = _builder_pool()
+    # Reaps exited builders (waitpid WNOHANG); the executor notices deaths by their
+    # sentinels, not by waiting for them, so this hides nothing from it.
+    alive = {child.pid for child in multiprocessing.active_children()}
     with _pool_lock:
         while not builders.started.empty():
             builders.ready.add(builders.started.get())
-    alive = {child.pid for child in multiprocessing.active_children()}
+        ready = set(builders.ready)
     died_starting = any(
         f.done() and not f.cancelled() and f.exception() is not None for f in builders.spawns
     )
-    if died_starting or not builders.ready <= alive:
-        _forget_builders(builders)
-        _builder_pool()
+    if died_starting or not ready <= alive:
+        if _restarts.due():
+            logger.warning(
+                "snapshot builders: %s died %s; starting them afresh",
+                sorted(ready - alive) or "one",
+                "while starting" if died_starting else "after starting",
+            )
+            _restarts.count += 1
+            _restarts.at = time.monotonic()
+            _drop_builders(builders)
+            _builder_pool()
+        return "error: builders keep dying" if _restarts.count >= GIVE_UP_AFTER else "starting"
+    if len(ready) < len(builders.spawns):
         return "starting"
-    return "ok" if len(builders.ready) >= builders.size else "starting"
+    _restarts.count = 0
+    return "ok"
+
+
+def _drop_builders(builders: _Builders) -> None:
+    """The next build or check makes a new pool; this one ends itself once it sees its dead
+    builder (no shutdown here: it would cancel the builds it has queued, unretried)."""
+    global _builders
+    with _pool_lock:
+        if _builders is builders:
+            _builders = None
 
 
 def _forget_builders(broken: _Builders) -> None:
-    global _builders
-    with _pool_lock:
-        if _builders is broken:
-            _builders = None
+    _drop_builders(broken)
     broken.executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -410,8 +410,9 @@ class DaphneServer(ManagedProcess):
             self._last_status = response.status_code
             if response.status_code != 200:
                 return False
-            readiness = httpx.get(f"{self.url}/readyz", timeout=5.0).json()
-        except httpx.TransportError:
+            # Its worker ping waits out 1 s; a database down waits out the pool's timeout.
+            readiness = httpx.get(f"{self.url}/readyz", timeout=30.0).json()
+        except (httpx.TransportError, ValueError):  # ValueError: not JSON (yet)
             return False
         self._builders = readiness["checks"].get("builders", "none (threads)")
         return self._builders in ("ok", "none (threads)")

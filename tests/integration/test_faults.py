@@ -194,11 +194,10 @@ def test_readiness_comes_back_after_redis_restarts(daphne_server, celery_worker,
         response = httpx.get(f"{daphne_server.url}/readyz", timeout=30)
         return response.status_code, response.json()["checks"]
 
-    assert readiness()[0] == 200
+    wait_until(lambda: readiness()[0] == 200, timeout=30, message=lambda: f"{readiness()}")
     redis_server.restart()
     wait_until(
         lambda: readiness()[0] == 200,
         timeout=60,
         message=lambda: f"still not ready after Redis came back: {readiness()}",
     )
-    assert readiness()[0] == 200  # and it stays so

@@ -24,6 +24,8 @@ def builders(settings) -> Iterator[None]:
     yield
     pool = snapshots._builders
     snapshots._builders = None
+    snapshots._started = False
+    snapshots._restarts = snapshots._Restarts()
     if pool is not None:
         pool.executor.shutdown(wait=True, cancel_futures=True)
 
@@ -57,6 +59,12 @@ def test_without_builders_readiness_has_nothing_to_say(settings):
     assert snapshots._builders is None  # nor did asking spawn any
 
 
+def test_a_process_that_never_started_builders_has_none_to_report(builders):
+    # Say `runserver` answering /readyz: asking does not spawn interpreters.
+    assert snapshots.builders_check() is None
+    assert snapshots._builders is None
+
+
 def test_readiness_waits_for_the_builder_it_started(builders):
     snapshots.start_builders()
     # A builder's interpreter and Django take ~1 s to start: not there yet.
@@ -85,3 +93,29 @@ def test_a_builder_that_died_while_starting_is_replaced_by_readiness(builders):
         os.kill(pid, signal.SIGKILL)
     assert snapshots.builders_check() == "starting"
     assert ready_builder() not in starting
+
+
+def kill_children() -> set[int]:
+    children = {child.pid for child in multiprocessing.active_children()}
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not {c.pid for c in multiprocessing.active_children()} & children)
+    return children
+
+
+def test_builders_that_keep_dying_are_replaced_ever_more_slowly_then_reported(builders):
+    snapshots.start_builders()
+    kill_children()
+    assert snapshots.builders_check() == "starting"  # replaced at once
+    assert multiprocessing.active_children()
+    kill_children()  # the replacement dies too, within a second
+    assert snapshots.builders_check() == "starting"
+    assert not multiprocessing.active_children()  # not replaced yet: not every probe spawns
+    snapshots._restarts.at -= 2  # its 2 s are up
+    assert snapshots.builders_check() == "starting"
+    assert multiprocessing.active_children()
+    kill_children()
+    snapshots._restarts.at -= 4
+    assert snapshots.builders_check() == "error: builders keep dying"  # the third in a row
+    ready_builder()  # and once one is up again, it is "ok"
+    assert snapshots._restarts.count == 0
