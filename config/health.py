@@ -57,7 +57,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:
         checks["redis"] = _failed("redis", exc)
     try:
-        replies = app.control.ping(timeout=1.0) if checks["redis"] == "ok" else []
+        replies = []
+        if checks["redis"] == "ok":
+            # A connection of its own, not the pool's: a pooled one opened before a Redis
+            # restart fails the first ping after it (a 503 with the worker answering).
+            with app.connection_for_write() as broker:
+                replies = app.control.ping(timeout=1.0, connection=broker)
         checks["worker"] = _passed("worker") if replies else _failed("worker", "no worker answered")
     except Exception as exc:
         checks["worker"] = _failed("worker", exc)
