@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from django.conf import settings
 from django.db import connection
@@ -37,9 +38,36 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+_checking = threading.Lock()
+_last: tuple[dict[str, str], bool] | None = None  # the last check's answers, and whether ready
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: the database, Redis and at least one Celery worker answer, and this
-    process's snapshot builders have started (where it has builders)."""
+    process's snapshot builders have started (where it has builders).
+
+    One check at a time per process: a probe that comes while one runs gets the last answer
+    at once. Why: a check holds a request thread for its worker ping's whole second, and
+    anyone may probe, so a flood of probes held every WORKBENCH_REQUEST_THREADS thread and
+    each API request queued behind them.
+    """
+    global _last
+    if not _checking.acquire(blocking=_last is None):  # the first answer is worth the wait
+        assert _last is not None
+        checks, ready = _last
+    else:
+        try:
+            checks = _check()
+            ready = all(value == "ok" for value in checks.values())
+            _last = (checks, ready)
+        finally:
+            _checking.release()
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )
+
+
+def _check() -> dict[str, str]:
     import redis
 
     from config.celery import app
@@ -69,7 +97,4 @@ def readyz(request: HttpRequest) -> JsonResponse:
     builders = builders_check()
     if builders is not None:
         checks["builders"] = builders
-    ready = all(value == "ok" for value in checks.values())
-    return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
-    )
+    return checks

@@ -4,6 +4,7 @@
 - password guessing on the token endpoint and the login form;
 - floods of task and workspace creations;
 - /metrics read without its token;
+- a flood of anonymous /readyz probes holding every request thread;
 - one member's flood of sockets on a big workbench stops every other user's connect.
 
 Tests that flood get their own Daphne, counting in their own Redis database, so their
@@ -16,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -214,6 +216,58 @@ def test_metrics_need_the_configured_token(isolated_daphne):
     right = httpx.get(url, headers={"Authorization": "Bearer scrape-me"}, timeout=30)
     assert right.status_code == 200
     assert "workbench_tabs" in right.text
+
+
+# -- a flood of readiness probes ------------------------------------------------------------
+
+# Probes in flight at once: 10 per request thread (8). A check holds its thread >= 1 s, so
+# a read queued behind probes that each check waits >= ~9 s; answered from the running
+# check, the flood cost the read 0.5-3.5 s on a loaded host (~20 ms alone).
+PROBE_FLOOD = 80
+API_DEADLINE = 6.0
+
+
+def test_a_flood_of_readiness_probes_does_not_hold_the_api(isolated_daphne):
+    """Anyone may probe /readyz, and its check waits out a 1 s worker ping on a request
+    thread: a probe each running a check held all of them, and a member's API read queued
+    behind the flood."""
+    workspace, token = member_of_new_workspace("prober-victim")
+    server = isolated_daphne()
+
+    async def scenario() -> list[float]:
+        limits = httpx.Limits(max_connections=PROBE_FLOOD + 10)
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
+            probes_answered = 0
+            stop = asyncio.Event()
+
+            async def probe() -> None:
+                nonlocal probes_answered
+                while not stop.is_set():
+                    response = await client.get("/readyz")
+                    assert response.status_code in (200, 503), response.text
+                    probes_answered += 1
+
+            flood = [asyncio.create_task(probe()) for _ in range(PROBE_FLOOD)]
+            try:
+                async with asyncio.timeout(60):  # under way: every thread has met a probe
+                    while probes_answered < PROBE_FLOOD and not any(t.done() for t in flood):
+                        await asyncio.sleep(0.05)
+                times = []
+                for _ in range(3):
+                    started = time.monotonic()
+                    response = await client.get(
+                        f"/api/workspaces/{workspace}/tasks/",
+                        headers={"Authorization": f"Token {token}"},
+                    )
+                    times.append(time.monotonic() - started)
+                    assert response.status_code == 200
+            finally:
+                stop.set()
+                await asyncio.gather(*flood)
+            return times
+
+    times = asyncio.run(scenario())
+    assert max(times) < API_DEADLINE, f"the member's reads took {times} s behind the probes"
 
 
 # -- a flood of sockets ---------------------------------------------------------------------
