@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -317,12 +316,6 @@ def flood_fixture() -> tuple[int, str, int, str]:
     return attacker_ws, attacker_token, victim_ws, victim_token
 
 
-@pytest.mark.xfail(
-    bool(os.environ.get("DATABASE_URL")),
-    reason="PostgreSQL: once in CI the victim's handshake was dropped during the flood "
-    "(probably the per-process connection pool shared with the flood's queries; open)",
-    strict=False,
-)
 def test_a_flood_of_sockets_past_the_cap_does_not_stop_another_users_connect(isolated_daphne):
     attacker_ws, attacker_token, victim_ws, victim_token = flood_fixture()
     server = isolated_daphne()  # the default cap: 20 sockets a user
