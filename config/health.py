@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from workbench.snapshots import builders_check
+
+if TYPE_CHECKING:
+    from kombu import Connection
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 _checking = threading.Lock()
 _last: tuple[dict[str, str], bool] | None = None  # the last check's answers, and whether ready
+_check_started = 0.0  # time.monotonic() when the running (or last) check began
+LAST_ANSWERS_FOR = 3.0  # s: a running check's predecessor answers for it this long
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
@@ -47,30 +54,36 @@ def readyz(request: HttpRequest) -> JsonResponse:
     process's snapshot builders have started (where it has builders).
 
     One check at a time per process: a probe that comes while one runs gets the last answer
-    at once. Why: a check holds a request thread for its worker ping's whole second, and
-    anyone may probe, so a flood of probes held every WORKBENCH_REQUEST_THREADS thread and
-    each API request queued behind them.
+    at once, for LAST_ANSWERS_FOR seconds; past that, or before any answer, it is 503. Why:
+    a check holds a request thread for its worker ping's whole second, and anyone may probe,
+    so a flood of probes held every WORKBENCH_REQUEST_THREADS thread and each API request
+    queued behind them.
     """
-    global _last
-    if not _checking.acquire(blocking=_last is None):  # the first answer is worth the wait
-        assert _last is not None
-        checks, ready = _last
-    else:
-        try:
-            checks = _check()
-            ready = all(value == "ok" for value in checks.values())
-            _last = (checks, ready)
-        finally:
-            _checking.release()
+    checks, ready = _answer()
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
     )
 
 
+def _answer() -> tuple[dict[str, str], bool]:
+    global _last, _check_started
+    if _checking.acquire(blocking=False):
+        try:
+            _check_started = time.monotonic()
+            checks = _check()
+            _last = (checks, all(value == "ok" for value in checks.values()))
+            return _last
+        finally:
+            _checking.release()
+    running = time.monotonic() - _check_started
+    if _last is not None and running < LAST_ANSWERS_FOR:
+        return _last
+    # A check stuck (a database past its pool timeout) must not keep a 200 standing.
+    return {"check": f"error: running for {running:.0f} s"}, False
+
+
 def _check() -> dict[str, str]:
     import redis
-
-    from config.celery import app
 
     checks: dict[str, str] = {}
     try:
@@ -85,12 +98,7 @@ def _check() -> dict[str, str]:
     except Exception as exc:
         checks["redis"] = _failed("redis", exc)
     try:
-        replies = []
-        if checks["redis"] == "ok":
-            # A connection of its own, not the pool's: a pooled one opened before a Redis
-            # restart fails the first ping after it (a 503 with the worker answering).
-            with app.connection_for_write() as broker:
-                replies = app.control.ping(timeout=1.0, connection=broker)
+        replies = _ping_workers() if checks["redis"] == "ok" else []
         checks["worker"] = _passed("worker") if replies else _failed("worker", "no worker answered")
     except Exception as exc:
         checks["worker"] = _failed("worker", exc)
@@ -98,3 +106,31 @@ def _check() -> dict[str, str]:
     if builders is not None:
         checks["builders"] = builders
     return checks
+
+
+_broker: Connection | None = None  # readiness's own, used under _checking only
+
+
+def _ping_workers() -> list[dict[str, object]]:
+    """The workers' replies to a ping (it waits out its 1 s: with `limit`, kombu reads that
+    many messages, not replies, and a late reply to the last ping could use one up).
+
+    Its replies come on a broker connection of its own, kept between checks (each new one
+    costs the process a file descriptor until garbage collection). A connection opened
+    before a Redis restart fails its first ping after it (a 503 with the worker answering):
+    that fails once, and the ping is tried again on a new connection.
+    """
+    global _broker
+    from config.celery import app
+
+    for attempt in (1, 2):
+        if _broker is None:
+            _broker = app.connection_for_write()
+        try:
+            return app.control.ping(timeout=1.0, connection=_broker)
+        except Exception:
+            _broker.release()
+            _broker = None
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

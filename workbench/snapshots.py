@@ -133,8 +133,8 @@ class _Restarts:
     at: float = float("-inf")  # time.monotonic() of the last one
 
     def due(self) -> bool:
-        # At most one per 1, 2, 4 ... 60 s: builders that die as they start (a broken
-        # deploy, no memory) must not make every probe spawn interpreters.
+        # The first at once, then one per 2, 4 ... 60 s: builders that die as they start
+        # (a broken deploy, no memory) must not make every probe spawn interpreters.
         return time.monotonic() - self.at >= min(60.0, 2.0**self.count)
 
 

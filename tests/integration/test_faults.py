@@ -198,12 +198,15 @@ def test_readiness_answers_right_after_redis_restarts(daphne_server, celery_work
 
     wait_until(lambda: readiness()[0] == 200, timeout=30, message=lambda: f"{readiness()}")
     redis_server.restart()
+
+    def worker_answers() -> bool:
+        with app.connection_for_write() as broker:  # new: none of ours from before
+            return bool(
+                app.control.ping(destination=[celery_worker.nodename], timeout=1, connection=broker)
+            )
+
     # The worker reconnects on its own; once it answers a ping on a new connection...
-    wait_until(
-        lambda: app.control.ping(destination=[celery_worker.nodename], timeout=1),
-        timeout=60,
-        message="the worker did not come back",
-    )
+    wait_until(worker_answers, timeout=60, message="the worker did not come back")
     assert readiness() == (
         200,
         {"database": "ok", "redis": "ok", "worker": "ok", "builders": "ok"},

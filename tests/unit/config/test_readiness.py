@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from config import health
 
@@ -33,10 +34,29 @@ def test_a_probe_while_a_check_runs_gets_the_last_answer_at_once(rf, monkeypatch
 
     monkeypatch.setattr(health, "_check", no_second_check)
     monkeypatch.setattr(health, "_last", ({"database": "ok", "worker": "ok"}, True))
+    monkeypatch.setattr(health, "_check_started", time.monotonic())
     with health._checking:  # another request thread's check, waiting out its ping
         response = health.readyz(rf.get("/readyz"))
     assert response.status_code == 200
     assert json.loads(response.content)["checks"] == {"database": "ok", "worker": "ok"}
+
+
+def test_a_check_that_runs_too_long_does_not_keep_the_last_200_standing(rf, monkeypatch):
+    monkeypatch.setattr(health, "_last", ({"database": "ok", "worker": "ok"}, True))
+    started = time.monotonic() - health.LAST_ANSWERS_FOR - 1  # say, a database gone quiet
+    monkeypatch.setattr(health, "_check_started", started)
+    with health._checking:
+        response = health.readyz(rf.get("/readyz"))
+    assert response.status_code == 503
+    assert json.loads(response.content)["checks"] == {"check": "error: running for 4 s"}
+
+
+def test_before_any_answer_a_probe_beside_the_first_check_is_not_ready(rf, monkeypatch):
+    monkeypatch.setattr(health, "_last", None)
+    monkeypatch.setattr(health, "_check_started", time.monotonic())
+    with health._checking:
+        response = health.readyz(rf.get("/readyz"))
+    assert response.status_code == 503
 
 
 def test_a_probe_with_no_check_running_checks(rf, monkeypatch):

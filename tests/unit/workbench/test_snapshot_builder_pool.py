@@ -96,10 +96,14 @@ def test_a_builder_that_died_while_starting_is_replaced_by_readiness(builders):
 
 
 def kill_children() -> set[int]:
+    """SIGKILL the builders, once the pool has seen them die (its start jobs failed)."""
     children = {child.pid for child in multiprocessing.active_children()}
     for pid in children:
         os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not {c.pid for c in multiprocessing.active_children()} & children)
+    pool = snapshots._builders
+    assert pool is not None
+    wait_until(lambda: all(f.done() for f in pool.spawns), message="the pool missed a death")
     return children
 
 
