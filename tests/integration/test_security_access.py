@@ -237,6 +237,7 @@ def test_a_flood_of_readiness_probes_does_not_hold_the_api(isolated_daphne):
         limits = httpx.Limits(max_connections=PROBE_FLOOD + 10)
         async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
             probes_answered = 0
+            under_way = asyncio.Event()  # every thread has met a probe
             stop = asyncio.Event()
 
             async def probe() -> None:
@@ -245,12 +246,14 @@ def test_a_flood_of_readiness_probes_does_not_hold_the_api(isolated_daphne):
                     response = await client.get("/readyz")
                     assert response.status_code in (200, 503), response.text
                     probes_answered += 1
+                    if probes_answered >= PROBE_FLOOD:
+                        under_way.set()
 
             flood = [asyncio.create_task(probe()) for _ in range(PROBE_FLOOD)]
+            waiting = asyncio.create_task(under_way.wait())
             try:
-                async with asyncio.timeout(60):  # under way: every thread has met a probe
-                    while probes_answered < PROBE_FLOOD and not any(t.done() for t in flood):
-                        await asyncio.sleep(0.05)
+                async with asyncio.timeout(60):  # or a probe failed: gathered below
+                    await asyncio.wait([waiting, *flood], return_when=asyncio.FIRST_COMPLETED)
                 times = []
                 for _ in range(3):
                     started = time.monotonic()
@@ -262,6 +265,7 @@ def test_a_flood_of_readiness_probes_does_not_hold_the_api(isolated_daphne):
                     assert response.status_code == 200
             finally:
                 stop.set()
+                waiting.cancel()
                 await asyncio.gather(*flood)
             return times
 
