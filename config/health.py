@@ -120,17 +120,21 @@ def _ping_workers() -> list[dict[str, object]]:
     before a Redis restart fails its first ping after it (a 503 with the worker answering):
     that fails once, and the ping is tried again on a new connection.
     """
+    try:
+        return _ping_on_kept_connection()
+    except Exception:
+        return _ping_on_kept_connection()
+
+
+def _ping_on_kept_connection() -> list[dict[str, object]]:
     global _broker
     from config.celery import app
 
-    for attempt in (1, 2):
-        if _broker is None:
-            _broker = app.connection_for_write()
-        try:
-            return app.control.ping(timeout=1.0, connection=_broker)
-        except Exception:
-            _broker.release()
-            _broker = None
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    if _broker is None:
+        _broker = app.connection_for_write()
+    try:
+        return app.control.ping(timeout=1.0, connection=_broker)
+    except Exception:
+        _broker.release()
+        _broker = None
+        raise
